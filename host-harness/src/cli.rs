@@ -1,0 +1,166 @@
+//! The `callroute` command line.
+//!
+//! ```text
+//! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--plugin FILE] [--allow-private-network]
+//! callroute demo
+//! ```
+//!
+//! `route` prints one JSON object ([`crate::report`]) and exits 0 when the call was routed,
+//! 1 when it failed (including an invalid scheme: kind `config`), and 2 when the scheme or
+//! call file cannot be read or parsed, the plugin cannot be loaded, or the usage is wrong.
+
+use crate::Call;
+use crate::router::{PreparedScheme, Router, RouterConfig};
+use crate::scheme_file::SchemeFile;
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status: the call was routed.
+pub const EXIT_ROUTED: u8 = 0;
+/// Exit status: the call could not be routed (the JSON says why).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage, or an input that cannot be read or parsed.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Route phone calls by asking a CRM webhook, in a WebAssembly sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "callroute", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Route one call through a scheme and print the outcome as JSON.
+    Route(RouteArgs),
+    /// Start a local CRM and route a sample call through every submission × import type.
+    Demo,
+}
+
+/// `callroute route`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RouteArgs {
+    /// The scheme file (TOML): one scheme, or several as [[scheme]] tables.
+    #[arg(long, value_name = "FILE")]
+    pub scheme: PathBuf,
+    /// Which scheme of the file to use, by its `name`.
+    #[arg(long, value_name = "NAME")]
+    pub scheme_name: Option<String>,
+    /// The call (JSON), or `-` to read it from stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub call: String,
+    /// Route with this component instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub plugin: Option<PathBuf>,
+    /// Let the component reach loopback, private and link-local addresses.
+    #[arg(long)]
+    pub allow_private_network: bool,
+}
+
+/// Run the command line; the process's exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return usage_error(format!("cannot start the async runtime: {e}")),
+    };
+    match cli.command {
+        Command::Route(args) => runtime.block_on(route(args)),
+        Command::Demo => runtime.block_on(demo()),
+    }
+}
+
+fn usage_error(message: String) -> ExitCode {
+    eprintln!("callroute: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn load_router(plugin: Option<&PathBuf>, config: RouterConfig) -> Result<Router, String> {
+    match plugin {
+        Some(path) => {
+            let wasm = std::fs::read(path)
+                .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+            Router::new(&wasm, config).map_err(|e| format!("plugin {}: {e}", path.display()))
+        }
+        None => Router::embedded(config).map_err(|e| e.to_string()),
+    }
+}
+
+fn read_call(source: &str) -> Result<Call, String> {
+    let (text, shown) = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the call from stdin: {e}"))?;
+        (text, "stdin".to_owned())
+    } else {
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| format!("cannot read call file {source}: {e}"))?;
+        (text, source.to_owned())
+    };
+    let call = Call::from_json(&text).map_err(|e| format!("call {shown}: {e}"))?;
+    call.check_limits()
+        .map_err(|e| format!("call {shown}: {e}"))?;
+    Ok(call)
+}
+
+async fn route(args: RouteArgs) -> ExitCode {
+    let scheme = match SchemeFile::load(&args.scheme)
+        .and_then(|file| file.select(args.scheme_name.as_deref()).cloned())
+    {
+        Ok(entry) => PreparedScheme::new(entry.pairs),
+        Err(e) => return usage_error(e.to_string()),
+    };
+    let call = match read_call(&args.call) {
+        Ok(call) => call,
+        Err(e) => return usage_error(e),
+    };
+    let config = RouterConfig {
+        allow_private_network: args.allow_private_network,
+        ..RouterConfig::default()
+    };
+    let router = match load_router(args.plugin.as_ref(), config) {
+        Ok(router) => router,
+        Err(e) => return usage_error(e),
+    };
+    let report = router.route(&scheme, &call).await;
+    println!("{}", report.to_json());
+    ExitCode::from(if report.is_routed() {
+        EXIT_ROUTED
+    } else {
+        EXIT_FAILED
+    })
+}
+
+async fn demo() -> ExitCode {
+    let config = RouterConfig {
+        // The demo's CRM is on loopback.
+        allow_private_network: true,
+        ..RouterConfig::default()
+    };
+    let router = match load_router(None, config) {
+        Ok(router) => router,
+        Err(e) => return usage_error(e),
+    };
+    let mut out = std::io::stdout().lock();
+    match crate::demo::run(&router, &mut out).await {
+        Ok(true) => ExitCode::from(EXIT_ROUTED),
+        Ok(false) => ExitCode::from(EXIT_FAILED),
+        Err(e) => usage_error(format!("demo failed: {e}")),
+    }
+}

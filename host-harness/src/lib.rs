@@ -1,0 +1,27 @@
+//! The callroute host: runs the routing component (a WASI 0.2 component of the
+//! `callroute:router/plugin` world) on wasmtime, one sandboxed instance per call.
+//!
+//! - [`router`]: loading the component once, routing each call in a fresh instance with its
+//!   scheme, deadline and limits;
+//! - [`guard`]: the outbound guard, the sandbox's only door to the network;
+//! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
+//! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
+//! - [`report`]: the outcome of a call and its JSON form;
+//! - [`crm`]: a small local CRM for the demo and the tests;
+//! - [`demo`] and [`cli`]: the `callroute` command.
+
+pub mod bindings;
+pub mod cli;
+pub mod crm;
+pub mod demo;
+pub mod guard;
+pub mod outbound;
+pub mod report;
+pub mod router;
+pub mod scheme_file;
+
+include!(concat!(env!("OUT_DIR"), "/plugin_artifact.rs"));
+
+pub use callroute_plugin::call::Call;
+pub use report::{RouteFailure, RouteReport};
+pub use router::{PreparedScheme, Router, RouterConfig};

@@ -1,0 +1,370 @@
+//! Loading the routing component once and running every call in a fresh sandbox.
+//!
+//! [`Router::new`] compiles the component and links it once (`InstancePre`); each
+//! [`Router::route`] creates a new store and instance holding only that call's scheme (in
+//! `wasi:config`), its outbound door ([`Outbound`]) and its limits, and drops them when the
+//! answer is in. Nothing is shared between calls, so nothing leaks between tenants.
+//!
+//! The host never trusts the component to keep time: the whole call is capped at the
+//! scheme's `response_timeout_secs` plus [`CALL_GRACE`], and a running component yields to
+//! the executor on every epoch tick so the cap can fire even while it computes.
+
+use crate::EMBEDDED_PLUGIN;
+use crate::bindings::{PluginPre, wit};
+use crate::guard::OutboundGuard;
+use crate::outbound::{DenialSlot, Outbound, default_tls_config};
+use crate::report::{RouteFailure, RouteReport};
+use callroute_plugin::call::Call;
+use callroute_plugin::destination::{Destination, Target};
+use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
+use callroute_plugin::scheme::{DEFAULT_RESPONSE_TIMEOUT, Endpoint, Scheme};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Time allowed beyond `response_timeout_secs` for creating the instance and reading the
+/// answer, before the host gives up on the call itself.
+pub const CALL_GRACE: Duration = Duration::from_millis(250);
+/// How often the epoch advances; a running component yields to the executor at each tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Default cap on a call instance's linear memory.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+/// Most bytes of a component's stderr kept to explain a crash.
+const STDERR_CAPTURE: usize = 4096;
+
+/// Host policy shared by every call.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Let components reach loopback, private and link-local addresses (local CRMs, tests).
+    pub allow_private_network: bool,
+    /// Cap on each call instance's linear memory, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            allow_private_network: false,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+/// A component that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid component, or it does not fit the `plugin` world.
+    #[error("cannot load the routing component: {0:#}")]
+    Component(wasmtime::Error),
+    /// The engine could not be configured.
+    #[error("cannot configure the wasm engine: {0:#}")]
+    Engine(wasmtime::Error),
+}
+
+/// A scheme ready to route with: its flat keys for `wasi:config`, and what the host itself
+/// needs from it (the one endpoint the sandbox may reach, the deadline).
+#[derive(Clone)]
+pub struct PreparedScheme {
+    vars: Arc<WasiConfigVariables>,
+    endpoint: Option<Endpoint>,
+    response_timeout: Duration,
+}
+
+impl PreparedScheme {
+    /// Prepare flat scheme pairs. An invalid scheme is still accepted here: the component
+    /// reports it as a `config` error naming the field, and the guard lets nothing out.
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        let parsed = Scheme::from_pairs(pairs.iter().map(|(k, v)| (k, v))).ok();
+        PreparedScheme {
+            endpoint: parsed.as_ref().map(|s| s.endpoint.clone()),
+            response_timeout: parsed
+                .as_ref()
+                .map_or(DEFAULT_RESPONSE_TIMEOUT, |s| s.response_timeout),
+            vars: Arc::new(pairs.into_iter().collect()),
+        }
+    }
+
+    /// The longest the CRM may take.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+}
+
+/// The per-call store data: a bare WASI context (no files, sockets, env or args), the HTTP
+/// context with this call's outbound door, the scheme, and limits.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+    config: Arc<WasiConfigVariables>,
+    limits: StoreLimits,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Advances the engine's epoch on a background thread until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("callroute-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The loaded routing component and the host policy: route any number of calls, concurrently.
+pub struct Router {
+    engine: Engine,
+    pre: PluginPre<CallState>,
+    config: RouterConfig,
+    tls: Arc<rustls::ClientConfig>,
+    _ticker: EpochTicker,
+}
+
+impl Router {
+    /// Load the component embedded in this binary.
+    pub fn embedded(config: RouterConfig) -> Result<Router, LoadError> {
+        Router::new(EMBEDDED_PLUGIN, config)
+    }
+
+    /// Compile and link a component (binary `.wasm`) of the `plugin` world.
+    pub fn new(wasm: &[u8], config: RouterConfig) -> Result<Router, LoadError> {
+        let engine = Engine::new(&engine_config()).map_err(LoadError::Engine)?;
+        let component = Component::new(&engine, wasm).map_err(LoadError::Component)?;
+        Router::from_component(engine, &component, config)
+    }
+
+    /// Link an already compiled component (see [`engine_config`]).
+    pub fn from_component(
+        engine: Engine,
+        component: &Component,
+        config: RouterConfig,
+    ) -> Result<Router, LoadError> {
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Component)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(LoadError::Component)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::new(&s.config))
+            .map_err(LoadError::Component)?;
+        let instance_pre = linker
+            .instantiate_pre(component)
+            .map_err(LoadError::Component)?;
+        let pre = PluginPre::new(instance_pre).map_err(LoadError::Component)?;
+        Ok(Router {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            pre,
+            config,
+            tls: default_tls_config(),
+        })
+    }
+
+    /// The engine, configured for routing components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Route one call in a fresh instance. Always returns: a destination or a typed failure,
+    /// within the scheme's `response_timeout_secs` plus [`CALL_GRACE`].
+    pub async fn route(&self, scheme: &PreparedScheme, call: &Call) -> RouteReport {
+        let start = Instant::now();
+        let deadline = start + scheme.response_timeout;
+        let denial = DenialSlot::default();
+        let result = match tokio::time::timeout_at(
+            deadline + CALL_GRACE,
+            self.run(scheme, call, deadline, denial.clone()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(RouteFailure::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no answer within {} s; the host stopped the call",
+                    scheme.response_timeout.as_secs_f64()
+                ),
+            )),
+        };
+        let result = result.map_err(|mut failure| {
+            if failure.kind == ErrorKind::Denied
+                && let Some(reason) = denial.lock().unwrap_or_else(|e| e.into_inner()).take()
+            {
+                failure.message = format!("{}: {reason}", failure.message);
+            }
+            failure
+        });
+        RouteReport {
+            result,
+            elapsed: start.elapsed(),
+        }
+    }
+
+    async fn run(
+        &self,
+        scheme: &PreparedScheme,
+        call: &Call,
+        deadline: Instant,
+        denial: DenialSlot,
+    ) -> Result<Destination, RouteFailure> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let state = CallState {
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(
+                OutboundGuard::new(scheme.endpoint.clone(), self.config.allow_private_network),
+                deadline,
+                self.tls.clone(),
+                denial,
+            ),
+            config: scheme.vars.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.memory_limit)
+                .instances(8)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+
+        let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
+        let plugin = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let call = wit::Call {
+            call_id: call.call_id.clone(),
+            caller: call.caller.clone(),
+            callee: call.callee.clone(),
+            vars: call.vars.clone(),
+        };
+        let answer = plugin
+            .callroute_router_router()
+            .call_route(&mut store, &call)
+            .await
+            .map_err(trap)?;
+        match answer {
+            Ok(destination) => destination_from_wit(destination),
+            Err(error) => Err(error_from_wit(error).into()),
+        }
+    }
+}
+
+/// The engine configuration every router uses: async with epoch interruption.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config
+}
+
+/// A component's answer is re-validated on the host: a component loaded with `--plugin` is
+/// not trusted to have checked what it returns.
+fn destination_from_wit(destination: wit::Destination) -> Result<Destination, RouteFailure> {
+    let (raw, sip) = match destination.target {
+        wit::Target::Phone(p) => (p, false),
+        wit::Target::Sip(s) => (s, true),
+    };
+    let target = Target::parse(&raw).map_err(|reason| {
+        RouteFailure::new(
+            ErrorKind::BadResponse,
+            format!("the component returned an invalid destination: {reason}"),
+        )
+    })?;
+    if matches!(target, Target::Sip(_)) != sip {
+        return Err(RouteFailure::new(
+            ErrorKind::BadResponse,
+            format!(
+                "the component returned `{}` as the wrong kind of destination",
+                excerpt(&raw, 64)
+            ),
+        ));
+    }
+    Ok(Destination {
+        target,
+        ring_timeout_secs: destination.ring_timeout_secs,
+    })
+}
+
+fn error_from_wit(error: wit::RouteError) -> RouteError {
+    match error {
+        wit::RouteError::Config(m) => RouteError::Config(m),
+        wit::RouteError::Denied(m) => RouteError::Denied(m),
+        wit::RouteError::Timeout(m) => RouteError::Timeout(m),
+        wit::RouteError::Transport(m) => RouteError::Transport(m),
+        wit::RouteError::HttpStatus(e) => RouteError::HttpStatus {
+            status: e.status,
+            message: e.message,
+        },
+        wit::RouteError::BadResponse(m) => RouteError::BadResponse(m),
+        wit::RouteError::NoDestination(m) => RouteError::NoDestination(m),
+    }
+}
+
+/// A crash or broken limit inside the component, with what it printed (a Rust panic message).
+fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailure {
+    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    let said = String::from_utf8_lossy(&stderr.contents())
+        .trim()
+        .to_owned();
+    let message = if said.is_empty() {
+        format!("the component crashed: {reason}")
+    } else {
+        format!(
+            "the component crashed: {reason}; it said: {}",
+            excerpt(&said, 300)
+        )
+    };
+    tracing::warn!(%message, "component trapped");
+    RouteFailure::new(ErrorKind::Trap, message)
+}

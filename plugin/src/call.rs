@@ -1,0 +1,213 @@
+//! The call being routed, and its JSON form.
+//!
+//! JSON form (the CLI's call file, `callroute serve`'s request body):
+//! `{"call_id":"…","caller":"…","callee":"…","vars":{"uuid":"…", …}}`. Variable values may be
+//! strings, numbers or booleans; numbers and booleans are used as their JSON text.
+
+use serde_json::Value;
+
+/// Most call variables accepted; a call platform sends a handful.
+pub const MAX_VARS: usize = 256;
+/// Longest value (in bytes) of any call field or variable.
+pub const MAX_VALUE_LEN: usize = 4096;
+
+/// A call waiting to be routed (the WIT `call` record).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Call {
+    /// The platform's identifier of the call.
+    pub call_id: String,
+    /// The calling party.
+    pub caller: String,
+    /// The dialled number or address.
+    pub callee: String,
+    /// Further named variables, in the order given.
+    pub vars: Vec<(String, String)>,
+}
+
+/// A call JSON document that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Not JSON at all.
+    #[error("call is not valid JSON: {0}")]
+    Syntax(String),
+    /// Valid JSON of the wrong shape; the message names the field.
+    #[error("call field `{field}`: {reason}")]
+    Field {
+        /// The offending field (`vars.uuid` for a variable).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Call {
+    /// The value a template placeholder `{name}` stands for: `call_id`, `caller`, `callee`,
+    /// or a call variable. `None` when the call has no such value.
+    pub fn lookup(&self, name: &str) -> Option<&str> {
+        match name {
+            "call_id" => Some(&self.call_id),
+            "caller" => Some(&self.caller),
+            "callee" => Some(&self.callee),
+            _ => self
+                .vars
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str()),
+        }
+    }
+
+    /// Every value by name: `call_id`, `caller`, `callee`, then the variables. This is what a
+    /// scheme without `[params]` sends.
+    pub fn all_values(&self) -> impl Iterator<Item = (&str, &str)> {
+        [
+            ("call_id", self.call_id.as_str()),
+            ("caller", self.caller.as_str()),
+            ("callee", self.callee.as_str()),
+        ]
+        .into_iter()
+        .chain(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// Parse the JSON form of a call. Unknown top-level fields are refused so that a typo
+    /// (`caler`) is reported rather than routed as an empty caller.
+    pub fn from_json(text: &str) -> Result<Call, CallError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| CallError::Syntax(e.to_string()))?;
+        Self::from_value(&value)
+    }
+
+    /// Build a call from an already-parsed JSON value (see [`Call::from_json`]).
+    pub fn from_value(value: &Value) -> Result<Call, CallError> {
+        let object = value.as_object().ok_or_else(|| CallError::Field {
+            field: "(top level)".into(),
+            reason: "must be a JSON object".into(),
+        })?;
+        let mut call = Call::default();
+        for (key, value) in object {
+            match key.as_str() {
+                "call_id" => call.call_id = scalar(key, value)?,
+                "caller" => call.caller = scalar(key, value)?,
+                "callee" => call.callee = scalar(key, value)?,
+                "vars" => call.vars = vars(value)?,
+                _ => {
+                    return Err(CallError::Field {
+                        field: key.clone(),
+                        reason: "unknown field (expected call_id, caller, callee, vars)".into(),
+                    });
+                }
+            }
+        }
+        Ok(call)
+    }
+
+    /// Check the limits a call from an untrusted source must keep: value lengths and the
+    /// number of variables.
+    pub fn check_limits(&self) -> Result<(), CallError> {
+        if self.vars.len() > MAX_VARS {
+            return Err(CallError::Field {
+                field: "vars".into(),
+                reason: format!("more than {MAX_VARS} variables"),
+            });
+        }
+        for (name, value) in self.all_values() {
+            if value.len() > MAX_VALUE_LEN || name.len() > MAX_VALUE_LEN {
+                return Err(CallError::Field {
+                    field: name.into(),
+                    reason: format!("longer than {MAX_VALUE_LEN} bytes"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string, number or boolean as text; `null` as the empty string.
+fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Ok(String::new()),
+        _ => Err(CallError::Field {
+            field: field.into(),
+            reason: "must be a string, number or boolean".into(),
+        }),
+    }
+}
+
+fn vars(value: &Value) -> Result<Vec<(String, String)>, CallError> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(map) => map
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), scalar(&format!("vars.{name}"), value)?)))
+            .collect(),
+        _ => Err(CallError::Field {
+            field: "vars".into(),
+            reason: "must be a JSON object of name to value".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_form() {
+        let call = Call::from_json(
+            r#"{"call_id":"pkv","caller":"380501112233","callee":"380441234567",
+                "vars":{"uuid":"842d921d","attempt":2,"vip":true,"none":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(call.call_id, "pkv");
+        assert_eq!(call.caller, "380501112233");
+        assert_eq!(call.lookup("callee"), Some("380441234567"));
+        assert_eq!(call.lookup("uuid"), Some("842d921d"));
+        assert_eq!(call.lookup("attempt"), Some("2"));
+        assert_eq!(call.lookup("vip"), Some("true"));
+        assert_eq!(call.lookup("none"), Some(""));
+        assert_eq!(call.lookup("missing"), None);
+        assert_eq!(call.all_values().count(), 7);
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let err = Call::from_json("{").unwrap_err();
+        assert!(matches!(err, CallError::Syntax(_)), "{err}");
+        let err = Call::from_json(r#"{"caler":"1"}"#).unwrap_err();
+        assert!(err.to_string().contains("`caler`"), "{err}");
+        let err = Call::from_json(r#"{"vars":{"x":[1]}}"#).unwrap_err();
+        assert!(err.to_string().contains("`vars.x`"), "{err}");
+        let err = Call::from_json(r#"{"vars":[1]}"#).unwrap_err();
+        assert!(err.to_string().contains("`vars`"), "{err}");
+        let err = Call::from_json("[]").unwrap_err();
+        assert!(err.to_string().contains("object"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut call = Call {
+            caller: "x".repeat(MAX_VALUE_LEN + 1),
+            ..Call::default()
+        };
+        assert!(
+            call.check_limits()
+                .unwrap_err()
+                .to_string()
+                .contains("caller")
+        );
+        call.caller.clear();
+        call.vars = (0..=MAX_VARS)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
+        assert!(
+            call.check_limits()
+                .unwrap_err()
+                .to_string()
+                .contains("vars")
+        );
+        call.vars.truncate(3);
+        call.check_limits().unwrap();
+    }
+}

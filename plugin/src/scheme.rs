@@ -1,0 +1,580 @@
+//! The customer's routing scheme: where the CRM is, how to ask it, how to read its answer.
+//!
+//! A scheme arrives as flat string pairs (that is what `wasi:config/store` holds); the host's
+//! TOML file maps onto them one to one:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `name` | the scheme's name (informational) |
+//! | `url` | the CRM endpoint, `http` or `https`, any port |
+//! | `method` | `GET`, `POST`, `PUT` or `DELETE` (default `POST`) |
+//! | `submission` | `http` (URL query), `form`, `json` or `json-rpc` (default `http`) |
+//! | `import` | `http` (plain text), `json` or `json-rpc` (default `http`) |
+//! | `destination_field` | the answer's field holding the destination, dotted paths allowed |
+//! | `jsonrpc_method` | the JSON-RPC method, required when submission or import is `json-rpc` |
+//! | `ring_timeout_secs` | how long the destination rings, 1 to 600 (default 30) |
+//! | `response_timeout_secs` | the most the CRM may take, 0.1 to 60 (default 5) |
+//! | `params.<name>` | a webhook parameter, a [`Template`] |
+//! | `headers.<name>` | an extra request header, a [`Template`] |
+//!
+//! Every problem is a [`SchemeError`] that names the field.
+
+use crate::template::Template;
+use http::HeaderName;
+use std::time::Duration;
+
+/// Default for `ring_timeout_secs` (Twilio's and Telnyx's default too).
+pub const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
+/// Longest `ring_timeout_secs` accepted.
+pub const MAX_RING_TIMEOUT_SECS: u32 = 600;
+/// Default for `response_timeout_secs`.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest `response_timeout_secs` accepted.
+pub const MIN_RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
+/// Longest `response_timeout_secs` accepted.
+pub const MAX_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP method the scheme asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+}
+
+impl Method {
+    /// The method as the `http` crate spells it.
+    pub fn as_http(self) -> http::Method {
+        match self {
+            Method::Get => http::Method::GET,
+            Method::Post => http::Method::POST,
+            Method::Put => http::Method::PUT,
+            Method::Delete => http::Method::DELETE,
+        }
+    }
+}
+
+/// How the call's parameters are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submission {
+    /// In the URL's query string, with any method (Ringostat's "HTTP(S)" type).
+    Http,
+    /// As an `application/x-www-form-urlencoded` body.
+    Form,
+    /// As a JSON object body (always POST).
+    Json,
+    /// As a JSON-RPC 2.0 request body (always POST).
+    JsonRpc,
+}
+
+/// How the CRM's answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Import {
+    /// The trimmed plain-text body is the destination.
+    Http,
+    /// The value of `destination_field` in a JSON body.
+    Json,
+    /// The `result` of a JSON-RPC 2.0 response.
+    JsonRpc,
+}
+
+/// The CRM endpoint, split into what the request and the host's guard need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `true` for `https`.
+    pub tls: bool,
+    /// The host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// The port, explicit or the scheme's default.
+    pub port: u16,
+    /// The path and query as written in the scheme (`/` when empty).
+    pub path_and_query: String,
+}
+
+impl Endpoint {
+    /// Parse and check a CRM URL. The error text never repeats the URL's query.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            Some(other) => {
+                return Err(format!(
+                    "scheme `{other}` is not supported (use http or https)"
+                ));
+            }
+            None => return Err("must be an absolute http:// or https:// URL".into()),
+        };
+        let authority = uri.authority().ok_or_else(|| "has no host".to_string())?;
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not supported; send them in [headers]".into());
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err("has no host".into());
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        if port == 0 {
+            return Err("port 0 is not a valid port".into());
+        }
+        let path_and_query = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/")
+            .to_owned();
+        Ok(Endpoint {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query,
+        })
+    }
+
+    /// `host:port`, with brackets around an IPv6 literal.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL without its query string: safe for logs and error messages (queries often
+    /// carry API keys).
+    pub fn redacted(&self) -> String {
+        let path = self.path_and_query.split('?').next().unwrap_or("/");
+        format!(
+            "{}://{}{}",
+            if self.tls { "https" } else { "http" },
+            self.authority(),
+            path
+        )
+    }
+}
+
+/// A named template (a webhook parameter or an extra header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The parameter or header name.
+    pub name: String,
+    /// Its value template.
+    pub template: Template,
+}
+
+/// A validated routing scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheme {
+    /// The scheme's name (may be empty).
+    pub name: String,
+    /// The CRM endpoint.
+    pub endpoint: Endpoint,
+    /// The method asked for; see [`Scheme::effective_method`] for the one sent.
+    pub method: Method,
+    /// How parameters are sent.
+    pub submission: Submission,
+    /// How the answer is read.
+    pub import: Import,
+    /// The answer's destination field, split on dots.
+    pub destination_field: Option<Vec<String>>,
+    /// The JSON-RPC method.
+    pub jsonrpc_method: Option<String>,
+    /// How long the destination rings.
+    pub ring_timeout_secs: u32,
+    /// The most the CRM may take to answer.
+    pub response_timeout: Duration,
+    /// Webhook parameters, sorted by name; `None` means "every call value".
+    pub params: Option<Vec<Field>>,
+    /// Extra request headers, sorted by name.
+    pub headers: Vec<Field>,
+}
+
+/// A scheme that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemeError {
+    /// A required field is absent.
+    #[error("scheme field `{field}` is required{hint}")]
+    Missing {
+        /// The field.
+        field: &'static str,
+        /// Why it is required, with a leading separator, or empty.
+        hint: &'static str,
+    },
+    /// A field holds a value that cannot be used.
+    #[error("scheme field `{field}`: {reason}")]
+    Invalid {
+        /// The field (`params.uuid` for a parameter).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key the scheme does not know (usually a typo).
+    #[error(
+        "scheme field `{field}` is unknown (known: {KNOWN_FIELDS}, params.<name>, headers.<name>)"
+    )]
+    Unknown {
+        /// The unknown key.
+        field: String,
+    },
+}
+
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs";
+
+/// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
+/// a second request or confuse the CRM's framing.
+const RESERVED_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+fn invalid(field: &str, reason: impl Into<String>) -> SchemeError {
+    SchemeError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Scheme {
+    /// Build a scheme from flat key/value pairs (see the module docs).
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Scheme, SchemeError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut name = String::new();
+        let mut url = None;
+        let mut method = None;
+        let mut submission = Submission::Http;
+        let mut import = Import::Http;
+        let mut destination_field = None;
+        let mut jsonrpc_method = None;
+        let mut ring_timeout_secs = DEFAULT_RING_TIMEOUT_SECS;
+        let mut response_timeout = DEFAULT_RESPONSE_TIMEOUT;
+        let mut params: Option<Vec<Field>> = None;
+        let mut headers = Vec::new();
+
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref().trim());
+            match key {
+                "name" => name = value.to_owned(),
+                "url" => url = Some(Endpoint::parse(value).map_err(|r| invalid(key, r))?),
+                "method" => method = Some(parse_method(value).map_err(|r| invalid(key, r))?),
+                "submission" => {
+                    submission = match value.to_ascii_lowercase().as_str() {
+                        "http" | "query" => Submission::Http,
+                        "form" => Submission::Form,
+                        "json" => Submission::Json,
+                        "json-rpc" | "jsonrpc" => Submission::JsonRpc,
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                format!("`{value}` is not one of http, form, json, json-rpc"),
+                            ));
+                        }
+                    }
+                }
+                "import" => {
+                    import = match value.to_ascii_lowercase().as_str() {
+                        "http" | "text" => Import::Http,
+                        "json" => Import::Json,
+                        "json-rpc" | "jsonrpc" => Import::JsonRpc,
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                format!("`{value}` is not one of http, json, json-rpc"),
+                            ));
+                        }
+                    }
+                }
+                "destination_field" => {
+                    destination_field = Some(parse_field_path(value).map_err(|r| invalid(key, r))?)
+                }
+                "jsonrpc_method" => {
+                    if value.is_empty() {
+                        return Err(invalid(key, "must not be empty"));
+                    }
+                    jsonrpc_method = Some(value.to_owned());
+                }
+                "ring_timeout_secs" => {
+                    ring_timeout_secs = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
+                        .ok_or_else(|| {
+                            invalid(
+                                key,
+                                format!(
+                                    "`{value}` is not a whole number of seconds from 1 to {MAX_RING_TIMEOUT_SECS}"
+                                ),
+                            )
+                        })?
+                }
+                "response_timeout_secs" => {
+                    response_timeout = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| {
+                            (MIN_RESPONSE_TIMEOUT.as_secs_f64()..=MAX_RESPONSE_TIMEOUT.as_secs_f64())
+                                .contains(s)
+                        })
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| {
+                            invalid(key, format!("`{value}` is not a number of seconds from 0.1 to 60"))
+                        })?
+                }
+                _ => {
+                    if let Some(param) = key.strip_prefix("params.") {
+                        if param.is_empty() {
+                            return Err(invalid(key, "parameter name is empty"));
+                        }
+                        let template = Template::parse(value).map_err(|r| invalid(key, r))?;
+                        params.get_or_insert_with(Vec::new).push(Field {
+                            name: param.to_owned(),
+                            template,
+                        });
+                    } else if let Some(header) = key.strip_prefix("headers.") {
+                        headers.push(parse_header(key, header, value)?);
+                    } else {
+                        return Err(SchemeError::Unknown {
+                            field: key.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+
+        let endpoint = url.ok_or(SchemeError::Missing {
+            field: "url",
+            hint: "",
+        })?;
+        if import == Import::Json && destination_field.is_none() {
+            return Err(SchemeError::Missing {
+                field: "destination_field",
+                hint: " when import is json (the answer's field holding the number, e.g. number_01)",
+            });
+        }
+        if (submission == Submission::JsonRpc || import == Import::JsonRpc)
+            && jsonrpc_method.is_none()
+        {
+            return Err(SchemeError::Missing {
+                field: "jsonrpc_method",
+                hint: " when submission or import is json-rpc",
+            });
+        }
+        if let Some(params) = params.as_mut() {
+            params.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        headers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Scheme {
+            name,
+            endpoint,
+            method: method.unwrap_or(Method::Post),
+            submission,
+            import,
+            destination_field,
+            jsonrpc_method,
+            ring_timeout_secs,
+            response_timeout,
+            params,
+            headers,
+        })
+    }
+
+    /// The method actually sent: JSON and JSON-RPC always POST (as Ringostat does), and a form
+    /// body is never sent with GET, which cannot portably carry one.
+    pub fn effective_method(&self) -> Method {
+        match (self.submission, self.method) {
+            (Submission::Json | Submission::JsonRpc, _) => Method::Post,
+            (Submission::Form, Method::Get) => Method::Post,
+            (_, method) => method,
+        }
+    }
+}
+
+fn parse_method(value: &str) -> Result<Method, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "GET" => Ok(Method::Get),
+        "POST" => Ok(Method::Post),
+        "PUT" => Ok(Method::Put),
+        "DELETE" => Ok(Method::Delete),
+        _ => Err(format!("`{value}` is not one of GET, POST, PUT, DELETE")),
+    }
+}
+
+fn parse_field_path(value: &str) -> Result<Vec<String>, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let parts: Vec<String> = value.split('.').map(str::to_owned).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!(
+            "`{value}` has an empty segment (write e.g. data.manager.phone)"
+        ));
+    }
+    Ok(parts)
+}
+
+fn parse_header(key: &str, name: &str, value: &str) -> Result<Field, SchemeError> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| invalid(key, format!("`{name}` is not a valid header name")))?;
+    if RESERVED_HEADERS.contains(&header.as_str()) {
+        return Err(invalid(
+            key,
+            format!("header `{name}` is set by the transport and cannot be overridden"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(invalid(key, "contains control characters"));
+    }
+    let template = Template::parse(value).map_err(|r| invalid(key, r))?;
+    Ok(Field {
+        name: header.as_str().to_owned(),
+        template,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(pairs: &[(&str, &str)]) -> Result<Scheme, SchemeError> {
+        Scheme::from_pairs(pairs.iter().copied())
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        scheme(pairs).unwrap_err().to_string()
+    }
+
+    const URL: (&str, &str) = ("url", "http://crm.example.com/route");
+
+    #[test]
+    fn defaults() {
+        let s = scheme(&[URL]).unwrap();
+        assert_eq!(s.method, Method::Post);
+        assert_eq!(s.submission, Submission::Http);
+        assert_eq!(s.import, Import::Http);
+        assert_eq!(s.ring_timeout_secs, 30);
+        assert_eq!(s.response_timeout, Duration::from_secs(5));
+        assert_eq!(s.params, None);
+        assert!(s.headers.is_empty());
+        assert_eq!(s.endpoint.port, 80);
+        assert_eq!(s.endpoint.path_and_query, "/route");
+    }
+
+    #[test]
+    fn every_field() {
+        let s = scheme(&[
+            ("name", "acme"),
+            ("url", "https://CRM.example.com:8443/api?key=secret"),
+            ("method", "put"),
+            ("submission", "json-rpc"),
+            ("import", "json-rpc"),
+            ("destination_field", "data.manager.phone"),
+            ("jsonrpc_method", "getManager"),
+            ("ring_timeout_secs", "45"),
+            ("response_timeout_secs", "2.5"),
+            ("params.uuid", "{uuid}"),
+            ("params.call_id", "{call_id}"),
+            ("headers.Authorization", "Bearer abc"),
+        ])
+        .unwrap();
+        assert_eq!(s.name, "acme");
+        assert!(s.endpoint.tls);
+        assert_eq!(s.endpoint.host, "crm.example.com");
+        assert_eq!(s.endpoint.port, 8443);
+        assert_eq!(s.endpoint.path_and_query, "/api?key=secret");
+        assert_eq!(s.method, Method::Put);
+        assert_eq!(s.effective_method(), Method::Post);
+        assert_eq!(s.submission, Submission::JsonRpc);
+        assert_eq!(s.import, Import::JsonRpc);
+        assert_eq!(
+            s.destination_field.as_deref(),
+            Some(&["data".to_string(), "manager".into(), "phone".into()][..])
+        );
+        assert_eq!(s.jsonrpc_method.as_deref(), Some("getManager"));
+        assert_eq!(s.ring_timeout_secs, 45);
+        assert_eq!(s.response_timeout, Duration::from_millis(2500));
+        let names: Vec<_> = s.params.unwrap().iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["call_id", "uuid"]);
+        assert_eq!(s.headers[0].name, "authorization");
+    }
+
+    #[test]
+    fn json_forces_post_and_form_never_gets() {
+        for (submission, method, sent) in [
+            ("json", "GET", Method::Post),
+            ("json", "DELETE", Method::Post),
+            ("json-rpc", "PUT", Method::Post),
+            ("form", "GET", Method::Post),
+            ("form", "PUT", Method::Put),
+            ("http", "GET", Method::Get),
+            ("http", "DELETE", Method::Delete),
+        ] {
+            let s = scheme(&[
+                URL,
+                ("submission", submission),
+                ("method", method),
+                ("jsonrpc_method", "m"),
+            ])
+            .unwrap();
+            assert_eq!(s.effective_method(), sent, "{submission} {method}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(&[]).contains("`url` is required"));
+        assert!(err(&[("url", "ftp://x/")]).contains("`url`"));
+        assert!(err(&[("url", "crm.example.com")]).contains("`url`"));
+        assert!(err(&[("url", "http://u:p@crm/")]).contains("credentials"));
+        assert!(err(&[URL, ("method", "PATCH")]).contains("`method`"));
+        assert!(err(&[URL, ("submission", "xml")]).contains("`submission`"));
+        assert!(err(&[URL, ("import", "xml")]).contains("`import`"));
+        assert!(err(&[URL, ("import", "json")]).contains("`destination_field` is required"));
+        assert!(
+            err(&[URL, ("import", "json"), ("destination_field", "a..b")])
+                .contains("`destination_field`")
+        );
+        assert!(err(&[URL, ("submission", "json-rpc")]).contains("`jsonrpc_method` is required"));
+        assert!(err(&[URL, ("import", "json-rpc")]).contains("`jsonrpc_method` is required"));
+        assert!(err(&[URL, ("ring_timeout_secs", "0")]).contains("`ring_timeout_secs`"));
+        assert!(err(&[URL, ("ring_timeout_secs", "1.5")]).contains("`ring_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "0.05")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "61")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "NaN")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("params.x", "{unclosed")]).contains("`params.x`"));
+        assert!(err(&[URL, ("headers.Host", "evil")]).contains("`headers.Host`"));
+        assert!(err(&[URL, ("headers.bad name", "v")]).contains("`headers.bad name`"));
+        assert!(err(&[URL, ("headers.X-A", "a\u{1}b")]).contains("control"));
+        assert!(err(&[URL, ("methd", "GET")]).contains("`methd` is unknown"));
+    }
+
+    #[test]
+    fn redacted_url_drops_the_query() {
+        let e = Endpoint::parse("https://crm.example.com/api/route?token=SECRET").unwrap();
+        assert_eq!(e.redacted(), "https://crm.example.com:443/api/route");
+        let e = Endpoint::parse("http://[::1]:9000").unwrap();
+        assert_eq!(e.host, "::1");
+        assert_eq!(e.authority(), "[::1]:9000");
+        assert_eq!(e.path_and_query, "/");
+        // The query never appears in an error about the URL either.
+        let msg = err(&[("url", "http://exa mple.com/?token=SECRET")]);
+        assert!(!msg.contains("SECRET"), "{msg}");
+    }
+}

@@ -1,0 +1,269 @@
+//! The WASI 0.2 glue (wasm32 only): the `router` export, the scheme from `wasi:config`, and
+//! the webhook over `wasi:http` within the scheme's deadline.
+//!
+//! The deadline is enforced here with the monotonic clock (every wait polls the response
+//! alongside a timer) and handed to the host as request options; hosts enforce it as well.
+
+use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
+use crate::call::Call;
+use crate::destination::{Destination, Target};
+use crate::error::RouteError;
+use crate::scheme::Scheme;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "plugin",
+    generate_all,
+});
+
+use exports::callroute::router::router as wit;
+use wasi::clocks::monotonic_clock;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    Scheme as UriScheme,
+};
+use wasi::io::poll;
+use wasi::io::streams::StreamError;
+
+struct Plugin;
+
+export!(Plugin);
+
+impl wit::Guest for Plugin {
+    fn route(call: wit::Call) -> Result<wit::Destination, wit::RouteError> {
+        let call = Call {
+            call_id: call.call_id,
+            caller: call.caller,
+            callee: call.callee,
+            vars: call.vars,
+        };
+        let pairs = wasi::config::store::get_all().map_err(|e| {
+            wit::RouteError::Config(format!("cannot read the scheme from wasi:config: {e:?}"))
+        })?;
+        crate::route(pairs, &call, send)
+            .map(destination_to_wit)
+            .map_err(error_to_wit)
+    }
+}
+
+fn destination_to_wit(destination: Destination) -> wit::Destination {
+    wit::Destination {
+        target: match destination.target {
+            Target::Phone(p) => wit::Target::Phone(p),
+            Target::Sip(s) => wit::Target::Sip(s),
+        },
+        ring_timeout_secs: destination.ring_timeout_secs,
+    }
+}
+
+fn error_to_wit(error: RouteError) -> wit::RouteError {
+    match error {
+        RouteError::Config(m) => wit::RouteError::Config(m),
+        RouteError::Denied(m) => wit::RouteError::Denied(m),
+        RouteError::Timeout(m) => wit::RouteError::Timeout(m),
+        RouteError::Transport(m) => wit::RouteError::Transport(m),
+        RouteError::HttpStatus { status, message } => {
+            wit::RouteError::HttpStatus(wit::HttpStatusError { status, message })
+        }
+        RouteError::BadResponse(m) => wit::RouteError::BadResponse(m),
+        RouteError::NoDestination(m) => wit::RouteError::NoDestination(m),
+    }
+}
+
+/// Send the webhook over `wasi:http` and read the whole answer before the deadline.
+fn send(scheme: &Scheme, request: http::Request<Vec<u8>>) -> Result<RawAnswer, RouteError> {
+    let deadline = monotonic_clock::now().saturating_add(scheme.response_timeout.as_nanos() as u64);
+    let url = scheme.endpoint.redacted();
+    let (parts, body) = request.into_parts();
+
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let fields = Fields::from_list(&headers)
+        .map_err(|e| RouteError::Config(format!("the host refused a request header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(fields);
+    let method = match parts.method.as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        _ => Method::Delete,
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let refused =
+        |what: &str| RouteError::Config(format!("the host refused the request {what} for {url}"));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| refused("method"))?;
+    outgoing
+        .set_scheme(Some(if scheme.endpoint.tls {
+            &UriScheme::Https
+        } else {
+            &UriScheme::Http
+        }))
+        .map_err(|()| refused("scheme"))?;
+    outgoing
+        .set_authority(Some(&scheme.endpoint.authority()))
+        .map_err(|()| refused("authority"))?;
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| refused("path"))?;
+    let outgoing_body = outgoing.body().map_err(|()| refused("body"))?;
+
+    let remaining = deadline.saturating_sub(monotonic_clock::now());
+    let options = RequestOptions::new();
+    // A host may not support every option; the deadline below still holds without them.
+    let _ = options.set_connect_timeout(Some(remaining));
+    let _ = options.set_first_byte_timeout(Some(remaining));
+    let _ = options.set_between_bytes_timeout(Some(remaining));
+
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|code| error_from_code(&code, &url))?;
+
+    {
+        let stream = outgoing_body.write().map_err(|()| {
+            RouteError::Transport(format!("cannot write the request body to {url}"))
+        })?;
+        // `blocking-write-and-flush` takes at most 4096 bytes per call.
+        for chunk in body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| stream_error(e, &url))?;
+        }
+    }
+    OutgoingBody::finish(outgoing_body, None).map_err(|code| error_from_code(&code, &url))?;
+
+    let timer = monotonic_clock::subscribe_instant(deadline);
+    let response = {
+        let ready = future.subscribe();
+        loop {
+            if let Some(result) = future.get() {
+                break result
+                    .map_err(|()| {
+                        RouteError::Transport(format!("the response from {url} was already taken"))
+                    })?
+                    .map_err(|code| error_from_code(&code, &url))?;
+            }
+            if timer.ready() {
+                return Err(timed_out(scheme, &url));
+            }
+            poll::poll(&[&ready, &timer]);
+        }
+    };
+    read_body(scheme, response, &timer, &url)
+}
+
+/// Read the body up to [`MAX_ANSWER_BYTES`]; a longer one fails without reading the rest.
+fn read_body(
+    scheme: &Scheme,
+    response: IncomingResponse,
+    timer: &poll::Pollable,
+    url: &str,
+) -> Result<RawAnswer, RouteError> {
+    let status = response.status();
+    let too_long = || {
+        RouteError::BadResponse(format!(
+            "the answer is longer than {MAX_ANSWER_BYTES} bytes"
+        ))
+    };
+    let declared = response
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(too_long());
+    }
+    let incoming = response.consume().map_err(|()| {
+        RouteError::Transport(format!("the answer body from {url} was already taken"))
+    })?;
+    let mut body = Vec::new();
+    {
+        let stream = incoming.stream().map_err(|()| {
+            RouteError::Transport(format!("the answer body from {url} was already taken"))
+        })?;
+        let ready = stream.subscribe();
+        loop {
+            match stream.read((MAX_ANSWER_BYTES + 1 - body.len()) as u64) {
+                Ok(bytes) if bytes.is_empty() => {
+                    if timer.ready() {
+                        return Err(timed_out(scheme, url));
+                    }
+                    poll::poll(&[&ready, timer]);
+                }
+                Ok(bytes) => {
+                    body.extend_from_slice(&bytes);
+                    if body.len() > MAX_ANSWER_BYTES {
+                        return Err(too_long());
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(e) => return Err(stream_error(e, url)),
+            }
+        }
+    }
+    drop(incoming);
+    Ok(RawAnswer { status, body })
+}
+
+fn timed_out(scheme: &Scheme, url: &str) -> RouteError {
+    RouteError::Timeout(format!(
+        "no complete answer from {url} within {} s",
+        scheme.response_timeout.as_secs_f64()
+    ))
+}
+
+fn stream_error(error: StreamError, url: &str) -> RouteError {
+    match error {
+        StreamError::Closed => {
+            RouteError::Transport(format!("the connection to {url} closed early"))
+        }
+        StreamError::LastOperationFailed(e) => match wasi::http::types::http_error_code(&e) {
+            Some(code) => error_from_code(&code, url),
+            None => RouteError::Transport(format!(
+                "the connection to {url} failed: {}",
+                e.to_debug_string()
+            )),
+        },
+    }
+}
+
+/// Map a `wasi:http` error code to the route error kinds.
+fn error_from_code(code: &ErrorCode, url: &str) -> RouteError {
+    use ErrorCode as E;
+    match code {
+        E::HttpRequestDenied | E::DestinationIpProhibited => {
+            RouteError::Denied(format!("the host refused the connection to {url}"))
+        }
+        E::DnsTimeout
+        | E::ConnectionTimeout
+        | E::ConnectionReadTimeout
+        | E::ConnectionWriteTimeout
+        | E::HttpResponseTimeout => {
+            RouteError::Timeout(format!("{url} did not answer in time ({code:?})"))
+        }
+        E::HttpResponseHeaderSectionSize(_)
+        | E::HttpResponseHeaderSize(_)
+        | E::HttpResponseBodySize(_)
+        | E::HttpResponseTrailerSectionSize(_)
+        | E::HttpResponseTrailerSize(_)
+        | E::HttpResponseTransferCoding(_)
+        | E::HttpResponseContentCoding(_) => {
+            RouteError::BadResponse(format!("{url} sent an unacceptable answer ({code:?})"))
+        }
+        E::DnsError(_) | E::DestinationNotFound => {
+            RouteError::Transport(format!("cannot resolve the host of {url}"))
+        }
+        E::ConnectionRefused => RouteError::Transport(format!("{url} refused the connection")),
+        E::TlsProtocolError | E::TlsCertificateError | E::TlsAlertReceived(_) => {
+            RouteError::Transport(format!("TLS with {url} failed ({code:?})"))
+        }
+        other => RouteError::Transport(format!("the request to {url} failed ({other:?})")),
+    }
+}
