@@ -17,7 +17,7 @@ use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
-use callroute_plugin::scheme::{DEFAULT_RESPONSE_TIMEOUT, Endpoint, Scheme};
+use callroute_plugin::scheme::{DEFAULT_RESPONSE_TIMEOUT, Endpoint, parse_response_timeout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -78,15 +78,23 @@ pub struct PreparedScheme {
 }
 
 impl PreparedScheme {
-    /// Prepare flat scheme pairs. An invalid scheme is still accepted here: the component
-    /// reports it as a `config` error naming the field, and the guard lets nothing out.
+    /// Prepare flat scheme pairs. The host reads only what it enforces itself, `url` (the one
+    /// endpoint the sandbox may reach) and `response_timeout_secs` (the deadline), with the
+    /// component's own field parsers; judging the rest is the component's job, so an invalid
+    /// scheme is reported by the component as a `config` error naming the field, and when the
+    /// URL is invalid the guard lets nothing out.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        let parsed = Scheme::from_pairs(pairs.iter().map(|(k, v)| (k, v))).ok();
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         PreparedScheme {
-            endpoint: parsed.as_ref().map(|s| s.endpoint.clone()),
-            response_timeout: parsed
-                .as_ref()
-                .map_or(DEFAULT_RESPONSE_TIMEOUT, |s| s.response_timeout),
+            endpoint: field("url").and_then(|url| Endpoint::parse(url.trim()).ok()),
+            response_timeout: field("response_timeout_secs")
+                .and_then(|t| parse_response_timeout(t).ok())
+                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
             vars: Arc::new(pairs.into_iter().collect()),
         }
     }
@@ -162,13 +170,20 @@ impl Drop for EpochTicker {
     }
 }
 
-/// The loaded routing component and the host policy: route any number of calls, concurrently.
-pub struct Router {
+/// What every call shares: the compiled, linked component and the engine's clock.
+struct Loaded {
     engine: Engine,
     pre: PluginPre<CallState>,
-    config: RouterConfig,
     tls: Arc<rustls::ClientConfig>,
     _ticker: EpochTicker,
+}
+
+/// The loaded routing component and the host policy: route any number of calls, concurrently.
+/// Cloning is cheap and shares the compiled component.
+#[derive(Clone)]
+pub struct Router {
+    loaded: Arc<Loaded>,
+    config: RouterConfig,
 }
 
 impl Router {
@@ -201,17 +216,27 @@ impl Router {
             .map_err(LoadError::Component)?;
         let pre = PluginPre::new(instance_pre).map_err(LoadError::Component)?;
         Ok(Router {
-            _ticker: EpochTicker::start(engine.clone()),
-            engine,
-            pre,
+            loaded: Arc::new(Loaded {
+                _ticker: EpochTicker::start(engine.clone()),
+                engine,
+                pre,
+                tls: default_tls_config(),
+            }),
             config,
-            tls: default_tls_config(),
         })
+    }
+
+    /// The same component under another host policy.
+    pub fn with_config(&self, config: RouterConfig) -> Router {
+        Router {
+            loaded: self.loaded.clone(),
+            config,
+        }
     }
 
     /// The engine, configured for routing components.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.loaded.engine
     }
 
     /// Route one call in a fresh instance. Always returns: a destination or a typed failure,
@@ -264,7 +289,7 @@ impl Router {
             outbound: Outbound::new(
                 OutboundGuard::new(scheme.endpoint.clone(), self.config.allow_private_network),
                 deadline,
-                self.tls.clone(),
+                self.loaded.tls.clone(),
                 denial,
             ),
             config: scheme.vars.clone(),
@@ -273,13 +298,18 @@ impl Router {
                 .instances(8)
                 .build(),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.loaded.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
 
         let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
-        let plugin = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let plugin = self
+            .loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(trap)?;
         let call = wit::Call {
             call_id: call.call_id.clone(),
             caller: call.caller.clone(),

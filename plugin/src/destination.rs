@@ -52,6 +52,16 @@ impl Target {
         if let Some(phone) = phone(raw) {
             return Ok(Target::Phone(phone));
         }
+        let digits = raw.chars().filter(char::is_ascii_digit).count();
+        if digits > MAX_PHONE_DIGITS
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+ -().".contains(c))
+        {
+            return Err(format!(
+                "phone number has {digits} digits, more than {MAX_PHONE_DIGITS}"
+            ));
+        }
         if is_sip(raw) {
             return Ok(Target::Sip(raw.to_owned()));
         }

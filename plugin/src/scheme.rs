@@ -326,17 +326,7 @@ impl Scheme {
                         })?
                 }
                 "response_timeout_secs" => {
-                    response_timeout = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| {
-                            (MIN_RESPONSE_TIMEOUT.as_secs_f64()..=MAX_RESPONSE_TIMEOUT.as_secs_f64())
-                                .contains(s)
-                        })
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| {
-                            invalid(key, format!("`{value}` is not a number of seconds from 0.1 to 60"))
-                        })?
+                    response_timeout = parse_response_timeout(value).map_err(|r| invalid(key, r))?
                 }
                 _ => {
                     if let Some(param) = key.strip_prefix("params.") {
@@ -405,6 +395,20 @@ impl Scheme {
             (_, method) => method,
         }
     }
+}
+
+/// Parse `response_timeout_secs`: fractional seconds from 0.1 to 60. Hosts use this too, to
+/// enforce the same deadline the component keeps.
+pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| {
+            (MIN_RESPONSE_TIMEOUT.as_secs_f64()..=MAX_RESPONSE_TIMEOUT.as_secs_f64()).contains(s)
+        })
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{value}` is not a number of seconds from 0.1 to 60"))
 }
 
 fn parse_method(value: &str) -> Result<Method, String> {

@@ -1,1 +1,85 @@
+//! Support for the end-to-end suites in `tests/tests/`: the real routing component in the real
+//! harness, compiled once per test process, and the local CRM from `callroute_host::crm`.
 
+use callroute_host::{Call, PreparedScheme, RouteReport, Router, RouterConfig};
+use std::sync::OnceLock;
+
+pub use callroute_host::crm::{CrmReply, CrmRequest, TestCrm};
+pub use callroute_plugin::destination::Target;
+pub use callroute_plugin::error::ErrorKind;
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// The embedded routing component under the policy tests need for a CRM on 127.0.0.1.
+/// Compiled once per process: Cranelift is the slow part of a test run.
+pub fn router() -> Router {
+    static ROUTER: OnceLock<Router> = OnceLock::new();
+    ROUTER
+        .get_or_init(|| {
+            Router::embedded(RouterConfig {
+                allow_private_network: true,
+                ..RouterConfig::default()
+            })
+            .expect("the embedded component loads")
+        })
+        .clone()
+}
+
+/// The same component under the default policy: private and loopback addresses refused.
+pub fn strict_router() -> Router {
+    router().with_config(RouterConfig::default())
+}
+
+/// The hostile test guest (`tests/hostile-guest`), allowed onto loopback.
+pub fn hostile_router() -> Router {
+    static ROUTER: OnceLock<Router> = OnceLock::new();
+    ROUTER
+        .get_or_init(|| {
+            let wasm = std::fs::read(HOSTILE_GUEST_WASM).expect("the hostile guest was built");
+            Router::new(
+                &wasm,
+                RouterConfig {
+                    allow_private_network: true,
+                    ..RouterConfig::default()
+                },
+            )
+            .expect("the hostile guest loads")
+        })
+        .clone()
+}
+
+/// Flat scheme pairs from string literals.
+pub fn scheme(pairs: &[(&str, &str)]) -> PreparedScheme {
+    PreparedScheme::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// The call from Ringostat's example request.
+pub fn seed_call() -> Call {
+    callroute_host::demo::sample_call()
+}
+
+/// Route `call` with `pairs` through the embedded component (private network allowed).
+pub async fn route(pairs: &[(&str, &str)], call: &Call) -> RouteReport {
+    router().route(&scheme(pairs), call).await
+}
+
+/// The destination of a routed call; fails the test with the error otherwise.
+pub fn routed(report: &RouteReport) -> (Target, u32) {
+    match &report.result {
+        Ok(d) => (d.target.clone(), d.ring_timeout_secs),
+        Err(e) => panic!("expected a routed call, got {e}"),
+    }
+}
+
+/// The error of a failed call; fails the test if the call was routed.
+pub fn failed(report: &RouteReport) -> &callroute_host::RouteFailure {
+    match &report.result {
+        Ok(d) => panic!("expected a failure, got {d:?}"),
+        Err(e) => e,
+    }
+}

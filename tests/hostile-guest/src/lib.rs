@@ -1,0 +1,58 @@
+//! A hostile component of the `callroute:router/plugin` world, built by `tests/build.rs`.
+//!
+//! One component, many misbehaviours: the scheme key `behaviour` picks one, so a test
+//! chooses how the guest breaks the same way it would choose a CRM URL. The harness must turn
+//! each into a typed error (`trap`, or `bad-response` for a forged destination) and keep
+//! serving.
+
+#![cfg(target_arch = "wasm32")]
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "plugin",
+    generate_all,
+});
+
+use exports::callroute::router::router::{Call, Destination, Guest, RouteError, Target};
+
+struct Hostile;
+
+export!(Hostile);
+
+impl Guest for Hostile {
+    fn route(_call: Call) -> Result<Destination, RouteError> {
+        let behaviour = wasi::config::store::get("behaviour")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let phone = |target: &str| {
+            Ok(Destination {
+                target: Target::Phone(target.into()),
+                ring_timeout_secs: 30,
+            })
+        };
+        match behaviour.as_str() {
+            // A Rust panic: with panic = "abort" it is a wasm trap after a message on stderr.
+            "panic" => panic!("hostile guest panicked on purpose"),
+            // A bare trap.
+            "unreachable" => core::arch::wasm32::unreachable(),
+            // Spin forever: only the host's deadline can stop it.
+            "loop" => loop {
+                core::hint::spin_loop();
+            },
+            // Allocate until the memory limit says no.
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                }
+            }
+            // A forged destination that would inject a SIP header into the PBX.
+            "inject" => phone("3801\r\nVia: SIP/2.0/UDP evil"),
+            // A SIP address passed off as a phone number.
+            "mislabel" => phone("sip:alice@pbx.example.com"),
+            // Behaves: a fixed destination, to show the harness still serves afterwards.
+            _ => phone("380123456789"),
+        }
+    }
+}

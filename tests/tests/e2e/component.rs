@@ -1,0 +1,51 @@
+//! The built component itself: its contract with the host.
+
+use callroute_host::EMBEDDED_PLUGIN;
+use wasmtime::component::Component;
+
+fn interface_names(kind: &str) -> Vec<String> {
+    let engine = callroute_tests::router().engine().clone();
+    let component = Component::new(&engine, EMBEDDED_PLUGIN).unwrap();
+    let ty = component.component_type();
+    match kind {
+        "imports" => ty
+            .imports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        _ => ty
+            .exports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+    }
+}
+
+#[test]
+fn exports_the_router_interface() {
+    let exports = interface_names("exports");
+    assert!(
+        exports.contains(&"callroute:router/router@0.1.0".to_string()),
+        "{exports:?}"
+    );
+}
+
+#[test]
+fn imports_neither_filesystem_nor_sockets() {
+    let imports = interface_names("imports");
+    for needed in [
+        "wasi:config/store@0.2.0-rc.1",
+        "wasi:http/outgoing-handler@0.2.12",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == needed),
+            "{needed} missing from {imports:?}"
+        );
+    }
+    let forbidden: Vec<_> = imports
+        .iter()
+        .filter(|i| i.starts_with("wasi:filesystem") || i.starts_with("wasi:sockets"))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "the component must not ask for {forbidden:?}"
+    );
+}

@@ -1,0 +1,66 @@
+//! A misbehaving component: every crash is a typed error, and the harness keeps serving.
+
+use callroute_tests::*;
+use std::time::Duration;
+
+async fn behave(behaviour: &str, timeout: &str) -> callroute_host::RouteReport {
+    let pairs = [
+        ("url", "http://127.0.0.1:9/"),
+        ("behaviour", behaviour),
+        ("response_timeout_secs", timeout),
+    ];
+    hostile_router().route(&scheme(&pairs), &seed_call()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_component_is_a_trap_with_its_message() {
+    let report = behave("panic", "2").await;
+    let error = failed(&report);
+    assert_eq!(error.kind, ErrorKind::Trap);
+    assert!(error.message.contains("panicked on purpose"), "{error}");
+    // The same loaded component keeps routing.
+    assert_eq!(
+        routed(&behave("behave", "2").await).0,
+        Target::Phone("380123456789".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_instruction_is_a_trap() {
+    let error = failed(&behave("unreachable", "2").await).clone();
+    assert_eq!(error.kind, ErrorKind::Trap);
+    assert!(error.message.contains("unreachable"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_allocates_without_end_hits_the_memory_limit() {
+    let report = behave("alloc", "5").await;
+    assert_eq!(failed(&report).kind, ErrorKind::Trap);
+    assert_eq!(
+        routed(&behave("behave", "2").await).0,
+        Target::Phone("380123456789".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_component_is_stopped_at_the_deadline() {
+    let report = behave("loop", "0.3").await;
+    let error = failed(&report);
+    assert!(
+        matches!(error.kind, ErrorKind::Timeout | ErrorKind::Trap),
+        "{error}"
+    );
+    assert!(
+        report.elapsed <= Duration::from_millis(800),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_destinations_are_refused_by_the_host() {
+    for behaviour in ["inject", "mislabel"] {
+        let error = failed(&behave(behaviour, "2").await).clone();
+        assert_eq!(error.kind, ErrorKind::BadResponse, "{behaviour}: {error}");
+    }
+}

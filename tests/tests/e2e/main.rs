@@ -1,0 +1,10 @@
+//! End-to-end: real calls through the real component in the real harness, against a real
+//! HTTP server on 127.0.0.1 acting as the CRM. One binary, so the component is compiled once.
+
+mod combinations;
+mod component;
+mod errors;
+mod hostile;
+mod json_rpc;
+mod seed;
+mod sip;
