@@ -165,8 +165,7 @@ fn json_rpc(scheme: &Scheme, call: &Call, value: &Value) -> Result<Target, Route
     })?;
     match (result, scheme.destination_field.as_deref()) {
         (Value::Object(_) | Value::Array(_), Some(path)) => {
-            let path: Vec<String> = path.to_vec();
-            field_target(result, &path).map_err(|e| prefix_result(e))
+            field_target(result, path).map_err(prefix_result)
         }
         (Value::Object(_) | Value::Array(_), None) => Err(RouteError::BadResponse(
             "the JSON-RPC result is an object; set destination_field to the field holding the destination".into(),

@@ -1,0 +1,293 @@
+//! The `callroute` command-line contract, run as a process against a CRM on 127.0.0.1.
+
+use callroute_host::crm::{CrmReply, TestCrm};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const CALL: &str = r#"{"call_id":"pkv","caller":"+380501112233","callee":"380441234567","vars":{"uuid":"842d921d"}}"#;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("callroute-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn callroute(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one JSON object on one line: {text:?}"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_routed_call_prints_the_destination_and_exits_0() {
+    let crm = TestCrm::start(|_| CrmReply::json(serde_json::json!({"number_01": "3 80123456789"})))
+        .unwrap();
+    let dir = Scratch::new("routed");
+    let scheme = dir.file(
+        "s.toml",
+        &format!(
+            "url = \"{}\"\nsubmission = \"json\"\nimport = \"json\"\ndestination_field = \"number_01\"\nring_timeout_secs = 25\n",
+            crm.url("/route")
+        ),
+    );
+    let call = dir.file("call.json", CALL);
+    let out = callroute(
+        &[
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            &call,
+            "--allow-private-network",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["outcome"], "routed");
+    assert_eq!(
+        json["destination"],
+        serde_json::json!({"kind": "phone", "target": "380123456789", "ring_timeout_secs": 25})
+    );
+    assert!(json["elapsed_ms"].is_u64(), "{json}");
+    assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
+    assert_eq!(crm.single_request().json()["uuid"], "842d921d");
+}
+
+#[test]
+fn a_failed_call_prints_the_error_and_exits_1() {
+    let crm = TestCrm::start(|_| CrmReply::status(503)).unwrap();
+    let dir = Scratch::new("failed");
+    let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
+    let out = callroute(
+        &[
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            "-",
+            "--allow-private-network",
+        ],
+        Some(CALL),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["outcome"], "failed");
+    assert_eq!(json["error"]["kind"], "http-status");
+    assert_eq!(json["error"]["status"], 503);
+    assert!(json["error"]["message"].as_str().unwrap().contains("503"));
+    assert!(json["elapsed_ms"].is_u64());
+}
+
+#[test]
+fn an_invalid_scheme_is_a_config_failure_naming_the_field() {
+    let dir = Scratch::new("config");
+    let scheme = dir.file(
+        "s.toml",
+        "url = \"http://127.0.0.1:9/\"\nimport = \"json\"\n",
+    );
+    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    assert_eq!(out.status.code(), Some(1));
+    let json = stdout_json(&out);
+    assert_eq!(json["error"]["kind"], "config");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("destination_field"),
+        "{json}"
+    );
+    assert!(
+        json["error"].get("status").is_none(),
+        "status only for http-status: {json}"
+    );
+}
+
+#[test]
+fn loopback_is_denied_unless_allowed() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let dir = Scratch::new("denied");
+    let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
+    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout_json(&out)["error"]["kind"], "denied");
+    assert!(crm.requests().is_empty());
+}
+
+#[test]
+fn a_scheme_is_chosen_by_name_from_several() {
+    let crm =
+        TestCrm::start(|r| CrmReply::html(if r.path == "/b" { "202" } else { "101" })).unwrap();
+    let dir = Scratch::new("named");
+    let scheme = dir.file(
+        "s.toml",
+        &format!(
+            "[[scheme]]\nname = \"a\"\nurl = \"{}\"\n\n[[scheme]]\nname = \"b\"\nurl = \"{}\"\n",
+            crm.url("/a"),
+            crm.url("/b")
+        ),
+    );
+    let out = callroute(
+        &[
+            "route",
+            "--scheme",
+            &scheme,
+            "--scheme-name",
+            "b",
+            "--call",
+            "-",
+            "--allow-private-network",
+        ],
+        Some(CALL),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["destination"]["target"], "202");
+
+    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--scheme-name"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unreadable_or_malformed_inputs_exit_2_with_a_message() {
+    let dir = Scratch::new("bad");
+    let good_scheme = dir.file("s.toml", "url = \"http://127.0.0.1:9/\"\n");
+    let bad_toml = dir.file("bad.toml", "url = \n");
+    let bad_call = dir.file("bad.json", "{\"caller\": ");
+    let typo_call = dir.file("typo.json", "{\"caler\": \"1\"}");
+    let garbage = dir.file("garbage.wasm", "not wasm");
+    for (args, expected) in [
+        (
+            vec!["route", "--scheme", "/nonexistent.toml", "--call", "-"],
+            "cannot read scheme file /nonexistent.toml",
+        ),
+        (
+            vec!["route", "--scheme", &bad_toml, "--call", "-"],
+            "not valid TOML",
+        ),
+        (
+            vec!["route", "--scheme", &good_scheme, "--call", &bad_call],
+            "not valid JSON",
+        ),
+        (
+            vec!["route", "--scheme", &good_scheme, "--call", &typo_call],
+            "`caler`",
+        ),
+        (
+            vec![
+                "route",
+                "--scheme",
+                &good_scheme,
+                "--call",
+                "/nonexistent.json",
+            ],
+            "cannot read call file",
+        ),
+        (
+            vec![
+                "route",
+                "--scheme",
+                &good_scheme,
+                "--call",
+                "-",
+                "--plugin",
+                &garbage,
+            ],
+            "garbage.wasm",
+        ),
+        (vec!["route", "--call", "-"], "--scheme"),
+        (
+            vec!["route", "--scheme", &good_scheme, "--call", "-", "--bogus"],
+            "--bogus",
+        ),
+    ] {
+        let out = callroute(&args, Some(CALL));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn another_component_can_be_loaded_with_plugin() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let dir = Scratch::new("plugin");
+    let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
+    let plugin = callroute_host::PLUGIN_WASM_PATH;
+    let out = callroute(
+        &[
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            "-",
+            "--plugin",
+            plugin,
+            "--allow-private-network",
+        ],
+        Some(CALL),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["destination"]["target"], "101");
+}
+
+#[test]
+fn demo_routes_every_combination() {
+    let out = callroute(&["demo"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("phone 380123456789") || l.contains("sip sip:manager_7@pbx.example.com")
+        })
+        .collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+}
