@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--plugin FILE] [--allow-private-network]
+//! callroute serve --schemes FILE --listen ADDR [--plugin FILE] [--allow-private-network]
 //! callroute demo
 //! ```
 //!
@@ -38,8 +39,27 @@ pub struct Cli {
 pub enum Command {
     /// Route one call through a scheme and print the outcome as JSON.
     Route(RouteArgs),
+    /// Serve routing over HTTP for call platforms (see `callroute_host::serve`).
+    Serve(ServeArgs),
     /// Start a local CRM and route a sample call through every submission × import type.
     Demo,
+}
+
+/// `callroute serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The schemes file (TOML): every [[scheme]] needs a `name`, its path segment.
+    #[arg(long, value_name = "FILE")]
+    pub schemes: PathBuf,
+    /// The address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Route with this component instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub plugin: Option<PathBuf>,
+    /// Let the component reach loopback, private and link-local addresses.
+    #[arg(long)]
+    pub allow_private_network: bool,
 }
 
 /// `callroute route`'s arguments.
@@ -81,6 +101,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Route(args) => runtime.block_on(route(args)),
+        Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Demo => runtime.block_on(demo()),
     }
 }
@@ -145,6 +166,41 @@ async fn route(args: RouteArgs) -> ExitCode {
     } else {
         EXIT_FAILED
     })
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let file = match SchemeFile::load(&args.schemes) {
+        Ok(file) => file,
+        Err(e) => return usage_error(e.to_string()),
+    };
+    let config = RouterConfig {
+        allow_private_network: args.allow_private_network,
+        ..RouterConfig::default()
+    };
+    let router = match load_router(args.plugin.as_ref(), config) {
+        Ok(router) => router,
+        Err(e) => return usage_error(e),
+    };
+    let service = match crate::serve::Service::new(router, &file) {
+        Ok(service) => std::sync::Arc::new(service),
+        Err(e) => return usage_error(format!("{}: {e}", args.schemes.display())),
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => return usage_error(format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // The first stdout line says where to connect (the port, when 0 was asked for).
+    println!(
+        "callroute serve: listening on http://{addr} (schemes: {})",
+        service.scheme_names().join(", ")
+    );
+    tracing::info!(%addr, "serving");
+    crate::serve::run(listener, service, crate::serve::shutdown_signal()).await;
+    ExitCode::from(EXIT_ROUTED)
 }
 
 async fn demo() -> ExitCode {

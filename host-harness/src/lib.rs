@@ -8,6 +8,7 @@
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
 //! - [`report`]: the outcome of a call and its JSON form;
 //! - [`crm`]: a small local CRM for the demo and the tests;
+//! - [`serve`]: routing over HTTP for call platforms, with metrics;
 //! - [`demo`] and [`cli`]: the `callroute` command.
 
 pub mod bindings;
@@ -19,6 +20,7 @@ pub mod outbound;
 pub mod report;
 pub mod router;
 pub mod scheme_file;
+pub mod serve;
 
 include!(concat!(env!("OUT_DIR"), "/plugin_artifact.rs"));
 

@@ -24,6 +24,19 @@ pub struct Call {
     pub vars: Vec<(String, String)>,
 }
 
+/// Largest call body accepted over HTTP.
+pub const MAX_CALL_BODY: usize = 64 * 1024;
+
+/// An HTTP request for routing that carries no usable call, with the status to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    /// 400, 405 or 413.
+    pub status: u16,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
 /// A call JSON document that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -97,6 +110,64 @@ impl Call {
                 }
             }
         }
+        Ok(call)
+    }
+
+    /// Build a call from a URL query string: `call_id`, `caller` and `callee` by name, every
+    /// other parameter a call variable (`?call_id=pkv&caller=380…&uuid=842d…`). A parameter
+    /// given twice is refused rather than guessed at.
+    pub fn from_query(query: &str) -> Result<Call, CallError> {
+        let mut call = Call::default();
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !seen.insert(key.clone()) {
+                return Err(CallError::Field {
+                    field: key.into_owned(),
+                    reason: "given more than once".into(),
+                });
+            }
+            let value = value.into_owned();
+            match key.as_ref() {
+                "call_id" => call.call_id = value,
+                "caller" => call.caller = value,
+                "callee" => call.callee = value,
+                _ => call.vars.push((key.into_owned(), value)),
+            }
+        }
+        Ok(call)
+    }
+
+    /// The call an HTTP routing request carries: `POST` with the JSON form as its body, or
+    /// `GET` with the call in the query ([`Call::from_query`]). Used by every HTTP front end.
+    pub fn from_http(method: &str, query: Option<&str>, body: &[u8]) -> Result<Call, RequestError> {
+        let bad = |message: String| RequestError {
+            status: 400,
+            message,
+        };
+        let call = match method {
+            "GET" => {
+                Call::from_query(query.unwrap_or("")).map_err(|e| bad(format!("query: {e}")))?
+            }
+            "POST" => {
+                if body.len() > MAX_CALL_BODY {
+                    return Err(RequestError {
+                        status: 413,
+                        message: format!("the call body is larger than {MAX_CALL_BODY} bytes"),
+                    });
+                }
+                let text = std::str::from_utf8(body)
+                    .map_err(|_| bad("the call body is not UTF-8".into()))?;
+                Call::from_json(text).map_err(|e| bad(e.to_string()))?
+            }
+            _ => {
+                return Err(RequestError {
+                    status: 405,
+                    message: "use POST with the call JSON, or GET with the call in the query"
+                        .into(),
+                });
+            }
+        };
+        call.check_limits().map_err(|e| bad(e.to_string()))?;
         Ok(call)
     }
 
@@ -183,6 +254,49 @@ mod tests {
         assert!(err.to_string().contains("`vars`"), "{err}");
         let err = Call::from_json("[]").unwrap_err();
         assert!(err.to_string().contains("object"), "{err}");
+    }
+
+    #[test]
+    fn parses_a_query_string() {
+        let call = Call::from_query("call_id=pkv&caller=%2B380501112233&callee=380441234567&uuid=842d&utm_source=google+ads").unwrap();
+        assert_eq!(call.call_id, "pkv");
+        assert_eq!(call.caller, "+380501112233");
+        assert_eq!(call.callee, "380441234567");
+        assert_eq!(
+            call.vars,
+            [
+                ("uuid".to_string(), "842d".to_string()),
+                ("utm_source".into(), "google ads".into())
+            ]
+        );
+        assert_eq!(Call::from_query("").unwrap(), Call::default());
+        let err = Call::from_query("caller=1&caller=2").unwrap_err();
+        assert!(
+            err.to_string().contains("`caller`") && err.to_string().contains("more than once"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn http_requests_carry_calls() {
+        let call = Call::from_http("GET", Some("call_id=a&caller=1"), b"").unwrap();
+        assert_eq!((call.call_id.as_str(), call.caller.as_str()), ("a", "1"));
+        let call = Call::from_http("POST", None, br#"{"call_id":"b"}"#).unwrap();
+        assert_eq!(call.call_id, "b");
+        assert_eq!(Call::from_http("PUT", None, b"").unwrap_err().status, 405);
+        assert_eq!(Call::from_http("POST", None, b"{").unwrap_err().status, 400);
+        assert_eq!(
+            Call::from_http("POST", None, b"\xff").unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            Call::from_http("POST", None, &vec![b' '; MAX_CALL_BODY + 1])
+                .unwrap_err()
+                .status,
+            413
+        );
+        let err = Call::from_http("GET", Some("caller=1&caller=2"), b"").unwrap_err();
+        assert!(err.message.starts_with("query: "), "{err}");
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! - [`request`]: the webhook request, built with the `http` crate;
 //! - [`answer`]: reading the CRM's answer;
 //! - [`destination`]: normalising and validating what the CRM routes to;
-//! - [`error`]: the error kinds every layer shares.
+//! - [`error`]: the error kinds every layer shares;
+//! - [`outcome`]: the outcome of a call as JSON, the one format every front end answers with.
 
 pub mod answer;
 pub mod call;
 pub mod destination;
 pub mod error;
+pub mod outcome;
 pub mod request;
 pub mod scheme;
 pub mod template;

@@ -1,13 +1,14 @@
-//! The WASI 0.2 glue (wasm32 only): the `router` export, the scheme from `wasi:config`, and
-//! the webhook over `wasi:http` within the scheme's deadline.
+//! The WASI 0.2 glue (wasm32 only): the `router` and `wasi:http/incoming-handler` exports,
+//! the scheme from `wasi:config`, and the webhook over `wasi:http` within the scheme's deadline.
 //!
 //! The deadline is enforced here with the monotonic clock (every wait polls the response
 //! alongside a timer) and handed to the host as request options; hosts enforce it as well.
 
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
-use crate::call::Call;
+use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, Target};
 use crate::error::RouteError;
+use crate::outcome::{self, Failure};
 use crate::scheme::Scheme;
 
 wit_bindgen::generate!({
@@ -20,8 +21,8 @@ use exports::callroute::router::router as wit;
 use wasi::clocks::monotonic_clock;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
-    Scheme as UriScheme,
+    ErrorCode, Fields, IncomingRequest, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    OutgoingResponse, RequestOptions, ResponseOutparam, Scheme as UriScheme,
 };
 use wasi::io::poll;
 use wasi::io::streams::StreamError;
@@ -38,12 +39,142 @@ impl wit::Guest for Plugin {
             callee: call.callee,
             vars: call.vars,
         };
-        let pairs = wasi::config::store::get_all().map_err(|e| {
-            wit::RouteError::Config(format!("cannot read the scheme from wasi:config: {e:?}"))
-        })?;
-        crate::route(pairs, &call, send)
+        route_call(&call)
             .map(destination_to_wit)
             .map_err(error_to_wit)
+    }
+}
+
+impl exports::wasi::http::incoming_handler::Guest for Plugin {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let start = monotonic_clock::now();
+        let accept: Vec<String> = request
+            .headers()
+            .get("accept")
+            .into_iter()
+            .filter_map(|v| String::from_utf8(v).ok())
+            .collect();
+        let method = match request.method() {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            _ => "OTHER",
+        };
+        let path = request.path_with_query().unwrap_or_default();
+        let query = path.split_once('?').map(|(_, q)| q);
+        let call = read_request_body(request, method)
+            .and_then(|body| Call::from_http(method, query, &body));
+        let answer = match call {
+            Err(e) => Answer {
+                status: e.status,
+                content_type: "application/json",
+                body: outcome::rejection_json("bad-request", &e.message),
+                ring_timeout: None,
+            },
+            Ok(call) => {
+                let result = route_call(&call).map_err(Failure::from);
+                if outcome::prefers_text(accept.iter().map(String::as_str)) {
+                    let (status, body, ring_timeout) = outcome::plain_text(&result);
+                    Answer {
+                        status,
+                        content_type: "text/plain; charset=utf-8",
+                        body,
+                        ring_timeout,
+                    }
+                } else {
+                    let elapsed_ms = monotonic_clock::now().saturating_sub(start) / 1_000_000;
+                    Answer {
+                        status: 200,
+                        content_type: "application/json",
+                        body: outcome::to_json(&result, elapsed_ms),
+                        ring_timeout: None,
+                    }
+                }
+            }
+        };
+        answer.send(response_out);
+    }
+}
+
+/// Route a call with the scheme in `wasi:config`: what both exports do.
+fn route_call(call: &Call) -> Result<Destination, RouteError> {
+    let pairs = wasi::config::store::get_all().map_err(|e| {
+        RouteError::Config(format!("cannot read the scheme from wasi:config: {e:?}"))
+    })?;
+    crate::route(pairs, call, send)
+}
+
+/// The body of an incoming `POST`, at most [`MAX_CALL_BODY`] bytes (other methods: empty).
+fn read_request_body(request: IncomingRequest, method: &str) -> Result<Vec<u8>, RequestError> {
+    let failed = |message: &str| RequestError {
+        status: 400,
+        message: message.to_owned(),
+    };
+    if method != "POST" {
+        return Ok(Vec::new());
+    }
+    let incoming = request
+        .consume()
+        .map_err(|()| failed("the request body was already taken"))?;
+    let mut body = Vec::new();
+    {
+        let stream = incoming
+            .stream()
+            .map_err(|()| failed("the request body was already taken"))?;
+        loop {
+            match stream.blocking_read((MAX_CALL_BODY + 1 - body.len()) as u64) {
+                Ok(bytes) => {
+                    body.extend_from_slice(&bytes);
+                    if body.len() > MAX_CALL_BODY {
+                        return Err(RequestError {
+                            status: 413,
+                            message: format!("the call body is larger than {MAX_CALL_BODY} bytes"),
+                        });
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(_)) => {
+                    return Err(failed("the request body could not be read"));
+                }
+            }
+        }
+    }
+    drop(incoming);
+    Ok(body)
+}
+
+/// An HTTP answer from the component's handler.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    ring_timeout: Option<u32>,
+}
+
+impl Answer {
+    fn send(self, out: ResponseOutparam) {
+        let mut headers = vec![(
+            "content-type".to_owned(),
+            self.content_type.as_bytes().to_vec(),
+        )];
+        if let Some(secs) = self.ring_timeout {
+            headers.push(("x-ring-timeout".to_owned(), secs.to_string().into_bytes()));
+        }
+        let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+        let response = OutgoingResponse::new(fields);
+        let _ = response.set_status_code(self.status);
+        let Ok(body) = response.body() else {
+            ResponseOutparam::set(out, Ok(response));
+            return;
+        };
+        ResponseOutparam::set(out, Ok(response));
+        if let Ok(stream) = body.write() {
+            for chunk in self.body.as_bytes().chunks(4096) {
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = OutgoingBody::finish(body, None);
     }
 }
 

@@ -14,6 +14,7 @@ wit_bindgen::generate!({
 });
 
 use exports::callroute::router::router::{Call, Destination, Guest, RouteError, Target};
+use wasi::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 struct Hostile;
 
@@ -54,5 +55,14 @@ impl Guest for Hostile {
             // Behaves: a fixed destination, to show the harness still serves afterwards.
             _ => phone("380123456789"),
         }
+    }
+}
+
+/// The world's HTTP export: this guest has nothing to serve and says so with a 501.
+impl exports::wasi::http::incoming_handler::Guest for Hostile {
+    fn handle(_request: IncomingRequest, out: ResponseOutparam) {
+        let response = OutgoingResponse::new(Fields::new());
+        let _ = response.set_status_code(501);
+        ResponseOutparam::set(out, Ok(response));
     }
 }

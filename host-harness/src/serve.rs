@@ -1,0 +1,415 @@
+//! `callroute serve`: routing over HTTP for call platforms (Kamailio's `http_client`,
+//! Asterisk's `CURL()`, FreeSWITCH's `mod_httapi`, anything that can make a request).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/route/{scheme}` with the call JSON | the outcome JSON `callroute route` prints, 200 |
+//! | `GET /v1/route/{scheme}?call_id=…&caller=…&callee=…&<var>=…` | the same |
+//! | either, with `Accept: text/plain` | the bare target and `X-Ring-Timeout`, 200; or 503 with the error kind |
+//! | `GET /healthz` | `ok` |
+//! | `GET /metrics` | Prometheus text: routes by scheme and outcome, error kinds, latency |
+//!
+//! A failed route is still a 200 with outcome `failed` and its kind, so a PBX can tell "CRM
+//! down" from "our bug"; an unknown scheme is a 404 and a malformed request a 400, each with a
+//! JSON error saying what is wrong. Every call runs in a fresh sandbox with its tenant's scheme;
+//! the server keeps no state between calls beyond counters, so any number of instances can
+//! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
+//! finish, and exits.
+
+use crate::Call;
+use crate::report::RouteReport;
+use crate::router::{CALL_GRACE, PreparedScheme, Router};
+use crate::scheme_file::SchemeFile;
+use bytes::Bytes;
+use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
+use callroute_plugin::error::excerpt;
+use callroute_plugin::outcome;
+use callroute_plugin::scheme::MAX_RESPONSE_TIMEOUT;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// How long shutdown waits for calls in flight: the longest a call can take.
+pub const DRAIN_LIMIT: Duration = MAX_RESPONSE_TIMEOUT.saturating_add(CALL_GRACE);
+
+/// The routing service: the component, the tenants' schemes, and counters.
+pub struct Service {
+    router: Router,
+    schemes: HashMap<String, PreparedScheme>,
+    metrics: Metrics,
+}
+
+/// A schemes file that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    File(#[from] crate::scheme_file::SchemeFileError),
+    /// A scheme without a `name` cannot be addressed.
+    #[error(
+        "scheme #{0} has no `name`; every served scheme needs one (it is the {{scheme}} in /v1/route/{{scheme}})"
+    )]
+    Unnamed(usize),
+}
+
+impl Service {
+    /// A service for every named scheme of `file`.
+    pub fn new(router: Router, file: &SchemeFile) -> Result<Service, ServeError> {
+        let mut schemes = HashMap::new();
+        for (i, entry) in file.schemes.iter().enumerate() {
+            let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
+            schemes.insert(name, PreparedScheme::new(entry.pairs.clone()));
+        }
+        Ok(Service {
+            router,
+            metrics: Metrics::new(schemes.keys()),
+            schemes,
+        })
+    }
+
+    /// The names of the schemes served, sorted.
+    pub fn scheme_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.schemes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Answer one HTTP request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        match (request.method(), path.as_str()) {
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics") => {
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            (_, p) if p.starts_with("/v1/route/") => {
+                let name = p.trim_start_matches("/v1/route/").to_owned();
+                self.route(&name, request).await
+            }
+            _ => rejection(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint; use /v1/route/{scheme}, /healthz or /metrics".into(),
+            ),
+        }
+    }
+
+    async fn route(&self, name: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let name: String = form_urlencoded::parse(format!("n={name}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .next()
+            .unwrap_or_default();
+        let Some(scheme) = self.schemes.get(&name) else {
+            return rejection(
+                StatusCode::NOT_FOUND,
+                "unknown-scheme",
+                format!(
+                    "no scheme named `{}` (serving: {})",
+                    excerpt(&name, 64),
+                    self.scheme_names().join(", ")
+                ),
+            );
+        };
+        let wants_text = outcome::prefers_text(
+            request
+                .headers()
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let call = match read_call(request).await {
+            Ok(call) => call,
+            Err(e) => {
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+                return rejection(status, "bad-request", e.message);
+            }
+        };
+        let report = self.router.route(scheme, &call).await;
+        self.metrics.observe(&name, &report);
+        log_call(&name, &report);
+        if wants_text {
+            plain_answer(&report)
+        } else {
+            let mut response = Response::new(Full::new(Bytes::from(report.to_json())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+}
+
+/// One line per call: scheme, outcome, error kind, elapsed time. Never a URL or header value.
+fn log_call(scheme: &str, report: &RouteReport) {
+    match &report.result {
+        Ok(d) => tracing::info!(
+            target: "callroute::call",
+            scheme,
+            outcome = "routed",
+            destination_kind = d.target.kind(),
+            elapsed_ms = report.elapsed_ms(),
+            "call routed"
+        ),
+        Err(e) => tracing::info!(
+            target: "callroute::call",
+            scheme,
+            outcome = "failed",
+            error_kind = e.kind.as_str(),
+            error = %e.message,
+            elapsed_ms = report.elapsed_ms(),
+            "call not routed"
+        ),
+    }
+}
+
+/// Read the request body (at most [`MAX_CALL_BODY`] bytes) and parse the call it carries.
+async fn read_call(request: Request<Incoming>) -> Result<Call, RequestError> {
+    let (parts, body) = request.into_parts();
+    let body = if parts.method == Method::POST {
+        Limited::new(body, MAX_CALL_BODY)
+            .collect()
+            .await
+            .map_err(|_| RequestError {
+                status: 413,
+                message: format!(
+                    "the call body is larger than {MAX_CALL_BODY} bytes or was cut off"
+                ),
+            })?
+            .to_bytes()
+    } else {
+        Bytes::new()
+    };
+    Call::from_http(parts.method.as_str(), parts.uri.query(), &body)
+}
+
+fn plain_answer(report: &RouteReport) -> Response<Full<Bytes>> {
+    let (status, body, ring_timeout) = outcome::plain_text(&report.result);
+    let mut response = text(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
+    if let Some(secs) = ring_timeout {
+        response
+            .headers_mut()
+            .insert("x-ring-timeout", header::HeaderValue::from(secs));
+    }
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A request the server will not route: `{"error":{"kind":…,"message":…}}`.
+fn rejection(status: StatusCode, kind: &str, message: String) -> Response<Full<Bytes>> {
+    let body = outcome::rejection_json(kind, &message);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+    }
+    response
+}
+
+/// Serve until `shutdown` resolves, then stop accepting and let connections in flight finish
+/// (at most [`DRAIN_LIMIT`]).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let handler = service_fn(move |request| {
+                    let service = service.clone();
+                    async move { Ok::<_, Infallible>(service.handle(request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing calls in flight");
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls still in flight after {DRAIN_LIMIT:?}; exiting anyway");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Counters for `/metrics`. Labels come only from the configured scheme names and the fixed
+/// outcome and error-kind sets, so a client cannot grow them.
+pub struct Metrics {
+    inner: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    routes: BTreeMap<(String, &'static str), u64>,
+    errors: BTreeMap<(String, &'static str), u64>,
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Metrics {
+    fn new<'a>(schemes: impl Iterator<Item = &'a String>) -> Metrics {
+        let mut counters = Counters::default();
+        for scheme in schemes {
+            for outcome in ["routed", "failed"] {
+                counters.routes.insert((scheme.clone(), outcome), 0);
+            }
+        }
+        Metrics {
+            inner: Mutex::new(counters),
+        }
+    }
+
+    fn observe(&self, scheme: &str, report: &RouteReport) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = if report.is_routed() {
+            "routed"
+        } else {
+            "failed"
+        };
+        *c.routes.entry((scheme.to_owned(), outcome)).or_default() += 1;
+        if let Err(e) = &report.result {
+            *c.errors
+                .entry((scheme.to_owned(), e.kind.as_str()))
+                .or_default() += 1;
+        }
+        let seconds = report.elapsed.as_secs_f64();
+        for (bucket, bound) in c.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        c.sum += seconds;
+        c.count += 1;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP callroute_routes_total Calls handled, by scheme and outcome."
+        );
+        let _ = writeln!(out, "# TYPE callroute_routes_total counter");
+        for ((scheme, outcome), n) in &c.routes {
+            let _ = writeln!(
+                out,
+                "callroute_routes_total{{scheme=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(scheme)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP callroute_route_errors_total Calls not routed, by scheme and error kind."
+        );
+        let _ = writeln!(out, "# TYPE callroute_route_errors_total counter");
+        for ((scheme, kind), n) in &c.errors {
+            let _ = writeln!(
+                out,
+                "callroute_route_errors_total{{scheme=\"{}\",kind=\"{kind}\"}} {n}",
+                label(scheme)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP callroute_route_duration_seconds Time to route a call, from instance creation to the answer."
+        );
+        let _ = writeln!(out, "# TYPE callroute_route_duration_seconds histogram");
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(c.buckets) {
+            let _ = writeln!(
+                out,
+                "callroute_route_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "callroute_route_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            c.count
+        );
+        let _ = writeln!(out, "callroute_route_duration_seconds_sum {}", c.sum);
+        let _ = writeln!(out, "callroute_route_duration_seconds_count {}", c.count);
+        out
+    }
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

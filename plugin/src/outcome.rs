@@ -1,0 +1,172 @@
+//! The outcome of routing one call, as JSON: the one format that `callroute route` prints,
+//! `callroute serve` answers, and the component's own `wasi:http` handler answers.
+//!
+//! ```json
+//! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}
+//! {"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}
+//! ```
+//!
+//! Keys come in the documented order; `status` appears only for `http-status`.
+
+use crate::destination::Destination;
+use crate::error::{ErrorKind, RouteError};
+use serde_json::Value;
+
+/// Why a call was not routed: a component's [`RouteError`], or a host-side failure (`trap`,
+/// the host's own timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error kind.
+    pub kind: ErrorKind,
+    /// A description safe to log.
+    pub message: String,
+    /// The CRM's status, for [`ErrorKind::HttpStatus`].
+    pub status: Option<u16>,
+}
+
+impl Failure {
+    /// A failure of `kind` without a status.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+impl From<RouteError> for Failure {
+    fn from(error: RouteError) -> Self {
+        Failure {
+            kind: error.kind(),
+            status: error.status(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// A JSON string literal.
+fn string(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+/// The outcome as one line of JSON.
+pub fn to_json(result: &Result<Destination, Failure>, elapsed_ms: u64) -> String {
+    match result {
+        Ok(d) => format!(
+            r#"{{"outcome":"routed","destination":{{"kind":{},"target":{},"ring_timeout_secs":{}}},"elapsed_ms":{elapsed_ms}}}"#,
+            string(d.target.kind()),
+            string(d.target.value()),
+            d.ring_timeout_secs,
+        ),
+        Err(e) => {
+            let status = e
+                .status
+                .map(|s| format!(r#","status":{s}"#))
+                .unwrap_or_default();
+            format!(
+                r#"{{"outcome":"failed","error":{{"kind":{},"message":{}{status}}},"elapsed_ms":{elapsed_ms}}}"#,
+                string(e.kind.as_str()),
+                string(&e.message),
+            )
+        }
+    }
+}
+
+/// Whether a client asked for the plain-text answer: the first of `text/plain` and
+/// `application/json` among its `Accept` values is `text/plain`.
+pub fn prefers_text<'a>(accept: impl IntoIterator<Item = &'a str>) -> bool {
+    accept
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .find(|v| {
+            v.eq_ignore_ascii_case("text/plain") || v.eq_ignore_ascii_case("application/json")
+        })
+        .is_some_and(|v| v.eq_ignore_ascii_case("text/plain"))
+}
+
+/// The plain-text answer to a client that [`prefers_text`]: `(status, body, ring timeout)`.
+/// A routed call is `200` with the bare target, so the simplest PBX script can dial it; a
+/// failed one is `503` with the error kind.
+pub fn plain_text(result: &Result<Destination, Failure>) -> (u16, String, Option<u32>) {
+    match result {
+        Ok(d) => (200, d.target.value().to_owned(), Some(d.ring_timeout_secs)),
+        Err(e) => (503, e.kind.as_str().to_owned(), None),
+    }
+}
+
+/// A request that is not routed at all (malformed, unknown scheme):
+/// `{"error":{"kind":…,"message":…}}`.
+pub fn rejection_json(kind: &str, message: &str) -> String {
+    format!(
+        r#"{{"error":{{"kind":{},"message":{}}}}}"#,
+        string(kind),
+        string(message)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::Target;
+
+    #[test]
+    fn json_matches_the_contract() {
+        let routed = Ok(Destination {
+            target: Target::Phone("380123456789".into()),
+            ring_timeout_secs: 30,
+        });
+        assert_eq!(
+            to_json(&routed, 12),
+            r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}"#
+        );
+        let failed = Err(Failure::from(RouteError::HttpStatus {
+            status: 503,
+            message: "the CRM answered 503 Service Unavailable".into(),
+        }));
+        assert_eq!(
+            to_json(&failed, 7),
+            r#"{"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}"#
+        );
+        let trap = Err(Failure::new(ErrorKind::Trap, "said \"no\"\n"));
+        let json: Value = serde_json::from_str(&to_json(&trap, 5001)).unwrap();
+        assert_eq!(json["error"]["message"], "said \"no\"\n");
+        assert_eq!(json["error"]["kind"], "trap");
+        assert!(json["error"].get("status").is_none());
+        assert_eq!(json["elapsed_ms"], 5001);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(prefers_text(["text/plain"]));
+        assert!(prefers_text(["text/plain;q=0.9, application/json;q=0.5"]));
+        assert!(prefers_text(["text/html", "TEXT/PLAIN"]));
+        assert!(!prefers_text(["application/json, text/plain"]));
+        assert!(!prefers_text(["*/*"]));
+        assert!(!prefers_text([]));
+    }
+
+    #[test]
+    fn plain_text_and_rejections() {
+        let routed = Ok(Destination {
+            target: Target::Sip("manager_7".into()),
+            ring_timeout_secs: 20,
+        });
+        assert_eq!(plain_text(&routed), (200, "manager_7".into(), Some(20)));
+        let failed = Err(Failure::new(ErrorKind::Timeout, "slow"));
+        assert_eq!(plain_text(&failed), (503, "timeout".into(), None));
+        let json: Value =
+            serde_json::from_str(&rejection_json("bad-request", "call field `x`")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {"kind": "bad-request", "message": "call field `x`"}})
+        );
+    }
+}
