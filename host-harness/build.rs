@@ -1,11 +1,40 @@
-//! Builds the routing component (`plugin/`) for `wasm32-wasip2` so the `callroute` binary can
-//! embed it; the artifact's path and bytes are handed to the crate as generated items. The
-//! nested build is described in `build/component.rs`.
+//! Builds the routing component (`plugin/`) for `wasm32-wasip2` (see `build/component.rs`),
+//! stamps it with registry metadata (name, version, description, licence, source), and hands
+//! it to the crate as generated items, so the `callroute` binary embeds exactly the component
+//! that `cargo xtask dist` releases.
+//!
+//! The release version is the workspace version, and it must equal the WIT package version
+//! (`package callroute:router@X;`): the build fails if they drift apart.
 
 include!("build/component.rs");
 
+use wasm_metadata::{AddMetadata, AddMetadataField};
+
 fn main() {
-    let wasm = build_component("callroute-plugin", &["plugin/src", "plugin/Cargo.toml"]);
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
+    check_wit_version(&version);
+
+    let built = build_component("callroute-plugin", &["plugin/src", "plugin/Cargo.toml"]);
+    let bytes = std::fs::read(&built).unwrap();
+    let mut metadata = AddMetadata::default();
+    metadata.name = AddMetadataField::Set("callroute-router".to_owned());
+    metadata.version = AddMetadataField::Set(wasm_metadata::Version::new(version.clone()));
+    metadata.description = AddMetadataField::Set(wasm_metadata::Description::new(
+        "callroute: routes a phone call by asking the customer's CRM webhook (callroute:router/plugin)",
+    ));
+    metadata.licenses = AddMetadataField::Set(
+        wasm_metadata::Licenses::new(&env::var("CARGO_PKG_LICENSE").unwrap()).unwrap(),
+    );
+    metadata.source = AddMetadataField::Set(
+        wasm_metadata::Source::new(&env::var("CARGO_PKG_REPOSITORY").unwrap()).unwrap(),
+    );
+    let stamped = metadata
+        .to_wasm(&bytes)
+        .expect("adding metadata to the component");
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let wasm = out_dir.join("callroute-router.wasm");
+    std::fs::write(&wasm, stamped).unwrap();
     let path = wasm.display().to_string();
     let generated = format!(
         "/// Path of the routing component built for `{TARGET}` by `build.rs`.\n\
@@ -13,6 +42,22 @@ fn main() {
          /// The routing component built by `build.rs` from `plugin/`, embedded in the binary.\n\
          pub static EMBEDDED_PLUGIN: &[u8] = include_bytes!({path:?});\n"
     );
-    let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     std::fs::write(out_dir.join("plugin_artifact.rs"), generated).unwrap();
+}
+
+/// The WIT package version must be the workspace version.
+fn check_wit_version(version: &str) {
+    let world = workspace_root().join("wit/world.wit");
+    let text = std::fs::read_to_string(&world).unwrap();
+    let declared = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package callroute:router@"))
+        .map(|rest| rest.trim_end_matches(';').trim().to_owned());
+    assert_eq!(
+        declared.as_deref(),
+        Some(version),
+        "{} declares callroute:router@{declared:?}, but the workspace version is {version}: \
+         bump them together",
+        world.display()
+    );
 }

@@ -7,12 +7,13 @@
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
 //! - [`report`]: the outcome of a call and its JSON form;
-//! - [`crm`]: a small local CRM for the demo and the tests;
+//! - [`crm`] and [`client`]: a small local CRM and HTTP client for the demo and the tests;
 //! - [`serve`]: routing over HTTP for call platforms, with metrics;
 //! - [`demo`] and [`cli`]: the `callroute` command.
 
 pub mod bindings;
 pub mod cli;
+pub mod client;
 pub mod crm;
 pub mod demo;
 pub mod guard;

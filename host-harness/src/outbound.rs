@@ -198,13 +198,22 @@ async fn send(
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
 
     let mut conn = Box::pin(conn);
+    let mut conn_done = false;
     let response = tokio::time::timeout_at(deadline, async {
+        let send = sender.send_request(request);
+        tokio::pin!(send);
         tokio::select! {
-            response = sender.send_request(request) => response.map_err(Error::from),
-            closed = &mut conn => Err(match closed {
-                Ok(()) => Error::HttpResponseIncomplete,
-                Err(e) => Error::from(e),
-            }),
+            biased;
+            response = &mut send => response.map_err(Error::from),
+            closed = &mut conn => {
+                conn_done = true;
+                match closed {
+                    // The server closed right after answering (HTTP/1.0, `Connection: close`):
+                    // the answer is already in, or the exchange failed; `send` says which.
+                    Ok(()) => send.await.map_err(Error::from),
+                    Err(e) => Err(Error::from(e)),
+                }
+            }
         }
     })
     .await
@@ -226,7 +235,11 @@ async fn send(
         }
         .boxed_unsync()
     });
-    let io: IoFuture = Box::new(async move { conn.await.map_err(Error::from) });
+    let io: IoFuture = if conn_done {
+        Box::new(async { Ok(()) })
+    } else {
+        Box::new(async move { conn.await.map_err(Error::from) })
+    };
     Ok((response, io))
 }
 

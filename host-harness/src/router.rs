@@ -274,13 +274,14 @@ impl Router {
         }
     }
 
-    async fn run(
+    /// A fresh store for one call: the scheme in `wasi:config`, the outbound door, limits,
+    /// and a yield at every epoch tick. Also returns the component's captured stderr.
+    fn new_store(
         &self,
         scheme: &PreparedScheme,
-        call: &Call,
         deadline: Instant,
         denial: DenialSlot,
-    ) -> Result<Destination, RouteFailure> {
+    ) -> (Store<CallState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = CallState {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
@@ -302,7 +303,17 @@ impl Router {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        (store, stderr)
+    }
 
+    async fn run(
+        &self,
+        scheme: &PreparedScheme,
+        call: &Call,
+        deadline: Instant,
+        denial: DenialSlot,
+    ) -> Result<Destination, RouteFailure> {
+        let (mut store, stderr) = self.new_store(scheme, deadline, denial);
         let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
         let plugin = self
             .loaded
@@ -325,6 +336,84 @@ impl Router {
             Ok(destination) => destination_from_wit(destination),
             Err(error) => Err(error_from_wit(error).into()),
         }
+    }
+
+    /// Hand one HTTP request to the component's own `wasi:http/incoming-handler` export, the
+    /// way `wasmtime serve` runs it (a fresh instance, the scheme in `wasi:config`), and
+    /// collect its answer. Bounded like [`Router::route`].
+    pub async fn handle_http(
+        &self,
+        scheme: &PreparedScheme,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<http::Response<bytes::Bytes>, RouteFailure> {
+        use http_body_util::BodyExt;
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme as UriScheme;
+
+        let deadline = Instant::now() + scheme.response_timeout;
+        let (mut store, stderr) = self.new_store(scheme, deadline, DenialSlot::default());
+        let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
+        let work = async {
+            let plugin = self
+                .loaded
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(trap)?;
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(UriScheme::Http, request)
+                .map_err(trap)?;
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam(sender)
+                .map_err(trap)?;
+            // The handler streams the body after handing over the response: read both at once.
+            let handle = plugin
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out);
+            let answer = async {
+                let response = receiver
+                    .await
+                    .map_err(|_| {
+                        RouteFailure::new(
+                            ErrorKind::Trap,
+                            "the component never answered the HTTP request",
+                        )
+                    })?
+                    .map_err(|code| {
+                        RouteFailure::new(
+                            ErrorKind::Trap,
+                            format!("the component answered with an error: {code:?}"),
+                        )
+                    })?;
+                let (parts, body) = response.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        RouteFailure::new(
+                            ErrorKind::Trap,
+                            format!("the component's answer body failed: {e:?}"),
+                        )
+                    })?
+                    .to_bytes();
+                Ok::<_, RouteFailure>(http::Response::from_parts(parts, body))
+            };
+            let (handled, answer) = tokio::join!(handle, answer);
+            handled.map_err(trap)?;
+            answer
+        };
+        tokio::time::timeout_at(deadline + CALL_GRACE, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RouteFailure::new(
+                    ErrorKind::Timeout,
+                    "the component's HTTP handler did not finish in time",
+                ))
+            })
     }
 }
 

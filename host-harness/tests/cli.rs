@@ -2,7 +2,7 @@
 
 use callroute_host::crm::{CrmReply, TestCrm};
 use serde_json::Value;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -290,4 +290,106 @@ fn demo_routes_every_combination() {
         .collect();
     assert_eq!(rows.len(), 12, "{text}");
     assert!(!text.contains("FAILED"), "{text}");
+}
+
+/// A `callroute serve` process, killed on drop if it is still running.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServeProcess {
+    fn start(schemes: &str) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
+            .args([
+                "serve",
+                "--schemes",
+                schemes,
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-private-network",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .unwrap();
+        ServeProcess { child, addr }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
+    let crm =
+        TestCrm::start(|_| CrmReply::html("101").after(std::time::Duration::from_millis(500)))
+            .unwrap();
+    let dir = Scratch::new("serve");
+    let schemes = dir.file(
+        "schemes.toml",
+        &format!(
+            "[[scheme]]\nname = \"acme\"\nurl = \"{}\"\n[scheme.headers]\nAuthorization = \"Bearer HEADERSECRET\"\n",
+            crm.url("/route?api_key=QUERYSECRET")
+        ),
+    );
+    let mut server = ServeProcess::start(&schemes);
+    let addr = server.addr;
+    let in_flight = std::thread::spawn(move || {
+        callroute_host::client::request(addr, "POST", "/v1/route/acme", &[], CALL.as_bytes())
+            .unwrap()
+    });
+    while crm.requests().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let response = in_flight.join().unwrap();
+    assert_eq!(response.status, 200, "the call in flight finished");
+    assert_eq!(response.json()["destination"]["target"], "101");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let mut logs = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("call routed"), "{logs}");
+    assert!(
+        logs.contains("scheme=\"acme\"") || logs.contains("scheme=acme"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("QUERYSECRET") && !logs.contains("HEADERSECRET"),
+        "{logs}"
+    );
+    assert_eq!(
+        crm.single_request().header("authorization"),
+        Some("Bearer HEADERSECRET")
+    );
 }

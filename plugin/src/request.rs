@@ -7,7 +7,7 @@
 use crate::call::Call;
 use crate::error::RouteError;
 use crate::scheme::{Scheme, Submission};
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::{Map, Value};
 
@@ -86,6 +86,12 @@ pub fn build(scheme: &Scheme, call: &Call) -> Result<Request<Vec<u8>>, RouteErro
         .header(ACCEPT, accept);
     if let Some(content_type) = content_type {
         builder = builder.header(CONTENT_TYPE, content_type);
+    }
+    // The body is complete before sending, so say how long it is: a streamed (chunked) request
+    // body is lost on servers that do not read chunked requests (Python's http.server, some
+    // PHP setups), and a POST without a length can be refused with 411.
+    if scheme.effective_method() != crate::scheme::Method::Get || !body.is_empty() {
+        builder = builder.header(CONTENT_LENGTH, body.len());
     }
     for field in &scheme.headers {
         let value: String = field
@@ -177,6 +183,15 @@ mod tests {
             );
             assert!(req.body().is_empty());
             assert!(req.headers().get(CONTENT_TYPE).is_none());
+            let length = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(
+                length,
+                if method == "GET" { None } else { Some("0") },
+                "{method}"
+            );
         }
     }
 
@@ -216,6 +231,10 @@ mod tests {
                 "uuid":"842d921d-5334-4eca-812d-9a478dc8c884","google_id":"UA-38222689-2"})
         );
         assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            req.headers()[CONTENT_LENGTH],
+            req.body().len().to_string().as_str()
+        );
         assert_eq!(req.headers()[USER_AGENT], USER_AGENT_VALUE);
         assert_eq!(req.headers()[ACCEPT], "text/plain, */*;q=0.5");
     }
@@ -269,7 +288,7 @@ mod tests {
         assert_eq!(req.headers()["x-call"], "pkv");
         let note = req.headers()["x-note"].as_bytes();
         assert!(!note.contains(&b'\r') && !note.contains(&b'\n'));
-        assert_eq!(req.headers().len(), 5, "{:?}", req.headers());
+        assert_eq!(req.headers().len(), 6, "{:?}", req.headers());
     }
 
     #[test]

@@ -83,3 +83,68 @@ pub fn failed(report: &RouteReport) -> &callroute_host::RouteFailure {
         Err(e) => e,
     }
 }
+
+/// `callroute serve`'s service running in-process on a free port of 127.0.0.1, on its own
+/// thread and runtime; dropping it shuts the server down and waits for it.
+pub struct Served {
+    addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Serve the schemes of `toml` with `router`.
+    pub fn start(router: Router, toml: &str) -> Served {
+        let file = callroute_host::scheme_file::SchemeFile::parse(toml, "test.toml").unwrap();
+        let service =
+            std::sync::Arc::new(callroute_host::serve::Service::new(router, &file).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(callroute_host::serve::run(listener, service, async {
+                let _ = stop.await;
+            }))
+        });
+        Served {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// One request to the server.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> callroute_host::client::Response {
+        callroute_host::client::request(self.addr, method, path, headers, body.as_bytes())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -49,3 +49,22 @@ fn imports_neither_filesystem_nor_sockets() {
         "the component must not ask for {forbidden:?}"
     );
 }
+
+#[test]
+fn carries_its_release_metadata() {
+    let payload = wasm_metadata::Payload::from_binary(EMBEDDED_PLUGIN).unwrap();
+    let metadata = payload.metadata();
+    assert_eq!(metadata.name.as_deref(), Some("callroute-router"));
+    assert_eq!(
+        metadata
+            .version
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "the component's version is the workspace version"
+    );
+    assert!(
+        metadata.licenses.is_some() && metadata.source.is_some() && metadata.description.is_some()
+    );
+}

@@ -207,3 +207,32 @@ async fn secrets_in_headers_are_sent_but_never_reported() {
     assert!(json.contains("\"status\":401"), "{json}");
     assert!(!json.contains("SECRET"), "{json}");
 }
+
+/// A bare-bones HTTP/1.0 CRM: answers once per connection with `response`, then closes.
+fn http10_crm(response: &'static str) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(response.as_bytes());
+    });
+    (url, thread)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http10_crm_that_closes_after_answering_is_read() {
+    // No Content-Length: the body ends when the connection does, as old PHP setups answer.
+    let (url, crm) = http10_crm("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n380123456789");
+    let report = route(&[("url", &url)], &seed_call()).await;
+    assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
+    crm.join().unwrap();
+
+    let (url, crm) =
+        http10_crm("HTTP/1.0 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nmanager_7");
+    let report = route(&[("url", &url)], &seed_call()).await;
+    assert_eq!(routed(&report).0, Target::Sip("manager_7".into()));
+    crm.join().unwrap();
+}

@@ -5,6 +5,8 @@ mod combinations;
 mod component;
 mod errors;
 mod hostile;
+mod http_handler;
 mod json_rpc;
 mod seed;
+mod serve;
 mod sip;

@@ -29,6 +29,15 @@ async fn post_json_with_number_01_routes_to_the_normalised_phone() {
     assert_eq!(request.path, "/api/addnumber/");
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(
+        request.header("content-length"),
+        Some(request.body.len().to_string().as_str())
+    );
+    assert_eq!(
+        request.header("transfer-encoding"),
+        None,
+        "a fixed-length body, not chunked"
+    );
+    assert_eq!(
         request.header("user-agent"),
         Some(concat!("callroute/", env!("CARGO_PKG_VERSION")))
     );

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""A stand-in CRM for the Kamailio example: answers like Ringostat's help article.
+
+    python3 crm.py PORT
+
+The callee decides the answer: 380441234567 -> {"number_01": "3 80123456789"} (a phone),
+"support" -> {"number_01": "manager_7"} (a SIP login), anything else -> 204 (no destination).
+"""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWERS = {"380441234567": "3 80123456789", "support": "manager_7"}
+
+
+class Crm(BaseHTTPRequestHandler):
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        call = json.loads(self.rfile.read(length) or b"{}")
+        sys.stderr.write("crm: received %s\n" % json.dumps(call))
+        number = ANSWERS.get(call.get("callee", ""))
+        if number is None:
+            self.send_response(204)
+            self.end_headers()
+            return
+        body = json.dumps({"number_01": number}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("crm: " + (fmt % args) + "\n")
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Crm).serve_forever()

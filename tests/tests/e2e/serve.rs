@@ -1,0 +1,285 @@
+//! `callroute serve`'s HTTP API, in-process on a free port, against CRMs on 127.0.0.1.
+
+use callroute_tests::*;
+use serde_json::json;
+use std::time::Duration;
+
+const CALL: &str = r#"{"call_id":"pkv","caller":"+380501112233","callee":"380441234567","vars":{"uuid":"842d921d"}}"#;
+
+/// Two tenants, each with its own CRM.
+struct Tenants {
+    acme: TestCrm,
+    globex: TestCrm,
+    served: Served,
+}
+
+fn tenants() -> Tenants {
+    let acme = TestCrm::start(|_| CrmReply::json(json!({"number_01": "3 80123456789"}))).unwrap();
+    let globex = TestCrm::start(
+        |r| match r.query_pairs().iter().find(|(k, _)| k == "down") {
+            Some(_) => CrmReply::status(503),
+            None => CrmReply::html("manager_7"),
+        },
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+        [[scheme]]
+        name = "acme"
+        url = "{}"
+        submission = "json"
+        import = "json"
+        destination_field = "number_01"
+        ring_timeout_secs = 20
+
+        [[scheme]]
+        name = "globex"
+        url = "{}"
+        method = "GET"
+        response_timeout_secs = 1
+        "#,
+        acme.url("/route"),
+        globex.url("/route"),
+    );
+    let served = Served::start(router(), &toml);
+    Tenants {
+        acme,
+        globex,
+        served,
+    }
+}
+
+#[test]
+fn post_answers_with_the_same_json_as_the_cli() {
+    let t = tenants();
+    let response = t.served.request(
+        "POST",
+        "/v1/route/acme",
+        &[("content-type", "application/json")],
+        CALL,
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let body = response.json();
+    assert_eq!(body["outcome"], "routed");
+    assert_eq!(
+        body["destination"],
+        json!({"kind": "phone", "target": "380123456789", "ring_timeout_secs": 20})
+    );
+    assert!(body["elapsed_ms"].is_u64());
+    assert_eq!(t.acme.single_request().json()["uuid"], "842d921d");
+    assert!(
+        t.globex.requests().is_empty(),
+        "each tenant reaches only its own CRM"
+    );
+}
+
+#[test]
+fn get_carries_the_call_in_the_query() {
+    let t = tenants();
+    let response = t.served.request(
+        "GET",
+        "/v1/route/globex?call_id=c1&caller=%2B380501112233&callee=101&utm_source=ads",
+        &[],
+        "",
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["destination"]["target"], "manager_7");
+    let sent = t.globex.single_request().query_pairs();
+    assert!(
+        sent.contains(&("caller".into(), "+380501112233".into())),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&("utm_source".into(), "ads".into())),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn text_plain_answers_the_bare_target_or_503_with_the_kind() {
+    let t = tenants();
+    let response = t
+        .served
+        .request("POST", "/v1/route/acme", &[("accept", "text/plain")], CALL);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "380123456789");
+    assert_eq!(response.header("x-ring-timeout"), Some("20"));
+
+    let response = t.served.request(
+        "GET",
+        "/v1/route/globex?call_id=c1&down=1",
+        &[("accept", "text/plain")],
+        "",
+    );
+    assert_eq!(response.status, 503);
+    assert_eq!(response.text(), "http-status");
+}
+
+#[test]
+fn a_failed_route_is_200_with_its_kind() {
+    let t = tenants();
+    let response = t
+        .served
+        .request("GET", "/v1/route/globex?call_id=c1&down=1", &[], "");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["outcome"], "failed");
+    assert_eq!(response.json()["error"]["kind"], "http-status");
+    assert_eq!(response.json()["error"]["status"], 503);
+}
+
+#[test]
+fn unknown_schemes_and_malformed_requests_are_refused_with_a_reason() {
+    let t = tenants();
+    let response = t.served.request("POST", "/v1/route/initech", &[], CALL);
+    assert_eq!(response.status, 404);
+    assert_eq!(response.json()["error"]["kind"], "unknown-scheme");
+    assert!(
+        response.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`initech`")
+    );
+
+    for (method, path, body, status, says) in [
+        (
+            "POST",
+            "/v1/route/acme",
+            "{\"caller\":",
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/v1/route/acme",
+            "{\"caler\":\"1\"}",
+            400,
+            "`caler`",
+        ),
+        (
+            "GET",
+            "/v1/route/acme?caller=1&caller=2",
+            "",
+            400,
+            "more than once",
+        ),
+        ("PUT", "/v1/route/acme", CALL, 405, "POST"),
+    ] {
+        let response = t.served.request(method, path, &[], body);
+        assert_eq!(response.status, status, "{method} {path}");
+        assert_eq!(response.json()["error"]["kind"], "bad-request");
+        assert!(
+            response.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{}",
+            response.text()
+        );
+    }
+    let big = format!("{{\"call_id\":\"{}\"}}", "x".repeat(70 * 1024));
+    assert_eq!(
+        t.served.request("POST", "/v1/route/acme", &[], &big).status,
+        413
+    );
+    assert_eq!(t.served.request("GET", "/nowhere", &[], "").status, 404);
+    assert!(
+        t.acme.requests().is_empty(),
+        "nothing malformed reached a CRM"
+    );
+}
+
+#[test]
+fn health_and_metrics() {
+    let t = tenants();
+    assert_eq!(t.served.request("GET", "/healthz", &[], "").text(), "ok\n");
+    for _ in 0..3 {
+        t.served.request("POST", "/v1/route/acme", &[], CALL);
+    }
+    t.served.request("GET", "/v1/route/globex?down=1", &[], "");
+    let metrics = t.served.request("GET", "/metrics", &[], "");
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text();
+    for line in [
+        "callroute_routes_total{scheme=\"acme\",outcome=\"routed\"} 3",
+        "callroute_routes_total{scheme=\"acme\",outcome=\"failed\"} 0",
+        "callroute_routes_total{scheme=\"globex\",outcome=\"failed\"} 1",
+        "callroute_route_errors_total{scheme=\"globex\",kind=\"http-status\"} 1",
+        "callroute_route_duration_seconds_bucket{le=\"+Inf\"} 4",
+        "callroute_route_duration_seconds_count 4",
+        "# TYPE callroute_route_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_hundred_concurrent_clients_all_get_answers() {
+    let t = tenants();
+    let addr = t.served.addr();
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for j in 0..3 {
+                    let (path, body) = if (i + j) % 2 == 0 {
+                        ("/v1/route/acme".to_string(), CALL.to_string())
+                    } else {
+                        (format!("/v1/route/globex?call_id={i}-{j}"), String::new())
+                    };
+                    let method = if body.is_empty() { "GET" } else { "POST" };
+                    let response =
+                        callroute_host::client::request(addr, method, &path, &[], body.as_bytes())
+                            .unwrap();
+                    answers.push((
+                        response.status,
+                        response.json()["outcome"].as_str().unwrap_or("").to_owned(),
+                    ));
+                }
+                answers
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert_eq!(answers.len(), 300);
+    assert!(
+        answers
+            .iter()
+            .all(|(status, outcome)| *status == 200 && outcome == "routed"),
+        "{answers:?}"
+    );
+    assert_eq!(t.acme.requests().len() + t.globex.requests().len(), 300);
+}
+
+#[test]
+fn shutdown_waits_for_calls_in_flight() {
+    let crm = TestCrm::start(|_| CrmReply::html("101").after(Duration::from_millis(600))).unwrap();
+    let served = Served::start(
+        router(),
+        &format!("name = \"slow\"\nurl = \"{}\"\n", crm.url("/")),
+    );
+    let addr = served.addr();
+    let in_flight = std::thread::spawn(move || {
+        callroute_host::client::request(addr, "GET", "/v1/route/slow?call_id=1", &[], b"").unwrap()
+    });
+    // Let the call reach the CRM, then shut down while it is waiting for the answer.
+    while crm.requests().is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(served);
+    let response = in_flight.join().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["destination"]["target"], "101");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no new connections after shutdown"
+    );
+}

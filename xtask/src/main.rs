@@ -1,0 +1,60 @@
+//! Release tasks.
+//!
+//! `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
+//! exactly as the `callroute` binary embeds it (built and stamped with its metadata by
+//! `host-harness/build.rs`), and `dist/callroute-router-<version>.wasm.sha256` in `sha256sum`
+//! format. It checks that the component's embedded version is the workspace version first.
+
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("dist") => match dist() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask dist: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask dist");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dist() -> Result<(), String> {
+    let version = env!("CARGO_PKG_VERSION");
+    let wasm = callroute_host::EMBEDDED_PLUGIN;
+    let payload = wasm_metadata::Payload::from_binary(wasm)
+        .map_err(|e| format!("cannot read the component's metadata: {e}"))?;
+    let embedded = payload.metadata().version.as_ref().map(ToString::to_string);
+    if embedded.as_deref() != Some(version) {
+        return Err(format!(
+            "the component says version {embedded:?}, the workspace {version}"
+        ));
+    }
+
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .join("dist");
+    std::fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
+    let name = format!("callroute-router-{version}.wasm");
+    let artifact = dist.join(&name);
+    std::fs::write(&artifact, wasm).map_err(|e| format!("{}: {e}", artifact.display()))?;
+    let digest: String = Sha256::digest(wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let checksum = dist.join(format!("{name}.sha256"));
+    std::fs::write(&checksum, format!("{digest}  {name}\n"))
+        .map_err(|e| format!("{}: {e}", checksum.display()))?;
+
+    println!("{} ({} bytes)", artifact.display(), wasm.len());
+    println!("{}", checksum.display());
+    println!("sha256:{digest}");
+    Ok(())
+}
