@@ -106,7 +106,11 @@ pub async fn run(router: &Router, out: &mut impl Write) -> std::io::Result<bool>
                 .map(|r| demo_answer(r).body_text())
                 .unwrap_or_default();
             let routed = match &report.result {
-                Ok(d) => format!("{} {}", d.target.kind(), d.target.value()),
+                Ok(r) => format!(
+                    "{} {}",
+                    r.destination.target.kind(),
+                    r.destination.target.value()
+                ),
                 Err(e) => {
                     all_routed = false;
                     format!("FAILED {e}")

@@ -1,6 +1,7 @@
 //! The outbound guard: the sandbox's only door to the network.
 //!
-//! A call's component may reach exactly one place, the host and port of its scheme's URL. By
+//! A call's component may reach exactly the host and port of its scheme's URL (and of its
+//! `fallback_url`, when it has one), nothing else. By
 //! default the guard also refuses every address that is not publicly routable (loopback,
 //! RFC 1918 and CGNAT private ranges, link-local including the cloud metadata address
 //! 169.254.169.254, ULA, multicast, unspecified, broadcast, and the IPv4-mapped and
@@ -43,25 +44,25 @@ pub enum Denial {
     BadRequest,
 }
 
-/// The guard for one call: the one endpoint it may reach, and the host's address policy.
+/// The guard for one call: the endpoints it may reach, and the host's address policy.
 #[derive(Debug, Clone)]
 pub struct OutboundGuard {
-    endpoint: Option<Endpoint>,
+    endpoints: Vec<Endpoint>,
     allow_private_network: bool,
 }
 
 impl OutboundGuard {
-    /// A guard allowing only `endpoint` (none when the scheme's URL is invalid).
-    pub fn new(endpoint: Option<Endpoint>, allow_private_network: bool) -> Self {
+    /// A guard allowing only `endpoints` (none when the scheme's URL is invalid).
+    pub fn new(endpoints: Vec<Endpoint>, allow_private_network: bool) -> Self {
         OutboundGuard {
-            endpoint,
+            endpoints,
             allow_private_network,
         }
     }
 
-    /// Check the request's target against the scheme's host and port (and `http`/`https`).
+    /// Check the request's target against the scheme's hosts and ports (and `http`/`https`).
     pub fn check_target(&self, uri: &http::Uri) -> Result<&Endpoint, Denial> {
-        let allowed = self.endpoint.as_ref().ok_or(Denial::NoScheme)?;
+        let primary = self.endpoints.first().ok_or(Denial::NoScheme)?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -74,7 +75,11 @@ impl OutboundGuard {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        if host != allowed.host || port != allowed.port || tls != allowed.tls {
+        let allowed = self
+            .endpoints
+            .iter()
+            .find(|e| e.host == host && e.port == port && e.tls == tls);
+        let Some(allowed) = allowed else {
             let requested = Endpoint {
                 tls,
                 host,
@@ -89,11 +94,11 @@ impl OutboundGuard {
                 ),
                 allowed: format!(
                     "{}://{}",
-                    if allowed.tls { "https" } else { "http" },
-                    allowed.authority()
+                    if primary.tls { "https" } else { "http" },
+                    primary.authority()
                 ),
             });
-        }
+        };
         Ok(allowed)
     }
 
@@ -188,10 +193,17 @@ mod tests {
 
     #[test]
     fn only_the_schemes_host_and_port_pass() {
-        let guard = OutboundGuard::new(Some(endpoint("https://crm.example.com/route?k=1")), false);
+        let guard = OutboundGuard::new(
+            vec![
+                endpoint("https://crm.example.com/route?k=1"),
+                endpoint("http://backup.example.com:8080/"),
+            ],
+            false,
+        );
         for ok in [
             "https://crm.example.com/other",
             "https://CRM.example.com:443/",
+            "http://backup.example.com:8080/route",
         ] {
             guard.check_target(&ok.parse().unwrap()).unwrap();
         }
@@ -200,11 +212,12 @@ mod tests {
             "http://crm.example.com/",
             "https://evil.example.com/",
             "https://crm.example.com.evil.com/",
+            "http://backup.example.com/",
         ] {
             let err = guard.check_target(&bad.parse().unwrap()).unwrap_err();
             assert!(matches!(err, Denial::NotTheScheme { .. }), "{bad}: {err}");
         }
-        let none = OutboundGuard::new(None, true);
+        let none = OutboundGuard::new(Vec::new(), true);
         assert_eq!(
             none.check_target(&"http://x/".parse().unwrap())
                 .unwrap_err(),
@@ -252,7 +265,7 @@ mod tests {
 
     #[test]
     fn private_addresses_are_refused_unless_allowed() {
-        let strict = OutboundGuard::new(Some(endpoint("http://crm/")), false);
+        let strict = OutboundGuard::new(vec![endpoint("http://crm/")], false);
         let err = strict
             .check_addr("crm", "127.0.0.1".parse().unwrap())
             .unwrap_err();
@@ -260,7 +273,7 @@ mod tests {
         strict
             .check_addr("crm", "8.8.8.8".parse().unwrap())
             .unwrap();
-        let open = OutboundGuard::new(Some(endpoint("http://crm/")), true);
+        let open = OutboundGuard::new(vec![endpoint("http://crm/")], true);
         open.check_addr("crm", "127.0.0.1".parse().unwrap())
             .unwrap();
     }

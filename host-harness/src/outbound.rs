@@ -26,6 +26,9 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The largest response head (status line and headers), in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// How far the host's bound on the response body trails the call's deadline.
+const BODY_DEADLINE_SLACK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Where a denial's reason is left for the harness, which puts it in the `denied` error (the
 /// component only learns "denied").
 pub type DenialSlot = Arc<Mutex<Option<Denial>>>;
@@ -94,7 +97,9 @@ impl WasiHttpHooks for Outbound {
             })
             .map(|d| self.deadline.min(Instant::now() + d))
             .unwrap_or(self.deadline);
-        let body_deadline = self.deadline;
+        // The component reads the body against its own timer, started a moment after ours;
+        // the host's bound trails it slightly so the component reports its own timeout.
+        let body_deadline = self.deadline + BODY_DEADLINE_SLACK;
         Box::new(async move {
             let result = send(&guard, &tls, request, deadline, body_deadline).await;
             if let Err(Failure::Denied(reason)) = &result {
@@ -187,7 +192,7 @@ async fn send(
         .max_buf_size(MAX_RESPONSE_HEAD)
         .handshake(TokioIo::new(io))
         .await
-        .map_err(Error::from)?;
+        .map_err(hyper_error)?;
 
     // On the wire the request line carries only the path and query.
     let path = request
@@ -204,14 +209,14 @@ async fn send(
         tokio::pin!(send);
         tokio::select! {
             biased;
-            response = &mut send => response.map_err(Error::from),
+            response = &mut send => response.map_err(hyper_error),
             closed = &mut conn => {
                 conn_done = true;
                 match closed {
                     // The server closed right after answering (HTTP/1.0, `Connection: close`):
                     // the answer is already in, or the exchange failed; `send` says which.
-                    Ok(()) => send.await.map_err(Error::from),
-                    Err(e) => Err(Error::from(e)),
+                    Ok(()) => send.await.map_err(hyper_error),
+                    Err(e) => Err(hyper_error(e)),
                 }
             }
         }
@@ -238,9 +243,25 @@ async fn send(
     let io: IoFuture = if conn_done {
         Box::new(async { Ok(()) })
     } else {
-        Box::new(async move { conn.await.map_err(Error::from) })
+        Box::new(async move { conn.await.map_err(hyper_error) })
     };
     Ok((response, io))
+}
+
+/// Classify a hyper error for the component: an oversized or unparsable answer is the CRM's
+/// fault (the component reports `bad-response`), a cut-off one a transport failure.
+fn hyper_error(error: hyper::Error) -> Error {
+    if error.is_parse_too_large() {
+        Error::HttpResponseHeaderSectionSize(None)
+    } else if error.is_parse() || error.is_parse_status() {
+        Error::HttpProtocolError
+    } else if error.is_incomplete_message() {
+        Error::HttpResponseIncomplete
+    } else if error.is_timeout() {
+        Error::HttpResponseTimeout
+    } else {
+        Error::from(error)
+    }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
@@ -306,7 +327,7 @@ impl Body for CappedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(hyper_error(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),

@@ -1,7 +1,7 @@
 //! The outcome of routing one call and how long it took; its JSON form is
 //! [`callroute_plugin::outcome`], shared with the component's own HTTP handler.
 
-use callroute_plugin::destination::Destination;
+use callroute_plugin::routing::Routing;
 use std::time::Duration;
 
 pub use callroute_plugin::outcome::Failure as RouteFailure;
@@ -9,16 +9,30 @@ pub use callroute_plugin::outcome::Failure as RouteFailure;
 /// The result of routing one call and how long it took.
 #[derive(Debug, Clone)]
 pub struct RouteReport {
-    /// Where the call goes, or why it could not be routed.
-    pub result: Result<Destination, RouteFailure>,
+    /// Where the call goes (the CRM's answer or the scheme's fallback), or why it could not be
+    /// routed.
+    pub result: Result<Routing, RouteFailure>,
     /// From the start of routing (instance creation) to the answer.
     pub elapsed: Duration,
 }
 
 impl RouteReport {
-    /// `true` when the call was routed.
+    /// `true` when the call has a destination (the CRM's or the fallback).
     pub fn is_routed(&self) -> bool {
         self.result.is_ok()
+    }
+
+    /// `"routed"`, `"fallback"` or `"failed"`.
+    pub fn outcome(&self) -> &'static str {
+        callroute_plugin::outcome::outcome_name(&self.result)
+    }
+
+    /// The error behind a failure or a fallback.
+    pub fn error(&self) -> Option<&RouteFailure> {
+        match &self.result {
+            Ok(routing) => routing.fallback_cause.as_ref(),
+            Err(failure) => Some(failure),
+        }
     }
 
     /// Whole milliseconds elapsed.

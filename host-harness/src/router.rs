@@ -17,7 +17,10 @@ use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
-use callroute_plugin::scheme::{DEFAULT_RESPONSE_TIMEOUT, Endpoint, parse_response_timeout};
+use callroute_plugin::routing::Routing;
+use callroute_plugin::scheme::{
+    DEFAULT_RESPONSE_TIMEOUT, Endpoint, parse_fallback, parse_response_timeout, ring_timeout_of,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -69,18 +72,21 @@ pub enum LoadError {
 }
 
 /// A scheme ready to route with: its flat keys for `wasi:config`, and what the host itself
-/// needs from it (the one endpoint the sandbox may reach, the deadline).
+/// needs from it (the endpoints the sandbox may reach, the deadline, the static fallback).
 #[derive(Clone)]
 pub struct PreparedScheme {
     vars: Arc<WasiConfigVariables>,
-    endpoint: Option<Endpoint>,
+    endpoints: Vec<Endpoint>,
     response_timeout: Duration,
+    fallback: Vec<Target>,
+    ring_timeout_secs: u32,
 }
 
 impl PreparedScheme {
-    /// Prepare flat scheme pairs. The host reads only what it enforces itself, `url` (the one
-    /// endpoint the sandbox may reach) and `response_timeout_secs` (the deadline), with the
-    /// component's own field parsers; judging the rest is the component's job, so an invalid
+    /// Prepare flat scheme pairs. The host reads only what it enforces itself, with the
+    /// component's own field parsers: `url` and `fallback_url` (the only endpoints the sandbox
+    /// may reach), `response_timeout_secs` (the deadline), and `fallback` (what a call gets when
+    /// the component cannot answer). Judging the rest is the component's job, so an invalid
     /// scheme is reported by the component as a `config` error naming the field, and when the
     /// URL is invalid the guard lets nothing out.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
@@ -90,11 +96,18 @@ impl PreparedScheme {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        let endpoints = ["url", "fallback_url"]
+            .into_iter()
+            .filter_map(|name| field(name).and_then(|url| Endpoint::parse(url.trim()).ok()))
+            .collect();
+        let pair_refs = pairs.iter().map(|(k, v)| (k, v));
         PreparedScheme {
-            endpoint: field("url").and_then(|url| Endpoint::parse(url.trim()).ok()),
+            endpoints,
             response_timeout: field("response_timeout_secs")
                 .and_then(|t| parse_response_timeout(t).ok())
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+            fallback: parse_fallback(pair_refs.clone()).unwrap_or_default(),
+            ring_timeout_secs: ring_timeout_of(pair_refs),
             vars: Arc::new(pairs.into_iter().collect()),
         }
     }
@@ -260,14 +273,30 @@ impl Router {
                 ),
             )),
         };
-        let result = result.map_err(|mut failure| {
+        // The guard's reason for a denial is only known here: add it to the error.
+        let explain = |failure: &mut RouteFailure| {
             if failure.kind == ErrorKind::Denied
                 && let Some(reason) = denial.lock().unwrap_or_else(|e| e.into_inner()).take()
             {
                 failure.message = format!("{}: {reason}", failure.message);
             }
-            failure
-        });
+        };
+        let result = match result {
+            Ok(mut routing) => {
+                if let Some(cause) = routing.fallback_cause.as_mut() {
+                    explain(cause);
+                }
+                Ok(routing)
+            }
+            // A call whose component could not answer (a crash, a limit, the host's deadline;
+            // or a component without fallbacks of its own) still gets the scheme's fallback.
+            // An invalid scheme never does: its fallback cannot be trusted either.
+            Err(mut failure) if failure.kind != ErrorKind::Config => {
+                explain(&mut failure);
+                Routing::fallback(&scheme.fallback, scheme.ring_timeout_secs, failure)
+            }
+            Err(failure) => Err(failure),
+        };
         RouteReport {
             result,
             elapsed: start.elapsed(),
@@ -288,7 +317,7 @@ impl Router {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound: Outbound::new(
-                OutboundGuard::new(scheme.endpoint.clone(), self.config.allow_private_network),
+                OutboundGuard::new(scheme.endpoints.clone(), self.config.allow_private_network),
                 deadline,
                 self.loaded.tls.clone(),
                 denial,
@@ -312,7 +341,7 @@ impl Router {
         call: &Call,
         deadline: Instant,
         denial: DenialSlot,
-    ) -> Result<Destination, RouteFailure> {
+    ) -> Result<Routing, RouteFailure> {
         let (mut store, stderr) = self.new_store(scheme, deadline, denial);
         let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
         let plugin = self
@@ -333,7 +362,7 @@ impl Router {
             .await
             .map_err(trap)?;
         match answer {
-            Ok(destination) => destination_from_wit(destination),
+            Ok(routing) => routing_from_wit(routing),
             Err(error) => Err(error_from_wit(error).into()),
         }
     }
@@ -422,6 +451,19 @@ pub fn engine_config() -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config
+}
+
+/// A component's routing, every destination re-validated (see [`destination_from_wit`]).
+fn routing_from_wit(routing: wit::Routing) -> Result<Routing, RouteFailure> {
+    Ok(Routing {
+        destination: destination_from_wit(routing.destination)?,
+        alternatives: routing
+            .alternatives
+            .into_iter()
+            .map(destination_from_wit)
+            .collect::<Result<_, _>>()?,
+        fallback_cause: routing.fallback_cause.map(|e| error_from_wit(e).into()),
+    })
 }
 
 /// A component's answer is re-validated on the host: a component loaded with `--plugin` is

@@ -156,25 +156,26 @@ impl Service {
     }
 }
 
-/// One line per call: scheme, outcome, error kind, elapsed time. Never a URL or header value.
+/// One line per call: scheme, outcome, error kind, elapsed time. Never a URL query or a
+/// header value (error messages never hold them).
 fn log_call(scheme: &str, report: &RouteReport) {
-    match &report.result {
-        Ok(d) => tracing::info!(
+    let outcome = report.outcome();
+    match report.error() {
+        None => tracing::info!(
             target: "callroute::call",
             scheme,
-            outcome = "routed",
-            destination_kind = d.target.kind(),
+            outcome,
             elapsed_ms = report.elapsed_ms(),
             "call routed"
         ),
-        Err(e) => tracing::info!(
+        Some(e) => tracing::info!(
             target: "callroute::call",
             scheme,
-            outcome = "failed",
+            outcome,
             error_kind = e.kind.as_str(),
             error = %e.message,
             elapsed_ms = report.elapsed_ms(),
-            "call not routed"
+            "call not routed by the CRM"
         ),
     }
 }
@@ -324,7 +325,7 @@ impl Metrics {
     fn new<'a>(schemes: impl Iterator<Item = &'a String>) -> Metrics {
         let mut counters = Counters::default();
         for scheme in schemes {
-            for outcome in ["routed", "failed"] {
+            for outcome in ["routed", "fallback", "failed"] {
                 counters.routes.insert((scheme.clone(), outcome), 0);
             }
         }

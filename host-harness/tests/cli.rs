@@ -393,3 +393,19 @@ fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
         Some("Bearer HEADERSECRET")
     );
 }
+
+#[test]
+fn a_fallback_prints_the_destination_and_the_cause_and_exits_0() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = Scratch::new("fallback");
+    let scheme = dir.file("s.toml", &format!("url = \"{url}\"\nfallback = [\"reception\", \"+380441234567\"]\n"));
+    let out = callroute(&["route", "--scheme", &scheme, "--call", "-", "--allow-private-network"], Some(CALL));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["outcome"], "fallback");
+    assert_eq!(json["destination"], serde_json::json!({"kind": "sip", "target": "reception", "ring_timeout_secs": 30}));
+    assert_eq!(json["alternatives"][0]["target"], "+380441234567");
+    assert_eq!(json["error"]["kind"], "transport");
+}

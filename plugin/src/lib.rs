@@ -8,6 +8,8 @@
 //! - [`scheme`]: the scheme's fields, validated, each error naming its field;
 //! - [`template`]: `{caller}`-style parameter and header templates;
 //! - [`call`]: the call and its JSON form;
+//! - [`routing`]: the routing loop: retries, the secondary CRM, the destination guard and the
+//!   static fallback, within one deadline;
 //! - [`request`]: the webhook request, built with the `http` crate;
 //! - [`answer`]: reading the CRM's answer;
 //! - [`destination`]: normalising and validating what the CRM routes to;
@@ -20,17 +22,15 @@ pub mod destination;
 pub mod error;
 pub mod outcome;
 pub mod request;
+pub mod routing;
 pub mod scheme;
 pub mod template;
 
 #[cfg(target_arch = "wasm32")]
 mod wasi;
 
-use answer::RawAnswer;
-use call::Call;
-use destination::Destination;
 use error::RouteError;
-use scheme::{Scheme, SchemeError};
+use scheme::SchemeError;
 
 impl From<SchemeError> for RouteError {
     fn from(error: SchemeError) -> Self {
@@ -38,29 +38,39 @@ impl From<SchemeError> for RouteError {
     }
 }
 
-/// Route one call: validate the scheme, build the webhook request, hand it to `send` (the
-/// transport: `wasi:http` in the component, any client natively) and read the answer.
-pub fn route<K, V, S>(
-    scheme_pairs: impl IntoIterator<Item = (K, V)>,
-    call: &Call,
-    send: S,
-) -> Result<Destination, RouteError>
-where
-    K: AsRef<str>,
-    V: AsRef<str>,
-    S: FnOnce(&Scheme, http::Request<Vec<u8>>) -> Result<RawAnswer, RouteError>,
-{
-    let scheme = Scheme::from_pairs(scheme_pairs)?;
-    let request = request::build(&scheme, call)?;
-    let answer = send(&scheme, request)?;
-    answer::read(&scheme, call, &answer)
-}
+pub use routing::{Routing, Transport, route};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::RawAnswer;
+    use crate::call::Call;
     use crate::destination::Target;
     use crate::error::ErrorKind;
+    use crate::scheme::Endpoint;
+    use std::time::Duration;
+
+    /// Answers every request with `answer`, checking it first with `check`.
+    struct Fixed<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> {
+        check: F,
+        answer: Result<RawAnswer, RouteError>,
+    }
+
+    impl<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> Transport for Fixed<F> {
+        fn now(&mut self) -> Duration {
+            Duration::ZERO
+        }
+        fn sleep(&mut self, _: Duration) {}
+        fn send(
+            &mut self,
+            endpoint: &Endpoint,
+            request: http::Request<Vec<u8>>,
+            _: Duration,
+        ) -> Result<RawAnswer, RouteError> {
+            (self.check)(endpoint, &request);
+            self.answer.clone()
+        }
+    }
 
     #[test]
     fn route_runs_the_whole_flow_with_any_transport() {
@@ -75,25 +85,37 @@ mod tests {
             ("destination_field", "number_01"),
             ("params.call_id", "{call_id}"),
         ];
-        let destination = route(pairs, &call, |scheme, request| {
-            assert_eq!(scheme.endpoint.host, "crm.example.com");
-            assert_eq!(request.body(), br#"{"call_id":"pkv"}"#);
-            Ok(RawAnswer {
+        let mut transport = Fixed {
+            check: |endpoint: &Endpoint, request: &http::Request<Vec<u8>>| {
+                assert_eq!(endpoint.host, "crm.example.com");
+                assert_eq!(request.body(), br#"{"call_id":"pkv"}"#);
+            },
+            answer: Ok(RawAnswer {
                 status: 200,
                 body: br#"{"number_01":"3 80123456789"}"#.to_vec(),
-            })
-        })
-        .unwrap();
-        assert_eq!(destination.target, Target::Phone("380123456789".into()));
-        assert_eq!(destination.ring_timeout_secs, 30);
+            }),
+        };
+        let routing = route(pairs, &call, &mut transport).unwrap();
+        assert_eq!(
+            routing.destination.target,
+            Target::Phone("380123456789".into())
+        );
+        assert_eq!(routing.destination.ring_timeout_secs, 30);
+        assert!(routing.fallback_cause.is_none());
     }
 
     #[test]
     fn an_invalid_scheme_is_a_config_error_and_sends_nothing() {
+        let mut transport = Fixed {
+            check: |_: &Endpoint, _: &http::Request<Vec<u8>>| {
+                panic!("nothing may be sent for an invalid scheme")
+            },
+            answer: Err(RouteError::Transport("unused".into())),
+        };
         let err = route(
             [("url", "http://crm/"), ("method", "PATCH")],
             &Call::default(),
-            |_, _| panic!("nothing may be sent for an invalid scheme"),
+            &mut transport,
         )
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
@@ -102,10 +124,11 @@ mod tests {
 
     #[test]
     fn transport_errors_pass_through() {
-        let err = route([("url", "http://crm/")], &Call::default(), |_, _| {
-            Err(RouteError::Transport("connection refused".into()))
-        })
-        .unwrap_err();
+        let mut transport = Fixed {
+            check: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
+            answer: Err(RouteError::Transport("connection refused".into())),
+        };
+        let err = route([("url", "http://crm/")], &Call::default(), &mut transport).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Transport);
     }
 }

@@ -3,13 +3,16 @@
 //!
 //! ```json
 //! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}
+//! {"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":30},"error":{"kind":"timeout","message":"…"},"elapsed_ms":5003}
 //! {"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}
 //! ```
 //!
-//! Keys come in the documented order; `status` appears only for `http-status`.
+//! Keys come in the documented order; `status` appears only for `http-status`, and
+//! `alternatives` (the rest of a fallback list, in order) only when there are some.
 
 use crate::destination::Destination;
 use crate::error::{ErrorKind, RouteError};
+use crate::routing::Routing;
 use serde_json::Value;
 
 /// Why a call was not routed: a component's [`RouteError`], or a host-side failure (`trap`,
@@ -56,26 +59,60 @@ fn string(text: &str) -> String {
     Value::from(text).to_string()
 }
 
-/// The outcome as one line of JSON.
-pub fn to_json(result: &Result<Destination, Failure>, elapsed_ms: u64) -> String {
+/// `"routed"`, `"fallback"` or `"failed"`.
+pub fn outcome_name(result: &Result<Routing, Failure>) -> &'static str {
     match result {
-        Ok(d) => format!(
-            r#"{{"outcome":"routed","destination":{{"kind":{},"target":{},"ring_timeout_secs":{}}},"elapsed_ms":{elapsed_ms}}}"#,
-            string(d.target.kind()),
-            string(d.target.value()),
-            d.ring_timeout_secs,
-        ),
-        Err(e) => {
-            let status = e
-                .status
-                .map(|s| format!(r#","status":{s}"#))
-                .unwrap_or_default();
-            format!(
-                r#"{{"outcome":"failed","error":{{"kind":{},"message":{}{status}}},"elapsed_ms":{elapsed_ms}}}"#,
-                string(e.kind.as_str()),
-                string(&e.message),
-            )
+        Ok(r) if r.fallback_cause.is_some() => "fallback",
+        Ok(_) => "routed",
+        Err(_) => "failed",
+    }
+}
+
+fn destination_json(d: &Destination) -> String {
+    format!(
+        r#"{{"kind":{},"target":{},"ring_timeout_secs":{}}}"#,
+        string(d.target.kind()),
+        string(d.target.value()),
+        d.ring_timeout_secs,
+    )
+}
+
+fn error_json(e: &Failure) -> String {
+    let status = e
+        .status
+        .map(|s| format!(r#","status":{s}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"kind":{},"message":{}{status}}}"#,
+        string(e.kind.as_str()),
+        string(&e.message)
+    )
+}
+
+/// The outcome as one line of JSON.
+pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
+    let outcome = outcome_name(result);
+    match result {
+        Ok(r) => {
+            let mut json = format!(
+                r#"{{"outcome":"{outcome}","destination":{}"#,
+                destination_json(&r.destination)
+            );
+            if !r.alternatives.is_empty() {
+                let alternatives: Vec<String> =
+                    r.alternatives.iter().map(destination_json).collect();
+                json.push_str(&format!(r#","alternatives":[{}]"#, alternatives.join(",")));
+            }
+            if let Some(cause) = &r.fallback_cause {
+                json.push_str(&format!(r#","error":{}"#, error_json(cause)));
+            }
+            json.push_str(&format!(r#","elapsed_ms":{elapsed_ms}}}"#));
+            json
         }
+        Err(e) => format!(
+            r#"{{"outcome":"failed","error":{},"elapsed_ms":{elapsed_ms}}}"#,
+            error_json(e)
+        ),
     }
 }
 
@@ -93,11 +130,15 @@ pub fn prefers_text<'a>(accept: impl IntoIterator<Item = &'a str>) -> bool {
 }
 
 /// The plain-text answer to a client that [`prefers_text`]: `(status, body, ring timeout)`.
-/// A routed call is `200` with the bare target, so the simplest PBX script can dial it; a
-/// failed one is `503` with the error kind.
-pub fn plain_text(result: &Result<Destination, Failure>) -> (u16, String, Option<u32>) {
+/// A routed call (or its fallback) is `200` with the bare target, so the simplest PBX script
+/// can dial it; a failed one is `503` with the error kind.
+pub fn plain_text(result: &Result<Routing, Failure>) -> (u16, String, Option<u32>) {
     match result {
-        Ok(d) => (200, d.target.value().to_owned(), Some(d.ring_timeout_secs)),
+        Ok(r) => (
+            200,
+            r.destination.target.value().to_owned(),
+            Some(r.destination.ring_timeout_secs),
+        ),
         Err(e) => (503, e.kind.as_str().to_owned(), None),
     }
 }
@@ -119,10 +160,10 @@ mod tests {
 
     #[test]
     fn json_matches_the_contract() {
-        let routed = Ok(Destination {
+        let routed = Ok(Routing::direct(Destination {
             target: Target::Phone("380123456789".into()),
             ring_timeout_secs: 30,
-        });
+        }));
         assert_eq!(
             to_json(&routed, 12),
             r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}"#
@@ -135,6 +176,16 @@ mod tests {
             to_json(&failed, 7),
             r#"{"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}"#
         );
+        let fallback = Routing::fallback(
+            &[Target::Sip("reception".into()), Target::Phone("101".into())],
+            20,
+            Failure::new(ErrorKind::Timeout, "slow"),
+        );
+        assert_eq!(
+            to_json(&fallback, 5003),
+            r#"{"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":20},"alternatives":[{"kind":"phone","target":"101","ring_timeout_secs":20}],"error":{"kind":"timeout","message":"slow"},"elapsed_ms":5003}"#
+        );
+        assert_eq!(outcome_name(&fallback), "fallback");
         let trap = Err(Failure::new(ErrorKind::Trap, "said \"no\"\n"));
         let json: Value = serde_json::from_str(&to_json(&trap, 5001)).unwrap();
         assert_eq!(json["error"]["message"], "said \"no\"\n");
@@ -155,10 +206,10 @@ mod tests {
 
     #[test]
     fn plain_text_and_rejections() {
-        let routed = Ok(Destination {
+        let routed = Ok(Routing::direct(Destination {
             target: Target::Sip("manager_7".into()),
             ring_timeout_secs: 20,
-        });
+        }));
         assert_eq!(plain_text(&routed), (200, "manager_7".into(), Some(20)));
         let failed = Err(Failure::new(ErrorKind::Timeout, "slow"));
         assert_eq!(plain_text(&failed), (503, "timeout".into(), None));

@@ -6,7 +6,7 @@
 
 use crate::call::Call;
 use crate::error::RouteError;
-use crate::scheme::{Scheme, Submission};
+use crate::scheme::{Endpoint, Scheme, Submission};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::{Map, Value};
@@ -34,10 +34,18 @@ pub fn params(scheme: &Scheme, call: &Call) -> Vec<(String, String)> {
     }
 }
 
-/// Build the complete request (absolute URI, headers, body) for a call.
+/// Build the complete request (absolute URI, headers, body) for a call to the scheme's CRM.
 pub fn build(scheme: &Scheme, call: &Call) -> Result<Request<Vec<u8>>, RouteError> {
+    build_for(scheme, &scheme.endpoint, call)
+}
+
+/// Build the request for a call to `endpoint` (the scheme's CRM or its `fallback_url`).
+pub fn build_for(
+    scheme: &Scheme,
+    endpoint: &Endpoint,
+    call: &Call,
+) -> Result<Request<Vec<u8>>, RouteError> {
     let params = params(scheme, call);
-    let endpoint = &scheme.endpoint;
     let mut path_and_query = endpoint.path_and_query.clone();
     let (content_type, body) = match scheme.submission {
         Submission::Http => {

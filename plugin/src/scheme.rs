@@ -14,13 +14,23 @@
 //! | `jsonrpc_method` | the JSON-RPC method, required when submission or import is `json-rpc` |
 //! | `ring_timeout_secs` | how long the destination rings, 1 to 600 (default 30) |
 //! | `response_timeout_secs` | the most the CRM may take, 0.1 to 60 (default 5) |
+//! | `fallback_url` | a secondary CRM, asked (same scheme otherwise) when the first is unavailable |
+//! | `retries` | extra attempts per CRM on connection failures and 5xx, 0 to 3 (default 0) |
+//! | `fallback` | a static destination, or an ordered list (`fallback.0`, `fallback.1`, …) |
+//! | `allowed_prefixes` | phone prefixes a CRM may route to (a list; default: any) |
+//! | `allowed_sip_domains` | SIP domains a CRM may route to (a list; default: any) |
 //! | `params.<name>` | a webhook parameter, a [`Template`] |
 //! | `headers.<name>` | an extra request header, a [`Template`] |
 //!
+//! A list field is either one key (`fallback = "101"`, or comma-separated for the allowlists)
+//! or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens to).
+//!
 //! Every problem is a [`SchemeError`] that names the field.
 
+use crate::destination::Target;
 use crate::template::Template;
 use http::HeaderName;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Default for `ring_timeout_secs` (Twilio's and Telnyx's default too).
@@ -33,6 +43,10 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MIN_RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Longest `response_timeout_secs` accepted.
 pub const MAX_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most `retries` accepted.
+pub const MAX_RETRIES: u32 = 3;
+/// Most entries in a list field.
+pub const MAX_LIST_LEN: usize = 32;
 
 /// The HTTP method the scheme asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +205,16 @@ pub struct Scheme {
     pub ring_timeout_secs: u32,
     /// The most the CRM may take to answer.
     pub response_timeout: Duration,
+    /// The secondary CRM.
+    pub fallback_url: Option<Endpoint>,
+    /// Extra attempts per CRM on connection failures and 5xx.
+    pub retries: u32,
+    /// The static fallback destinations, in order.
+    pub fallback: Vec<Target>,
+    /// Phone prefixes a CRM may route to (digits, no `+`); empty means any.
+    pub allowed_prefixes: Vec<String>,
+    /// SIP domains a CRM may route to (lower case); empty means any.
+    pub allowed_sip_domains: Vec<String>,
     /// Webhook parameters, sorted by name; `None` means "every call value".
     pub params: Option<Vec<Field>>,
     /// Extra request headers, sorted by name.
@@ -226,7 +250,10 @@ pub enum SchemeError {
     },
 }
 
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs";
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains";
+
+/// The list fields: one key, or indexed keys `field.N`.
+const LIST_FIELDS: [&str; 3] = ["fallback", "allowed_prefixes", "allowed_sip_domains"];
 
 /// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
 /// a second request or confuse the CRM's framing.
@@ -268,9 +295,26 @@ impl Scheme {
         let mut response_timeout = DEFAULT_RESPONSE_TIMEOUT;
         let mut params: Option<Vec<Field>> = None;
         let mut headers = Vec::new();
+        let mut fallback_url = None;
+        let mut retries = 0;
+        let mut lists: BTreeMap<&'static str, BTreeMap<usize, (String, String)>> = BTreeMap::new();
 
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref().trim());
+            if let Some((field, index)) = list_key(key)? {
+                let entries = lists.entry(field).or_default();
+                if entries
+                    .insert(index, (key.to_owned(), value.to_owned()))
+                    .is_some()
+                    || entries.len() > MAX_LIST_LEN
+                {
+                    return Err(invalid(
+                        key,
+                        format!("repeated, or more than {MAX_LIST_LEN} entries"),
+                    ));
+                }
+                continue;
+            }
             match key {
                 "name" => name = value.to_owned(),
                 "url" => url = Some(Endpoint::parse(value).map_err(|r| invalid(key, r))?),
@@ -328,6 +372,16 @@ impl Scheme {
                 "response_timeout_secs" => {
                     response_timeout = parse_response_timeout(value).map_err(|r| invalid(key, r))?
                 }
+                "fallback_url" => {
+                    fallback_url = Some(Endpoint::parse(value).map_err(|r| invalid(key, r))?)
+                }
+                "retries" => {
+                    retries = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|r| *r <= MAX_RETRIES)
+                        .ok_or_else(|| invalid(key, format!("`{value}` is not a whole number from 0 to {MAX_RETRIES}")))?
+                }
                 _ => {
                     if let Some(param) = key.strip_prefix("params.") {
                         if param.is_empty() {
@@ -370,6 +424,49 @@ impl Scheme {
         if let Some(params) = params.as_mut() {
             params.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        let mut list = |field: &str| -> Vec<(String, String)> {
+            lists
+                .remove(field)
+                .map(|m| m.into_values().collect())
+                .unwrap_or_default()
+        };
+        let fallback = parse_fallback_entries(list("fallback"))?;
+        let allowed_prefixes = list("allowed_prefixes")
+            .into_iter()
+            .flat_map(|(key, value)| {
+                split_list(&value)
+                    .map(move |v| (key.clone(), v))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(key, prefix)| {
+                let digits = prefix.strip_prefix('+').unwrap_or(&prefix);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid(
+                        &key,
+                        format!("`{prefix}` is not a phone prefix (digits, optional +)"),
+                    ));
+                }
+                Ok(digits.to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed_sip_domains = list("allowed_sip_domains")
+            .into_iter()
+            .flat_map(|(key, value)| {
+                split_list(&value)
+                    .map(move |v| (key.clone(), v))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(key, domain)| {
+                let valid = !domain.is_empty()
+                    && domain.split('.').all(|l| {
+                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    });
+                if !valid {
+                    return Err(invalid(&key, format!("`{domain}` is not a domain name")));
+                }
+                Ok(domain.to_ascii_lowercase())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         headers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Scheme {
             name,
@@ -381,9 +478,43 @@ impl Scheme {
             jsonrpc_method,
             ring_timeout_secs,
             response_timeout,
+            fallback_url,
+            retries,
+            fallback,
+            allowed_prefixes,
+            allowed_sip_domains,
             params,
             headers,
         })
+    }
+
+    /// Whether a CRM's destination is inside the scheme's allowlists; `Err` says why not.
+    pub fn check_allowed(&self, target: &Target) -> Result<(), String> {
+        match target {
+            Target::Phone(phone) if !self.allowed_prefixes.is_empty() => {
+                let digits = phone.strip_prefix('+').unwrap_or(phone);
+                if self
+                    .allowed_prefixes
+                    .iter()
+                    .any(|p| digits.starts_with(p.as_str()))
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the CRM routed to {phone}, outside allowed_prefixes"
+                    ))
+                }
+            }
+            Target::Sip(sip) if !self.allowed_sip_domains.is_empty() => match sip_domain(sip) {
+                // A bare login is dialled at the PBX's own domain.
+                None => Ok(()),
+                Some(domain) if self.allowed_sip_domains.contains(&domain) => Ok(()),
+                Some(domain) => Err(format!(
+                    "the CRM routed to SIP domain {domain}, outside allowed_sip_domains"
+                )),
+            },
+            _ => Ok(()),
+        }
     }
 
     /// The method actually sent: JSON and JSON-RPC always POST (as Ringostat does), and a form
@@ -409,6 +540,102 @@ pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
         })
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("`{value}` is not a number of seconds from 0.1 to 60"))
+}
+
+/// Parse the static `fallback` from flat scheme pairs: `fallback`, or `fallback.0`,
+/// `fallback.1`, …, each a destination. Hosts use this too, to apply the same fallback when
+/// the component cannot answer.
+pub fn parse_fallback<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<Vec<Target>, SchemeError> {
+    let mut entries = BTreeMap::new();
+    for (key, value) in pairs {
+        if let Some(("fallback", index)) = list_key(key.as_ref())? {
+            entries.insert(
+                index,
+                (key.as_ref().to_owned(), value.as_ref().trim().to_owned()),
+            );
+        }
+    }
+    parse_fallback_entries(entries.into_values().collect())
+}
+
+/// Parse `ring_timeout_secs` from flat scheme pairs (the default when absent or invalid).
+pub fn ring_timeout_of<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> u32 {
+    pairs
+        .into_iter()
+        .find(|(k, _)| k.as_ref() == "ring_timeout_secs")
+        .and_then(|(_, v)| v.as_ref().trim().parse().ok())
+        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
+        .unwrap_or(DEFAULT_RING_TIMEOUT_SECS)
+}
+
+fn parse_fallback_entries(entries: Vec<(String, String)>) -> Result<Vec<Target>, SchemeError> {
+    entries
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, value)| Target::parse(&value).map_err(|r| invalid(&key, r)))
+        .collect()
+}
+
+/// `Some((field, index))` for a list field's key: `fallback` is index 0, `fallback.2` index 2.
+fn list_key(key: &str) -> Result<Option<(&'static str, usize)>, SchemeError> {
+    for field in LIST_FIELDS {
+        if key == field {
+            return Ok(Some((field, 0)));
+        }
+        if let Some(index) = key
+            .strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            let index = index
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < MAX_LIST_LEN)
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        format!("`{index}` is not a list index below {MAX_LIST_LEN}"),
+                    )
+                })?;
+            return Ok(Some((field, index)));
+        }
+    }
+    Ok(None)
+}
+
+/// The items of a comma-separated list value.
+fn split_list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The domain of a SIP address (`alice@pbx.example.com`, `sip:alice@pbx.example.com:5061;…`,
+/// `sip:pbx.example.com`), lower case; `None` for a bare login.
+fn sip_domain(sip: &str) -> Option<String> {
+    let lower = sip.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("sips:")
+        .or_else(|| lower.strip_prefix("sip:"))
+        .map(|r| (r, true))
+        .unwrap_or((&lower, false));
+    let (rest, uri) = rest;
+    let hostpart = match rest.rsplit_once('@') {
+        Some((_, host)) => host,
+        None if uri => rest,
+        None => return None,
+    };
+    let host = hostpart.split(';').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    Some(host.to_owned())
 }
 
 fn parse_method(value: &str) -> Result<Method, String> {
@@ -567,6 +794,89 @@ mod tests {
         assert!(err(&[URL, ("headers.bad name", "v")]).contains("`headers.bad name`"));
         assert!(err(&[URL, ("headers.X-A", "a\u{1}b")]).contains("control"));
         assert!(err(&[URL, ("methd", "GET")]).contains("`methd` is unknown"));
+    }
+
+    #[test]
+    fn fallbacks_retries_and_allowlists() {
+        let s = scheme(&[
+            URL,
+            ("fallback_url", "https://backup.example.com/route"),
+            ("retries", "2"),
+            ("fallback.1", "manager_7"),
+            ("fallback.0", "+38 044 123 45 67"),
+            ("allowed_prefixes", "+380, 48"),
+            ("allowed_sip_domains.0", "PBX.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.fallback_url.unwrap().host, "backup.example.com");
+        assert_eq!(s.retries, 2);
+        assert_eq!(
+            s.fallback,
+            [
+                Target::Phone("+380441234567".into()),
+                Target::Sip("manager_7".into())
+            ]
+        );
+        assert_eq!(s.allowed_prefixes, ["380", "48"]);
+        assert_eq!(s.allowed_sip_domains, ["pbx.example.com"]);
+        let single = scheme(&[URL, ("fallback", "101")]).unwrap();
+        assert_eq!(single.fallback, [Target::Phone("101".into())]);
+        assert_eq!(
+            parse_fallback([
+                ("url", "x"),
+                ("fallback.0", "101"),
+                ("fallback.1", "sip:a@b")
+            ])
+            .unwrap()
+            .len(),
+            2
+        );
+        assert_eq!(ring_timeout_of([("ring_timeout_secs", "12")]), 12);
+        assert_eq!(ring_timeout_of([("ring_timeout_secs", "0")]), 30);
+
+        assert!(err(&[URL, ("retries", "4")]).contains("`retries`"));
+        assert!(err(&[URL, ("fallback_url", "ftp://x/")]).contains("`fallback_url`"));
+        assert!(err(&[URL, ("fallback.1", "not a destination!")]).contains("`fallback.1`"));
+        assert!(err(&[URL, ("fallback.x", "101")]).contains("`fallback.x`"));
+        assert!(err(&[URL, ("allowed_prefixes", "+38a")]).contains("`allowed_prefixes`"));
+        assert!(
+            err(&[URL, ("allowed_sip_domains.0", "bad domain")])
+                .contains("`allowed_sip_domains.0`")
+        );
+    }
+
+    #[test]
+    fn the_destination_guard() {
+        let s = scheme(&[
+            URL,
+            ("allowed_prefixes", "380,+48"),
+            ("allowed_sip_domains", "pbx.example.com"),
+        ])
+        .unwrap();
+        let allowed = |t: &str| s.check_allowed(&Target::parse(t).unwrap());
+        assert!(allowed("+380441234567").is_ok());
+        assert!(allowed("380441234567").is_ok());
+        assert!(allowed("48221234567").is_ok());
+        assert!(
+            allowed("+1 900 555 0100")
+                .unwrap_err()
+                .contains("allowed_prefixes")
+        );
+        assert!(allowed("manager_7").is_ok());
+        assert!(allowed("alice@PBX.example.com").is_ok());
+        assert!(allowed("sip:alice@pbx.example.com:5061;transport=tls").is_ok());
+        assert!(
+            allowed("sip:alice@evil.example.com")
+                .unwrap_err()
+                .contains("evil.example.com")
+        );
+        assert!(allowed("sip:evil.example.com").is_err());
+        assert!(allowed("sip:bob@[2001:db8::1]").is_err());
+        let open = scheme(&[URL]).unwrap();
+        assert!(
+            open.check_allowed(&Target::Phone("+19005550100".into()))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! The WASI 0.2 glue (wasm32 only): the `router` and `wasi:http/incoming-handler` exports,
-//! the scheme from `wasi:config`, and the webhook over `wasi:http` within the scheme's deadline.
+//! the scheme from `wasi:config`, and the webhook over `wasi:http`: the
+//! [`Transport`](crate::routing::Transport) the routing loop runs over.
 //!
-//! The deadline is enforced here with the monotonic clock (every wait polls the response
-//! alongside a timer) and handed to the host as request options; hosts enforce it as well.
+//! Each attempt's deadline is enforced here with the monotonic clock (every wait polls the
+//! response alongside a timer) and handed to the host as request options; hosts enforce the
+//! call's deadline as well.
 
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, Target};
-use crate::error::RouteError;
+use crate::error::{ErrorKind, RouteError};
 use crate::outcome::{self, Failure};
-use crate::scheme::Scheme;
+use crate::routing::{Routing, Transport};
+use crate::scheme::Endpoint;
+use std::time::Duration;
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -32,16 +36,14 @@ struct Plugin;
 export!(Plugin);
 
 impl wit::Guest for Plugin {
-    fn route(call: wit::Call) -> Result<wit::Destination, wit::RouteError> {
+    fn route(call: wit::Call) -> Result<wit::Routing, wit::RouteError> {
         let call = Call {
             call_id: call.call_id,
             caller: call.caller,
             callee: call.callee,
             vars: call.vars,
         };
-        route_call(&call)
-            .map(destination_to_wit)
-            .map_err(error_to_wit)
+        route_call(&call).map(routing_to_wit).map_err(error_to_wit)
     }
 }
 
@@ -96,11 +98,11 @@ impl exports::wasi::http::incoming_handler::Guest for Plugin {
 }
 
 /// Route a call with the scheme in `wasi:config`: what both exports do.
-fn route_call(call: &Call) -> Result<Destination, RouteError> {
+fn route_call(call: &Call) -> Result<Routing, RouteError> {
     let pairs = wasi::config::store::get_all().map_err(|e| {
         RouteError::Config(format!("cannot read the scheme from wasi:config: {e:?}"))
     })?;
-    crate::route(pairs, call, send)
+    crate::route(pairs, call, &mut Wasi)
 }
 
 /// The body of an incoming `POST`, at most [`MAX_CALL_BODY`] bytes (other methods: empty).
@@ -188,6 +190,18 @@ fn destination_to_wit(destination: Destination) -> wit::Destination {
     }
 }
 
+fn routing_to_wit(routing: Routing) -> wit::Routing {
+    wit::Routing {
+        destination: destination_to_wit(routing.destination),
+        alternatives: routing
+            .alternatives
+            .into_iter()
+            .map(destination_to_wit)
+            .collect(),
+        fallback_cause: routing.fallback_cause.map(failure_to_wit),
+    }
+}
+
 fn error_to_wit(error: RouteError) -> wit::RouteError {
     match error {
         RouteError::Config(m) => wit::RouteError::Config(m),
@@ -202,10 +216,53 @@ fn error_to_wit(error: RouteError) -> wit::RouteError {
     }
 }
 
-/// Send the webhook over `wasi:http` and read the whole answer before the deadline.
-fn send(scheme: &Scheme, request: http::Request<Vec<u8>>) -> Result<RawAnswer, RouteError> {
-    let deadline = monotonic_clock::now().saturating_add(scheme.response_timeout.as_nanos() as u64);
-    let url = scheme.endpoint.redacted();
+/// A fallback cause back into the WIT error (the component never reports `trap` itself).
+fn failure_to_wit(failure: Failure) -> wit::RouteError {
+    let m = failure.message;
+    match failure.kind {
+        ErrorKind::Config => wit::RouteError::Config(m),
+        ErrorKind::Denied => wit::RouteError::Denied(m),
+        ErrorKind::Timeout => wit::RouteError::Timeout(m),
+        ErrorKind::HttpStatus => wit::RouteError::HttpStatus(wit::HttpStatusError {
+            status: failure.status.unwrap_or(0),
+            message: m,
+        }),
+        ErrorKind::BadResponse => wit::RouteError::BadResponse(m),
+        ErrorKind::NoDestination => wit::RouteError::NoDestination(m),
+        ErrorKind::Transport | ErrorKind::Trap => wit::RouteError::Transport(m),
+    }
+}
+
+/// The routing loop's transport over WASI: the monotonic clock and `wasi:http`.
+struct Wasi;
+
+impl Transport for Wasi {
+    fn now(&mut self) -> Duration {
+        Duration::from_nanos(monotonic_clock::now())
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();
+    }
+
+    fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<RawAnswer, RouteError> {
+        send(endpoint, request, timeout)
+    }
+}
+
+/// Send the webhook over `wasi:http` and read the whole answer within `timeout`.
+fn send(
+    endpoint: &Endpoint,
+    request: http::Request<Vec<u8>>,
+    timeout: Duration,
+) -> Result<RawAnswer, RouteError> {
+    let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
+    let url = endpoint.redacted();
     let (parts, body) = request.into_parts();
 
     let headers: Vec<(String, Vec<u8>)> = parts
@@ -233,14 +290,14 @@ fn send(scheme: &Scheme, request: http::Request<Vec<u8>>) -> Result<RawAnswer, R
         .set_method(&method)
         .map_err(|()| refused("method"))?;
     outgoing
-        .set_scheme(Some(if scheme.endpoint.tls {
+        .set_scheme(Some(if endpoint.tls {
             &UriScheme::Https
         } else {
             &UriScheme::Http
         }))
         .map_err(|()| refused("scheme"))?;
     outgoing
-        .set_authority(Some(&scheme.endpoint.authority()))
+        .set_authority(Some(&endpoint.authority()))
         .map_err(|()| refused("authority"))?;
     outgoing
         .set_path_with_query(Some(path))
@@ -282,17 +339,17 @@ fn send(scheme: &Scheme, request: http::Request<Vec<u8>>) -> Result<RawAnswer, R
                     .map_err(|code| error_from_code(&code, &url))?;
             }
             if timer.ready() {
-                return Err(timed_out(scheme, &url));
+                return Err(timed_out(timeout, &url));
             }
             poll::poll(&[&ready, &timer]);
         }
     };
-    read_body(scheme, response, &timer, &url)
+    read_body(timeout, response, &timer, &url)
 }
 
 /// Read the body up to [`MAX_ANSWER_BYTES`]; a longer one fails without reading the rest.
 fn read_body(
-    scheme: &Scheme,
+    timeout: Duration,
     response: IncomingResponse,
     timer: &poll::Pollable,
     url: &str,
@@ -324,7 +381,7 @@ fn read_body(
             match stream.read((MAX_ANSWER_BYTES + 1 - body.len()) as u64) {
                 Ok(bytes) if bytes.is_empty() => {
                     if timer.ready() {
-                        return Err(timed_out(scheme, url));
+                        return Err(timed_out(timeout, url));
                     }
                     poll::poll(&[&ready, timer]);
                 }
@@ -335,6 +392,9 @@ fn read_body(
                     }
                 }
                 Err(StreamError::Closed) => break,
+                // The host bounds the body by the call's deadline too; at the deadline, a
+                // failed read is this attempt's timeout, whatever the host called it.
+                Err(_) if timer.ready() => return Err(timed_out(timeout, url)),
                 Err(e) => return Err(stream_error(e, url)),
             }
         }
@@ -343,10 +403,10 @@ fn read_body(
     Ok(RawAnswer { status, body })
 }
 
-fn timed_out(scheme: &Scheme, url: &str) -> RouteError {
+fn timed_out(timeout: Duration, url: &str) -> RouteError {
     RouteError::Timeout(format!(
-        "no complete answer from {url} within {} s",
-        scheme.response_timeout.as_secs_f64()
+        "no complete answer from {url} within {:.3} s",
+        timeout.as_secs_f64()
     ))
 }
 
@@ -378,6 +438,9 @@ fn error_from_code(code: &ErrorCode, url: &str) -> RouteError {
         | E::ConnectionWriteTimeout
         | E::HttpResponseTimeout => {
             RouteError::Timeout(format!("{url} did not answer in time ({code:?})"))
+        }
+        E::HttpProtocolError => {
+            RouteError::BadResponse(format!("{url} did not answer with valid HTTP"))
         }
         E::HttpResponseHeaderSectionSize(_)
         | E::HttpResponseHeaderSize(_)

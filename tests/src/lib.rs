@@ -68,11 +68,27 @@ pub async fn route(pairs: &[(&str, &str)], call: &Call) -> RouteReport {
     router().route(&scheme(pairs), call).await
 }
 
-/// The destination of a routed call; fails the test with the error otherwise.
+/// The destination of a call the CRM routed; fails the test otherwise.
 pub fn routed(report: &RouteReport) -> (Target, u32) {
     match &report.result {
-        Ok(d) => (d.target.clone(), d.ring_timeout_secs),
+        Ok(r) if r.fallback_cause.is_none() => (
+            r.destination.target.clone(),
+            r.destination.ring_timeout_secs,
+        ),
+        Ok(r) => panic!(
+            "expected a routed call, got the fallback because {:?}",
+            r.fallback_cause
+        ),
         Err(e) => panic!("expected a routed call, got {e}"),
+    }
+}
+
+/// The routing of a call that got the scheme's fallback; fails the test otherwise.
+pub fn fell_back(report: &RouteReport) -> &callroute_plugin::routing::Routing {
+    match &report.result {
+        Ok(r) if r.fallback_cause.is_some() => r,
+        Ok(r) => panic!("expected the fallback, got {:?}", r.destination),
+        Err(e) => panic!("expected the fallback, got {e}"),
     }
 }
 
@@ -143,6 +159,68 @@ impl Drop for Served {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A misbehaving CRM at the TCP level: every connection is handed to `behaviour` on its own
+/// thread, which may say anything, stall, trickle or reset. Stops accepting on drop.
+pub struct RawCrm {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawCrm {
+    /// Start on a free port of 127.0.0.1.
+    pub fn start(behaviour: fn(std::net::TcpStream)) -> RawCrm {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    std::thread::spawn(move || behaviour(stream));
+                }
+            }
+        });
+        RawCrm {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Read the request head (up to the blank line), so the answer comes after it.
+    pub fn read_request(stream: &mut std::net::TcpStream) {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") && seen.len() < 65536 {
+            match stream.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => return,
+            }
+        }
+    }
+}
+
+impl Drop for RawCrm {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

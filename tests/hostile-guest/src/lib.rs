@@ -13,7 +13,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use exports::callroute::router::router::{Call, Destination, Guest, RouteError, Target};
+use exports::callroute::router::router::{Call, Destination, Guest, RouteError, Routing, Target};
 use wasi::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 struct Hostile;
@@ -21,15 +21,19 @@ struct Hostile;
 export!(Hostile);
 
 impl Guest for Hostile {
-    fn route(_call: Call) -> Result<Destination, RouteError> {
+    fn route(_call: Call) -> Result<Routing, RouteError> {
         let behaviour = wasi::config::store::get("behaviour")
             .ok()
             .flatten()
             .unwrap_or_default();
         let phone = |target: &str| {
-            Ok(Destination {
-                target: Target::Phone(target.into()),
-                ring_timeout_secs: 30,
+            Ok(Routing {
+                destination: Destination {
+                    target: Target::Phone(target.into()),
+                    ring_timeout_secs: 30,
+                },
+                alternatives: Vec::new(),
+                fallback_cause: None,
             })
         };
         match behaviour.as_str() {
@@ -52,6 +56,8 @@ impl Guest for Hostile {
             "inject" => phone("3801\r\nVia: SIP/2.0/UDP evil"),
             // A SIP address passed off as a phone number.
             "mislabel" => phone("sip:alice@pbx.example.com"),
+            // An error, as a component without fallbacks of its own reports a CRM failure.
+            "fail" => Err(RouteError::Transport("the CRM is down".into())),
             // Behaves: a fixed destination, to show the harness still serves afterwards.
             _ => phone("380123456789"),
         }

@@ -4,7 +4,9 @@
 mod combinations;
 mod component;
 mod errors;
+mod fallback;
 mod hostile;
+mod hostile_crm;
 mod http_handler;
 mod json_rpc;
 mod seed;

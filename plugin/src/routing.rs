@@ -1,0 +1,412 @@
+//! The routing loop: ask the CRM (retrying, then the secondary CRM) within one deadline, guard
+//! the destination, and fall back to the scheme's static destination when the CRMs give no
+//! usable answer.
+//!
+//! It runs over a [`Transport`] (time, waiting, one HTTP exchange), so the same logic runs in
+//! the component over `wasi:http` and natively in tests and benchmarks.
+//!
+//! Deadline budgeting: the whole call has `response_timeout_secs`. Each attempt may use the
+//! time left divided by the number of CRMs still to ask, so a primary CRM that hangs leaves
+//! the secondary its share. Retries (`retries`) follow connection failures and 5xx only, after
+//! a short pause, and only while time is left; a timed-out CRM is not retried.
+
+use crate::answer;
+use crate::call::Call;
+use crate::destination::{Destination, Target};
+use crate::error::RouteError;
+use crate::outcome::Failure;
+use crate::request;
+use crate::scheme::{Endpoint, Scheme};
+use std::time::Duration;
+
+/// Shortest time worth starting an attempt with.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(50);
+/// Pause before a retry.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What the routing loop needs from where it runs.
+pub trait Transport {
+    /// A monotonic instant (any origin).
+    fn now(&mut self) -> Duration;
+    /// Wait for `duration`.
+    fn sleep(&mut self, duration: Duration);
+    /// Send one request to `endpoint` and read the whole answer, all within `timeout`.
+    fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<answer::RawAnswer, RouteError>;
+}
+
+/// Where a call goes (the WIT `routing` record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// The destination to ring.
+    pub destination: Destination,
+    /// Further destinations to try in order if it does not answer (the rest of a fallback list).
+    pub alternatives: Vec<Destination>,
+    /// Set when `destination` is the scheme's static fallback: why the CRM's answer was not
+    /// used (a host adds its own causes, such as a component that trapped).
+    pub fallback_cause: Option<Failure>,
+}
+
+impl Routing {
+    /// The CRM's own destination.
+    pub fn direct(destination: Destination) -> Routing {
+        Routing {
+            destination,
+            alternatives: Vec::new(),
+            fallback_cause: None,
+        }
+    }
+
+    /// The static fallback `targets` because of `cause`, or `cause` itself when there is none.
+    /// Hosts use this too, when the component cannot answer.
+    pub fn fallback(
+        targets: &[Target],
+        ring_timeout_secs: u32,
+        cause: Failure,
+    ) -> Result<Routing, Failure> {
+        let mut destinations = targets.iter().map(|target| Destination {
+            target: target.clone(),
+            ring_timeout_secs,
+        });
+        match destinations.next() {
+            Some(destination) => Ok(Routing {
+                destination,
+                alternatives: destinations.collect(),
+                fallback_cause: Some(cause),
+            }),
+            None => Err(cause),
+        }
+    }
+}
+
+/// Route a call: the whole flow, from the scheme's flat pairs to a routing decision.
+pub fn route<K, V>(
+    scheme_pairs: impl IntoIterator<Item = (K, V)>,
+    call: &Call,
+    transport: &mut impl Transport,
+) -> Result<Routing, RouteError>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let scheme = Scheme::from_pairs(scheme_pairs)?;
+    let deadline = transport.now() + scheme.response_timeout;
+    let cause = match ask(&scheme, call, transport, deadline) {
+        Ok(destination) => match scheme.check_allowed(&destination.target) {
+            Ok(()) => return Ok(Routing::direct(destination)),
+            Err(reason) => RouteError::BadResponse(reason),
+        },
+        Err(RouteError::Config(message)) => return Err(RouteError::Config(message)),
+        Err(cause) => cause,
+    };
+    Routing::fallback(
+        &scheme.fallback,
+        scheme.ring_timeout_secs,
+        Failure::from(cause.clone()),
+    )
+    .map_err(|_| cause)
+}
+
+/// Whether an error is worth retrying at the same CRM: it never answered properly.
+fn retryable(error: &RouteError) -> bool {
+    match error {
+        RouteError::Transport(_) => true,
+        RouteError::HttpStatus { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Whether the CRM was unavailable (worth asking the secondary), rather than answering.
+fn unavailable(error: &RouteError) -> bool {
+    retryable(error)
+        || matches!(error, RouteError::Timeout(_))
+        || matches!(error, RouteError::HttpStatus { status: 429, .. })
+}
+
+/// Ask the CRMs in turn until one answers; the last error otherwise.
+fn ask(
+    scheme: &Scheme,
+    call: &Call,
+    transport: &mut impl Transport,
+    deadline: Duration,
+) -> Result<Destination, RouteError> {
+    let crms: Vec<&Endpoint> = std::iter::once(&scheme.endpoint)
+        .chain(scheme.fallback_url.as_ref())
+        .collect();
+    let mut last_error = None;
+    for (i, endpoint) in crms.iter().enumerate() {
+        let crms_left = (crms.len() - i) as u32;
+        for attempt in 0..=scheme.retries {
+            if attempt > 0 {
+                if deadline.saturating_sub(transport.now()) < RETRY_PAUSE + MIN_ATTEMPT {
+                    break;
+                }
+                transport.sleep(RETRY_PAUSE);
+            }
+            let remaining = deadline.saturating_sub(transport.now());
+            if remaining < MIN_ATTEMPT {
+                break;
+            }
+            let request = request::build_for(scheme, endpoint, call)?;
+            let result = transport
+                .send(endpoint, request, remaining / crms_left)
+                .and_then(|raw| answer::read(scheme, call, &raw));
+            match result {
+                Ok(destination) => return Ok(destination),
+                Err(error) if !unavailable(&error) => return Err(error),
+                Err(error) => {
+                    let again = retryable(&error);
+                    last_error = Some(error);
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        RouteError::Timeout(format!(
+            "no time left to ask the CRM within {} s",
+            scheme.response_timeout.as_secs_f64()
+        ))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// A scripted CRM on a fake clock: each request takes `cost` and gets the next answer
+    /// scripted for its host.
+    struct Script {
+        clock: Duration,
+        answers: Vec<(
+            &'static str,
+            Duration,
+            Result<answer::RawAnswer, RouteError>,
+        )>,
+        sent: Vec<(String, Duration)>,
+    }
+
+    impl Script {
+        fn new(
+            answers: Vec<(
+                &'static str,
+                Duration,
+                Result<answer::RawAnswer, RouteError>,
+            )>,
+        ) -> Script {
+            Script {
+                clock: Duration::ZERO,
+                answers,
+                sent: Vec::new(),
+            }
+        }
+    }
+
+    impl Transport for Script {
+        fn now(&mut self) -> Duration {
+            self.clock
+        }
+        fn sleep(&mut self, duration: Duration) {
+            self.clock += duration;
+        }
+        fn send(
+            &mut self,
+            endpoint: &Endpoint,
+            _request: http::Request<Vec<u8>>,
+            timeout: Duration,
+        ) -> Result<answer::RawAnswer, RouteError> {
+            self.sent.push((endpoint.host.clone(), timeout));
+            let i = self
+                .answers
+                .iter()
+                .position(|(host, ..)| *host == endpoint.host)
+                .unwrap_or_else(|| panic!("unexpected request to {}", endpoint.host));
+            let (_, cost, answer) = self.answers.remove(i);
+            if cost > timeout {
+                self.clock += timeout;
+                return Err(RouteError::Timeout("attempt timed out".into()));
+            }
+            self.clock += cost;
+            answer
+        }
+    }
+
+    fn ok(body: &str) -> Result<answer::RawAnswer, RouteError> {
+        Ok(answer::RawAnswer {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    fn status(status: u16) -> Result<answer::RawAnswer, RouteError> {
+        Ok(answer::RawAnswer {
+            status,
+            body: Vec::new(),
+        })
+    }
+
+    fn refused() -> Result<answer::RawAnswer, RouteError> {
+        Err(RouteError::Transport("connection refused".into()))
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn run(extra: &[(&str, &str)], script: &mut Script) -> Result<Routing, RouteError> {
+        let mut pairs = vec![("url", "http://primary/"), ("response_timeout_secs", "2")];
+        pairs.extend_from_slice(extra);
+        route(pairs, &Call::default(), script)
+    }
+
+    #[test]
+    fn a_direct_answer() {
+        let mut script = Script::new(vec![("primary", 10 * MS, ok("101"))]);
+        let routing = run(&[], &mut script).unwrap();
+        assert_eq!(
+            routing,
+            Routing::direct(Destination {
+                target: Target::Phone("101".into()),
+                ring_timeout_secs: 30
+            })
+        );
+        assert_eq!(script.sent, [("primary".to_string(), 2000 * MS)]);
+    }
+
+    #[test]
+    fn retries_follow_connection_failures_and_5xx_only() {
+        let mut script = Script::new(vec![
+            ("primary", MS, refused()),
+            ("primary", MS, status(503)),
+            ("primary", MS, ok("101")),
+        ]);
+        let routing = run(&[("retries", "2")], &mut script).unwrap();
+        assert_eq!(routing.destination.target, Target::Phone("101".into()));
+        assert_eq!(script.sent.len(), 3);
+        assert!(script.clock >= 2 * RETRY_PAUSE, "retries pause first");
+
+        let mut script = Script::new(vec![("primary", MS, status(404))]);
+        assert_eq!(
+            run(&[("retries", "2")], &mut script).unwrap_err().status(),
+            Some(404)
+        );
+        assert_eq!(script.sent.len(), 1, "a 4xx is an answer, not a failure");
+
+        let mut script = Script::new(vec![("primary", 5000 * MS, ok("101"))]);
+        assert_eq!(
+            run(&[("retries", "2")], &mut script).unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        assert_eq!(
+            script.sent.len(),
+            1,
+            "a CRM that timed out is not asked again"
+        );
+    }
+
+    #[test]
+    fn the_secondary_gets_its_share_of_the_deadline() {
+        let mut script = Script::new(vec![
+            ("primary", 5000 * MS, ok("101")),
+            ("backup", 10 * MS, ok("202")),
+        ]);
+        let routing = run(&[("fallback_url", "http://backup/")], &mut script).unwrap();
+        assert_eq!(routing.destination.target, Target::Phone("202".into()));
+        assert_eq!(
+            script.sent[0],
+            ("primary".to_string(), 1000 * MS),
+            "half the time for the primary"
+        );
+        assert_eq!(
+            script.sent[1],
+            ("backup".to_string(), 1000 * MS),
+            "the rest for the secondary"
+        );
+        assert!(script.clock <= 2000 * MS);
+    }
+
+    #[test]
+    fn a_definitive_answer_does_not_go_to_the_secondary() {
+        let mut script = Script::new(vec![("primary", MS, status(204))]);
+        let err = run(&[("fallback_url", "http://backup/")], &mut script).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoDestination);
+        assert_eq!(script.sent.len(), 1);
+    }
+
+    #[test]
+    fn the_static_fallback_catches_every_failure() {
+        let fallback = [
+            ("fallback.0", "+380441234567"),
+            ("fallback.1", "manager_7"),
+            ("ring_timeout_secs", "20"),
+        ];
+        for answer in [
+            refused(),
+            status(500),
+            status(404),
+            status(204),
+            ok("<html>"),
+            ok(""),
+        ] {
+            let mut script = Script::new(vec![("primary", MS, answer)]);
+            let routing = run(&fallback, &mut script).unwrap();
+            assert_eq!(
+                routing.destination,
+                Destination {
+                    target: Target::Phone("+380441234567".into()),
+                    ring_timeout_secs: 20
+                }
+            );
+            assert_eq!(
+                routing.alternatives,
+                [Destination {
+                    target: Target::Sip("manager_7".into()),
+                    ring_timeout_secs: 20
+                }]
+            );
+            assert!(routing.fallback_cause.is_some());
+        }
+        let mut script = Script::new(vec![("primary", 5000 * MS, ok("101"))]);
+        let routing = run(&fallback, &mut script).unwrap();
+        assert_eq!(routing.fallback_cause.unwrap().kind, ErrorKind::Timeout);
+        assert!(
+            script.clock <= 2000 * MS,
+            "the fallback comes within the deadline"
+        );
+    }
+
+    #[test]
+    fn a_destination_outside_the_allowlist_falls_back() {
+        let mut script = Script::new(vec![("primary", MS, ok("+19005550100"))]);
+        let routing = run(
+            &[("allowed_prefixes", "380"), ("fallback", "101")],
+            &mut script,
+        )
+        .unwrap();
+        assert_eq!(routing.destination.target, Target::Phone("101".into()));
+        let cause = routing.fallback_cause.unwrap();
+        assert_eq!(cause.kind, ErrorKind::BadResponse);
+        assert!(cause.message.contains("allowed_prefixes"), "{cause}");
+
+        let mut script = Script::new(vec![("primary", MS, ok("+19005550100"))]);
+        assert_eq!(
+            run(&[("allowed_prefixes", "380")], &mut script)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::BadResponse
+        );
+    }
+
+    #[test]
+    fn an_invalid_scheme_never_falls_back() {
+        let mut script = Script::new(vec![]);
+        let err = run(&[("method", "PATCH"), ("fallback", "101")], &mut script).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(script.sent.is_empty());
+    }
+}

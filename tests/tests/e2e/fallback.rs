@@ -1,0 +1,158 @@
+//! Never drop a call: retries, the secondary CRM, the static fallback, the destination guard.
+
+use callroute_tests::*;
+use std::time::Duration;
+
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/", listener.local_addr().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secondary_crm_answers_when_the_primary_is_down() {
+    let secondary = TestCrm::start(|_| CrmReply::html("manager_7")).unwrap();
+    let report = route(
+        &[
+            ("url", &closed_port_url()),
+            ("fallback_url", &secondary.url("/backup")),
+            ("retries", "1"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    assert_eq!(routed(&report).0, Target::Sip("manager_7".into()));
+    assert_eq!(secondary.single_request().path, "/backup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5xx_is_retried_and_the_retry_routes() {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let crm = TestCrm::start(move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            CrmReply::status(502)
+        } else {
+            CrmReply::html("380123456789")
+        }
+    })
+    .unwrap();
+    let report = route(&[("url", &crm.url("/")), ("retries", "1")], &seed_call()).await;
+    assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
+    assert_eq!(crm.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_crm_gets_the_fallback_within_the_deadline() {
+    let crm = TestCrm::start(|_| CrmReply::html("101").after(Duration::from_secs(3600))).unwrap();
+    let report = route(
+        &[
+            ("url", &crm.url("/")),
+            ("response_timeout_secs", "0.8"),
+            ("fallback.0", "reception"),
+            ("fallback.1", "+380441234567"),
+            ("ring_timeout_secs", "25"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    let routing = fell_back(&report);
+    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+    assert_eq!(routing.destination.ring_timeout_secs, 25);
+    assert_eq!(
+        routing.alternatives[0].target,
+        Target::Phone("+380441234567".into())
+    );
+    assert_eq!(
+        routing.fallback_cause.as_ref().unwrap().kind,
+        ErrorKind::Timeout
+    );
+    assert!(
+        report.elapsed <= Duration::from_millis(1300),
+        "{:?}",
+        report.elapsed
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["outcome"], "fallback");
+    assert_eq!(json["error"]["kind"], "timeout");
+    assert_eq!(json["alternatives"][0]["target"], "+380441234567");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_outside_the_allowlists_gets_the_fallback() {
+    let crm = TestCrm::start(|_| CrmReply::html("+1 900 555 0100")).unwrap();
+    let report = route(
+        &[
+            ("url", &crm.url("/")),
+            ("allowed_prefixes", "+380"),
+            ("fallback", "reception"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    let routing = fell_back(&report);
+    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+    let cause = routing.fallback_cause.as_ref().unwrap();
+    assert_eq!(cause.kind, ErrorKind::BadResponse);
+    assert!(cause.message.contains("allowed_prefixes"), "{cause}");
+
+    let crm = TestCrm::start(|_| CrmReply::html("sip:boss@evil.example.com")).unwrap();
+    let report = route(
+        &[
+            ("url", &crm.url("/")),
+            ("allowed_sip_domains", "pbx.example.com"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    assert_eq!(
+        failed(&report).kind,
+        ErrorKind::BadResponse,
+        "no fallback configured: refused outright"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_applies_the_fallback_when_the_component_crashes() {
+    for (behaviour, kind) in [
+        ("panic", ErrorKind::Trap),
+        ("fail", ErrorKind::Transport),
+        ("loop", ErrorKind::Timeout),
+    ] {
+        let pairs = [
+            ("url", "http://127.0.0.1:9/"),
+            ("behaviour", behaviour),
+            ("response_timeout_secs", "0.5"),
+            ("fallback", "reception"),
+        ];
+        let report = hostile_router().route(&scheme(&pairs), &seed_call()).await;
+        let routing = fell_back(&report);
+        assert_eq!(
+            routing.destination.target,
+            Target::Sip("reception".into()),
+            "{behaviour}"
+        );
+        assert_eq!(
+            routing.fallback_cause.as_ref().unwrap().kind,
+            kind,
+            "{behaviour}"
+        );
+        assert!(
+            report.elapsed <= Duration::from_millis(1000),
+            "{behaviour}: {:?}",
+            report.elapsed
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_scheme_never_falls_back() {
+    let report = route(
+        &[
+            ("url", "http://127.0.0.1:9/"),
+            ("method", "PATCH"),
+            ("fallback", "reception"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    assert_eq!(failed(&report).kind, ErrorKind::Config);
+}
