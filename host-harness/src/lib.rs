@@ -6,6 +6,7 @@
 //! - [`guard`]: the outbound guard, the sandbox's only door to the network;
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
+//! - [`secrets`]: `${env:NAME}` references in schemes, resolved from the host's environment;
 //! - [`report`]: the outcome of a call and its JSON form;
 //! - [`crm`] and [`client`]: a small local CRM and HTTP client for the demo and the tests;
 //! - [`serve`]: routing over HTTP for call platforms, with metrics;
@@ -21,6 +22,7 @@ pub mod outbound;
 pub mod report;
 pub mod router;
 pub mod scheme_file;
+pub mod secrets;
 pub mod serve;
 
 include!(concat!(env!("OUT_DIR"), "/plugin_artifact.rs"));

@@ -75,6 +75,8 @@ pub enum LoadError {
 /// needs from it (the endpoints the sandbox may reach, the deadline, the static fallback).
 #[derive(Clone)]
 pub struct PreparedScheme {
+    /// Why the scheme cannot be used at all (an unresolvable secret reference).
+    problem: Option<String>,
     vars: Arc<WasiConfigVariables>,
     endpoints: Vec<Endpoint>,
     response_timeout: Duration,
@@ -89,7 +91,14 @@ impl PreparedScheme {
     /// the component cannot answer). Judging the rest is the component's job, so an invalid
     /// scheme is reported by the component as a `config` error naming the field, and when the
     /// URL is invalid the guard lets nothing out.
+    ///
+    /// `${env:NAME}` references are resolved here ([`crate::secrets`]); one that cannot be is a
+    /// `config` failure of every call.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
+        let (pairs, problem) = match crate::secrets::resolve(pairs.clone()) {
+            Ok(resolved) => (resolved, None),
+            Err(problem) => (pairs, Some(problem)),
+        };
         let field = |name: &str| {
             pairs
                 .iter()
@@ -102,6 +111,7 @@ impl PreparedScheme {
             .collect();
         let pair_refs = pairs.iter().map(|(k, v)| (k, v));
         PreparedScheme {
+            problem,
             endpoints,
             response_timeout: field("response_timeout_secs")
                 .and_then(|t| parse_response_timeout(t).ok())
@@ -115,6 +125,11 @@ impl PreparedScheme {
     /// The longest the CRM may take.
     pub fn response_timeout(&self) -> Duration {
         self.response_timeout
+    }
+
+    /// Why this scheme cannot route anything, if so.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 }
 
@@ -256,6 +271,12 @@ impl Router {
     /// within the scheme's `response_timeout_secs` plus [`CALL_GRACE`].
     pub async fn route(&self, scheme: &PreparedScheme, call: &Call) -> RouteReport {
         let start = Instant::now();
+        if let Some(problem) = &scheme.problem {
+            return RouteReport {
+                result: Err(RouteFailure::new(ErrorKind::Config, problem.clone())),
+                elapsed: start.elapsed(),
+            };
+        }
         let deadline = start + scheme.response_timeout;
         let denial = DenialSlot::default();
         let result = match tokio::time::timeout_at(

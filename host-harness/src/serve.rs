@@ -69,7 +69,11 @@ impl Service {
         let mut schemes = HashMap::new();
         for (i, entry) in file.schemes.iter().enumerate() {
             let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
-            schemes.insert(name, PreparedScheme::new(entry.pairs.clone()));
+            let scheme = PreparedScheme::new(entry.pairs.clone());
+            if let Some(problem) = scheme.problem() {
+                tracing::warn!(scheme = %name, %problem, "every call of this scheme will fail");
+            }
+            schemes.insert(name, scheme);
         }
         Ok(Service {
             router,

@@ -400,12 +400,108 @@ fn a_fallback_prints_the_destination_and_the_cause_and_exits_0() {
     let url = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
     let dir = Scratch::new("fallback");
-    let scheme = dir.file("s.toml", &format!("url = \"{url}\"\nfallback = [\"reception\", \"+380441234567\"]\n"));
-    let out = callroute(&["route", "--scheme", &scheme, "--call", "-", "--allow-private-network"], Some(CALL));
+    let scheme = dir.file(
+        "s.toml",
+        &format!("url = \"{url}\"\nfallback = [\"reception\", \"+380441234567\"]\n"),
+    );
+    let out = callroute(
+        &[
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            "-",
+            "--allow-private-network",
+        ],
+        Some(CALL),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json = stdout_json(&out);
     assert_eq!(json["outcome"], "fallback");
-    assert_eq!(json["destination"], serde_json::json!({"kind": "sip", "target": "reception", "ring_timeout_secs": 30}));
+    assert_eq!(
+        json["destination"],
+        serde_json::json!({"kind": "sip", "target": "reception", "ring_timeout_secs": 30})
+    );
     assert_eq!(json["alternatives"][0]["target"], "+380441234567");
     assert_eq!(json["error"]["kind"], "transport");
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_never_reach_the_output() {
+    let crm = TestCrm::start(|r| {
+        if r.header("authorization") == Some("Bearer env-token-123")
+            && r.header("x-callroute-signature").is_some()
+        {
+            CrmReply::status(503)
+        } else {
+            CrmReply::status(401)
+        }
+    })
+    .unwrap();
+    let dir = Scratch::new("secrets");
+    let scheme = dir.file(
+        "s.toml",
+        &format!(
+            "url = \"{}\"\nsigning_secret = \"${{env:CALLROUTE_TEST_SIGNING}}\"\n[headers]\nAuthorization = \"Bearer ${{env:CALLROUTE_TEST_TOKEN}}\"\n",
+            crm.url("/?key=querysecret")
+        ),
+    );
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callroute"));
+        cmd.args([
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            "-",
+            "--allow-private-network",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(CALL.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&[
+        ("CALLROUTE_TEST_TOKEN", "env-token-123"),
+        ("CALLROUTE_TEST_SIGNING", "env-signing-456"),
+    ]);
+    let json = stdout_json(&out);
+    assert_eq!(
+        json["error"]["status"], 503,
+        "the CRM saw the token and a signature: {json}"
+    );
+    let everything = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    for secret in ["env-token-123", "env-signing-456", "querysecret"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked: {everything}"
+        );
+    }
+
+    let out = run(&[("CALLROUTE_TEST_SIGNING", "x")]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = stdout_json(&out);
+    assert_eq!(json["error"]["kind"], "config");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("${env:CALLROUTE_TEST_TOKEN}"),
+        "{json}"
+    );
+    assert_eq!(
+        crm.requests().len(),
+        1,
+        "nothing is sent without the secret"
+    );
 }

@@ -60,6 +60,9 @@ mod tests {
         fn now(&mut self) -> Duration {
             Duration::ZERO
         }
+        fn unix_time(&mut self) -> u64 {
+            0
+        }
         fn sleep(&mut self, _: Duration) {}
         fn send(
             &mut self,

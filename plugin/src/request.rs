@@ -1,4 +1,4 @@
-//! Building the webhook request a scheme describes for a call.
+//! Building the webhook request a scheme describes for a call, and signing it.
 //!
 //! Values are encoded for where they go: percent-encoding in a query or form body, JSON
 //! string escaping in JSON bodies (Unicode kept as is), and for headers the call's control
@@ -130,6 +130,46 @@ pub fn build_for(
             endpoint.redacted()
         ))
     })
+}
+
+/// The signature header every signed request carries.
+pub const SIGNATURE_HEADER: &str = "x-callroute-signature";
+
+/// Sign a request: `X-Callroute-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
+/// `"<t>.<payload>"`, where the payload is the body, or the query string (without `?`) when
+/// there is no body. One `v1=` per secret, so a CRM can rotate its secret without downtime.
+pub fn sign(request: &mut Request<Vec<u8>>, secrets: &[String], unix_seconds: u64) {
+    if secrets.is_empty() {
+        return;
+    }
+    let payload: &[u8] = if request.body().is_empty() {
+        request.uri().query().unwrap_or("").as_bytes()
+    } else {
+        request.body()
+    };
+    let mut value = format!("t={unix_seconds}");
+    for secret in secrets {
+        value.push_str(",v1=");
+        value.push_str(&signature(secret, unix_seconds, payload));
+    }
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        request.headers_mut().insert(SIGNATURE_HEADER, value);
+    }
+}
+
+/// Hex HMAC-SHA256 of `"<t>.<payload>"` with `secret`: what a CRM recomputes to verify.
+pub fn signature(secret: &str, unix_seconds: u64, payload: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn urlencoded(params: &[(String, String)]) -> String {
@@ -297,6 +337,54 @@ mod tests {
         let note = req.headers()["x-note"].as_bytes();
         assert!(!note.contains(&b'\r') && !note.contains(&b'\n'));
         assert_eq!(req.headers().len(), 6, "{:?}", req.headers());
+    }
+
+    #[test]
+    fn signatures_cover_the_body_or_the_query() {
+        // RFC 4231 test case 2 (key "Jefe"), as a check that this is plain HMAC-SHA256.
+        let mac = {
+            use hmac::Mac;
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
+            m.update(b"what do ya want for nothing?");
+            m.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            mac,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+
+        let mut req = build_for(&[
+            ("url", "http://crm/"),
+            ("submission", "json"),
+            ("params.id", "{call_id}"),
+        ]);
+        sign(&mut req, &["s3cret".into(), "next".into()], 1_700_000_000);
+        let header = req.headers()[SIGNATURE_HEADER].to_str().unwrap().to_owned();
+        let expected = format!(
+            "t=1700000000,v1={},v1={}",
+            signature("s3cret", 1_700_000_000, br#"{"id":"pkv"}"#),
+            signature("next", 1_700_000_000, br#"{"id":"pkv"}"#)
+        );
+        assert_eq!(header, expected);
+
+        let mut req = build_for(&[
+            ("url", "http://crm/r?k=1"),
+            ("method", "GET"),
+            ("params.id", "{call_id}"),
+        ]);
+        sign(&mut req, &["s3cret".into()], 42);
+        assert_eq!(
+            req.headers()[SIGNATURE_HEADER],
+            format!("t=42,v1={}", signature("s3cret", 42, b"k=1&id=pkv")).as_str()
+        );
+
+        let mut req = build_for(&[("url", "http://crm/")]);
+        sign(&mut req, &[], 42);
+        assert!(req.headers().get(SIGNATURE_HEADER).is_none());
     }
 
     #[test]

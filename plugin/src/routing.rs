@@ -28,6 +28,8 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub trait Transport {
     /// A monotonic instant (any origin).
     fn now(&mut self) -> Duration;
+    /// Wall-clock time in seconds since the Unix epoch (for request signatures).
+    fn unix_time(&mut self) -> u64;
     /// Wait for `duration`.
     fn sleep(&mut self, duration: Duration);
     /// Send one request to `endpoint` and read the whole answer, all within `timeout`.
@@ -151,7 +153,8 @@ fn ask(
             if remaining < MIN_ATTEMPT {
                 break;
             }
-            let request = request::build_for(scheme, endpoint, call)?;
+            let mut request = request::build_for(scheme, endpoint, call)?;
+            request::sign(&mut request, &scheme.signing_secrets, transport.unix_time());
             let result = transport
                 .send(endpoint, request, remaining / crms_left)
                 .and_then(|raw| answer::read(scheme, call, &raw));
@@ -212,6 +215,9 @@ mod tests {
     impl Transport for Script {
         fn now(&mut self) -> Duration {
             self.clock
+        }
+        fn unix_time(&mut self) -> u64 {
+            1_700_000_000 + self.clock.as_secs()
         }
         fn sleep(&mut self, duration: Duration) {
             self.clock += duration;

@@ -19,6 +19,7 @@
 //! | `fallback` | a static destination, or an ordered list (`fallback.0`, `fallback.1`, …) |
 //! | `allowed_prefixes` | phone prefixes a CRM may route to (a list; default: any) |
 //! | `allowed_sip_domains` | SIP domains a CRM may route to (a list; default: any) |
+//! | `signing_secret` | sign each request with HMAC-SHA256 (a list of up to two, for rotation) |
 //! | `params.<name>` | a webhook parameter, a [`Template`] |
 //! | `headers.<name>` | an extra request header, a [`Template`] |
 //!
@@ -215,6 +216,8 @@ pub struct Scheme {
     pub allowed_prefixes: Vec<String>,
     /// SIP domains a CRM may route to (lower case); empty means any.
     pub allowed_sip_domains: Vec<String>,
+    /// Secrets each request is signed with (at most two: current and next).
+    pub signing_secrets: Vec<String>,
     /// Webhook parameters, sorted by name; `None` means "every call value".
     pub params: Option<Vec<Field>>,
     /// Extra request headers, sorted by name.
@@ -250,10 +253,18 @@ pub enum SchemeError {
     },
 }
 
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains";
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret";
 
 /// The list fields: one key, or indexed keys `field.N`.
-const LIST_FIELDS: [&str; 3] = ["fallback", "allowed_prefixes", "allowed_sip_domains"];
+const LIST_FIELDS: [&str; 4] = [
+    "fallback",
+    "allowed_prefixes",
+    "allowed_sip_domains",
+    "signing_secret",
+];
+
+/// Most signing secrets at once: the current one and the next (rotation).
+pub const MAX_SIGNING_SECRETS: usize = 2;
 
 /// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
 /// a second request or confuse the CRM's framing.
@@ -467,6 +478,17 @@ impl Scheme {
                 Ok(domain.to_ascii_lowercase())
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let signing_secrets: Vec<String> = list("signing_secret")
+            .into_iter()
+            .filter(|(_, secret)| !secret.is_empty())
+            .map(|(_, secret)| secret)
+            .collect();
+        if signing_secrets.len() > MAX_SIGNING_SECRETS {
+            return Err(invalid(
+                "signing_secret",
+                format!("at most {MAX_SIGNING_SECRETS} secrets (the current one and the next)"),
+            ));
+        }
         headers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Scheme {
             name,
@@ -483,6 +505,7 @@ impl Scheme {
             fallback,
             allowed_prefixes,
             allowed_sip_domains,
+            signing_secrets,
             params,
             headers,
         })

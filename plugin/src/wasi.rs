@@ -241,6 +241,10 @@ impl Transport for Wasi {
         Duration::from_nanos(monotonic_clock::now())
     }
 
+    fn unix_time(&mut self) -> u64 {
+        wasi::clocks::wall_clock::now().seconds
+    }
+
     fn sleep(&mut self, duration: Duration) {
         monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();
     }

@@ -11,4 +11,5 @@ mod http_handler;
 mod json_rpc;
 mod seed;
 mod serve;
+mod signing;
 mod sip;
