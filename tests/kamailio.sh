@@ -20,9 +20,10 @@ if ! command -v kamailio >/dev/null || ! command -v sipp >/dev/null || ! modules
         kamailio kamailio-utils-modules kamailio-json-modules sip-tester >/dev/null
 fi
 
-# The binary under test: $CALLROUTE, or this checkout's debug build (brought up to date).
+# The binary under test: $CALLROUTE, or this checkout's debug build (brought up to date; a
+# workspace-wide build has the same features as `cargo test --workspace`, so it reuses its work).
 if [ -z "${CALLROUTE:-}" ]; then
-    (cd "$root" && cargo build --quiet -p callroute-host)
+    (cd "$root" && cargo build --quiet --workspace --bins)
     CALLROUTE="$root/target/debug/callroute"
 fi
 callroute=$CALLROUTE
