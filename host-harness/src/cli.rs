@@ -3,6 +3,8 @@
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--plugin FILE] [--allow-private-network]
 //! callroute serve --schemes FILE --listen ADDR [--plugin FILE] [--allow-private-network]
+//!
+//! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N]
 //! callroute demo
 //! ```
 //!
@@ -45,23 +47,6 @@ pub enum Command {
     Demo,
 }
 
-/// `callroute serve`'s arguments.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// The schemes file (TOML): every [[scheme]] needs a `name`, its path segment.
-    #[arg(long, value_name = "FILE")]
-    pub schemes: PathBuf,
-    /// The address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// Route with this component instead of the embedded one.
-    #[arg(long, value_name = "FILE")]
-    pub plugin: Option<PathBuf>,
-    /// Let the component reach loopback, private and link-local addresses.
-    #[arg(long)]
-    pub allow_private_network: bool,
-}
-
 /// `callroute route`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RouteArgs {
@@ -74,12 +59,60 @@ pub struct RouteArgs {
     /// The call (JSON), or `-` to read it from stdin.
     #[arg(long, value_name = "FILE|-")]
     pub call: String,
+    /// The sandbox.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// `callroute serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The schemes file (TOML): every [[scheme]] needs a `name`, its path segment.
+    #[arg(long, value_name = "FILE")]
+    pub schemes: PathBuf,
+    /// The address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The sandbox.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// The component and its sandbox, shared by `route` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
     /// Route with this component instead of the embedded one.
     #[arg(long, value_name = "FILE")]
     pub plugin: Option<PathBuf>,
     /// Let the component reach loopback, private and link-local addresses.
     #[arg(long)]
     pub allow_private_network: bool,
+    /// Also trust the CA certificates in this PEM file for https CRMs (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Cap on each call's memory, in MiB.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory_limit_mb: u32,
+    /// Most CPU time a call's component may use, in milliseconds (waiting on the CRM is free).
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(5..=60_000))]
+    pub cpu_limit_ms: u64,
+}
+
+impl SandboxArgs {
+    /// Load the component under this sandbox policy.
+    pub fn router(&self) -> Result<Router, String> {
+        let mut extra_roots = Vec::new();
+        for path in &self.ca_cert {
+            extra_roots.extend(crate::outbound::load_ca_certs(path)?);
+        }
+        let config = RouterConfig {
+            allow_private_network: self.allow_private_network,
+            memory_limit: self.memory_limit_mb as usize * 1024 * 1024,
+            cpu_limit: std::time::Duration::from_millis(self.cpu_limit_ms),
+            extra_roots,
+        };
+        load_router(self.plugin.as_ref(), config)
+    }
 }
 
 /// Run the command line; the process's exit status.
@@ -157,11 +190,7 @@ async fn route(args: RouteArgs) -> ExitCode {
         Ok(call) => call,
         Err(e) => return usage_error(e),
     };
-    let config = RouterConfig {
-        allow_private_network: args.allow_private_network,
-        ..RouterConfig::default()
-    };
-    let router = match load_router(args.plugin.as_ref(), config) {
+    let router = match args.sandbox.router() {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };
@@ -179,11 +208,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(file) => file,
         Err(e) => return usage_error(e.to_string()),
     };
-    let config = RouterConfig {
-        allow_private_network: args.allow_private_network,
-        ..RouterConfig::default()
-    };
-    let router = match load_router(args.plugin.as_ref(), config) {
+    let router = match args.sandbox.router() {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };

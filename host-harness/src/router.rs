@@ -12,7 +12,7 @@
 use crate::EMBEDDED_PLUGIN;
 use crate::bindings::{PluginPre, wit};
 use crate::guard::OutboundGuard;
-use crate::outbound::{DenialSlot, Outbound, default_tls_config};
+use crate::outbound::{DenialSlot, Outbound, tls_config};
 use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
@@ -39,6 +39,8 @@ pub const CALL_GRACE: Duration = Duration::from_millis(250);
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Default cap on a call instance's linear memory.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+/// Default CPU budget of one call: routing takes well under a millisecond of guest time.
+pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_millis(200);
 /// Most bytes of a component's stderr kept to explain a crash.
 const STDERR_CAPTURE: usize = 4096;
 
@@ -49,6 +51,11 @@ pub struct RouterConfig {
     pub allow_private_network: bool,
     /// Cap on each call instance's linear memory, in bytes.
     pub memory_limit: usize,
+    /// Most time a call's component may spend running (not waiting on the CRM); measured in
+    /// epoch ticks of [`EPOCH_TICK`].
+    pub cpu_limit: Duration,
+    /// CA certificates trusted for `https` CRMs besides the webpki roots.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for RouterConfig {
@@ -56,6 +63,8 @@ impl Default for RouterConfig {
         RouterConfig {
             allow_private_network: false,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            cpu_limit: DEFAULT_CPU_LIMIT,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -142,6 +151,8 @@ struct CallState {
     outbound: Outbound,
     config: Arc<WasiConfigVariables>,
     limits: StoreLimits,
+    /// Epoch ticks the component has been caught running.
+    cpu_ticks: u64,
 }
 
 impl WasiView for CallState {
@@ -202,7 +213,6 @@ impl Drop for EpochTicker {
 struct Loaded {
     engine: Engine,
     pre: PluginPre<CallState>,
-    tls: Arc<rustls::ClientConfig>,
     _ticker: EpochTicker,
 }
 
@@ -212,6 +222,7 @@ struct Loaded {
 pub struct Router {
     loaded: Arc<Loaded>,
     config: RouterConfig,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Router {
@@ -248,8 +259,8 @@ impl Router {
                 _ticker: EpochTicker::start(engine.clone()),
                 engine,
                 pre,
-                tls: default_tls_config(),
             }),
+            tls: tls_config(&config.extra_roots),
             config,
         })
     }
@@ -258,6 +269,7 @@ impl Router {
     pub fn with_config(&self, config: RouterConfig) -> Router {
         Router {
             loaded: self.loaded.clone(),
+            tls: tls_config(&config.extra_roots),
             config,
         }
     }
@@ -340,7 +352,7 @@ impl Router {
             outbound: Outbound::new(
                 OutboundGuard::new(scheme.endpoints.clone(), self.config.allow_private_network),
                 deadline,
-                self.loaded.tls.clone(),
+                self.tls.clone(),
                 denial,
             ),
             config: scheme.vars.clone(),
@@ -348,11 +360,26 @@ impl Router {
                 .memory_size(self.config.memory_limit)
                 .instances(8)
                 .build(),
+            cpu_ticks: 0,
         };
         let mut store = Store::new(&self.loaded.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Each tick the component is caught running counts against its CPU budget; within it,
+        // it yields so the executor (and the call's deadline) keep going.
+        let budget = (self.config.cpu_limit.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64;
+        let cpu_limit = self.config.cpu_limit;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > budget {
+                return Err(wasmtime::format_err!(
+                    "the component ran for more than its CPU budget of {} ms",
+                    cpu_limit.as_millis()
+                ));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         (store, stderr)
     }
 

@@ -505,3 +505,29 @@ fn secrets_come_from_the_environment_and_never_reach_the_output() {
         "nothing is sent without the secret"
     );
 }
+
+#[test]
+fn sandbox_options_are_checked() {
+    let dir = Scratch::new("sandbox");
+    let scheme = dir.file("s.toml", "url = \"http://127.0.0.1:9/\"\n");
+    let not_pem = dir.file("ca.pem", "not a certificate");
+    for (extra, expected) in [
+        (
+            vec!["--ca-cert", "/nonexistent/ca.pem"],
+            "/nonexistent/ca.pem",
+        ),
+        (vec!["--ca-cert", not_pem.as_str()], "no PEM certificate"),
+        (vec!["--memory-limit-mb", "0"], "--memory-limit-mb"),
+        (vec!["--cpu-limit-ms", "1"], "--cpu-limit-ms"),
+    ] {
+        let mut args = vec!["route", "--scheme", &scheme, "--call", "-"];
+        args.extend(extra.iter().copied());
+        let out = callroute(&args, Some(CALL));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

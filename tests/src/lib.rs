@@ -226,3 +226,101 @@ impl Drop for RawCrm {
         }
     }
 }
+
+/// An HTTPS CRM on 127.0.0.1 with the test certificate in `tests/fixtures/tls/` (for
+/// `localhost` and `127.0.0.1`, signed by the test CA `ca.pem`). It answers every request
+/// with `body` as plain text; stops on drop.
+pub struct TlsCrm {
+    addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The test CA's certificate, as `--ca-cert` would load it.
+pub fn test_ca() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    callroute_host::outbound::load_ca_certs(&fixture("ca.pem")).unwrap()
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tls")
+        .join(name)
+}
+
+impl TlsCrm {
+    /// Start it.
+    pub fn start(body: &'static str) -> TlsCrm {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(fixture("crm.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(fixture("crm.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                // A failed handshake (an unknown CA on the client side) just ends.
+                                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                                let mut head = Vec::new();
+                                let mut byte = [0u8; 1];
+                                while !head.ends_with(b"\r\n\r\n") {
+                                    if tls.read(&mut byte).await.unwrap_or(0) == 0 { return; }
+                                    head.push(byte[0]);
+                                }
+                                let answer = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                                let _ = tls.write_all(answer.as_bytes()).await;
+                                let _ = tls.shutdown().await;
+                            });
+                        }
+                    }
+                }
+            })
+        });
+        TlsCrm {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `https://{host}:PORT/`.
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}/", self.addr.port())
+    }
+}
+
+impl Drop for TlsCrm {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -165,3 +165,28 @@ async fn unicode_and_reserved_characters_are_encoded_for_where_they_go() {
         assert_eq!(received, "Олена & Co =?\"\r\n", "{submission}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_values_cannot_inject_headers() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let url = crm.url("/");
+    let mut call = seed_call();
+    call.vars.push((
+        "note".into(),
+        "hi\r\nX-Injected: 1\r\n\r\nGET /admin HTTP/1.1\0".into(),
+    ));
+    let report = route(&[("url", &url), ("headers.X-Note", "{note}")], &call).await;
+    routed(&report);
+    let request = crm.single_request();
+    assert!(
+        request.header("x-injected").is_none(),
+        "{:?}",
+        request.headers
+    );
+    let note = request.header("x-note").unwrap();
+    assert!(
+        !note.contains('\r') && !note.contains('\n') && !note.contains('\0'),
+        "{note:?}"
+    );
+    assert_eq!(crm.requests().len(), 1, "no smuggled second request");
+}

@@ -115,7 +115,7 @@ async fn the_host_applies_the_fallback_when_the_component_crashes() {
     for (behaviour, kind) in [
         ("panic", ErrorKind::Trap),
         ("fail", ErrorKind::Transport),
-        ("loop", ErrorKind::Timeout),
+        ("loop", ErrorKind::Trap),
     ] {
         let pairs = [
             ("url", "http://127.0.0.1:9/"),

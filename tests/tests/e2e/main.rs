@@ -13,3 +13,4 @@ mod seed;
 mod serve;
 mod signing;
 mod sip;
+mod tls;
