@@ -1,9 +1,14 @@
-//! Release tasks.
+//! Release and reliability tasks.
+//!
+//! - `cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]`: the load test (see
+//!   [`load`]).
 //!
 //! `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
 //! exactly as the `callroute` binary embeds it (built and stamped with its metadata by
 //! `host-harness/build.rs`), and `dist/callroute-router-<version>.wasm.sha256` in `sha256sum`
 //! format. It checks that the component's embedded version is the workspace version first.
+
+mod load;
 
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -18,8 +23,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("load") => match load::run(std::env::args().skip(2).collect()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask load: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask dist");
+            eprintln!("usage: cargo xtask dist | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,141 @@
+//! Properties of the parsers that face untrusted input (scheme, CRM answer, call JSON,
+//! destinations), over generated inputs. The fuzz targets in `fuzz/` drive the same functions
+//! with coverage guidance; these run in every `cargo test`.
+
+use callroute_plugin::answer::{self, RawAnswer};
+use callroute_plugin::call::Call;
+use callroute_plugin::destination::Target;
+use callroute_plugin::error::ErrorKind;
+use callroute_plugin::request;
+use callroute_plugin::scheme::Scheme;
+use proptest::prelude::*;
+
+const KEYS: &[&str] = &[
+    "url", "method", "submission", "import", "destination_field", "jsonrpc_method",
+    "ring_timeout_secs", "response_timeout_secs", "fallback", "fallback.0", "fallback.1",
+    "fallback_url", "retries", "allowed_prefixes", "allowed_sip_domains", "signing_secret",
+    "params.a", "params.call_id", "headers.X-A", "headers.Host", "name", "bogus",
+];
+
+fn scheme_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+    let value = prop_oneof![
+        Just("http://crm.example.com/r?k=1".to_string()),
+        Just("json".to_string()),
+        Just("json-rpc".to_string()),
+        Just("GET".to_string()),
+        Just("{caller}".to_string()),
+        Just("3".to_string()),
+        ".{0,24}",
+    ];
+    proptest::collection::vec((proptest::sample::select(KEYS).prop_map(str::to_string), value), 0..10)
+}
+
+fn valid_scheme(import: &'static str) -> Scheme {
+    Scheme::from_pairs([
+        ("url", "http://crm.example.com/"),
+        ("import", import),
+        ("destination_field", "a.b"),
+        ("jsonrpc_method", "m"),
+    ])
+    .unwrap()
+}
+
+/// A destination that made it through validation is safe to hand to a PBX.
+fn assert_safe(target: &Target) {
+    let value = target.value();
+    assert!(!value.is_empty() && value.len() <= 256, "{value:?}");
+    assert!(!value.chars().any(char::is_control), "{value:?}");
+    assert!(!value.contains(['<', '>', '"', ' ', '?']), "{value:?}");
+    // Validation is idempotent: what passed once passes again, unchanged.
+    assert_eq!(Target::parse(value).as_ref(), Ok(target));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_scheme_parses_or_names_a_field(pairs in scheme_pairs()) {
+        match Scheme::from_pairs(pairs) {
+            Ok(scheme) => {
+                prop_assert!(scheme.response_timeout.as_secs_f64() >= 0.1);
+                prop_assert!(scheme.fallback.iter().all(|t| Target::parse(t.value()).is_ok()));
+            }
+            Err(e) => prop_assert!(e.to_string().contains("scheme field `"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn any_answer_is_a_safe_destination_or_a_typed_error(
+        status in prop_oneof![Just(200u16), Just(204), 100u16..600],
+        body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            "[ -~]{0,40}".prop_map(String::into_bytes),
+            "\\{\"a\":\\{\"b\":\"[ -~]{0,20}\"\\}\\}".prop_map(String::into_bytes),
+            "\\{\"jsonrpc\":\"2.0\",\"result\":\"[0-9+ ()-]{0,20}\"\\}".prop_map(String::into_bytes),
+        ],
+        import in proptest::sample::select(&["http", "json", "json-rpc"][..]),
+    ) {
+        let answer = RawAnswer { status, body };
+        match answer::read(&valid_scheme(import), &Call::default(), &answer) {
+            Ok(destination) => {
+                prop_assert!((200..300).contains(&status));
+                assert_safe(&destination.target);
+            }
+            Err(e) => {
+                if !(200..300).contains(&status) {
+                    prop_assert_eq!(e.kind(), ErrorKind::HttpStatus);
+                    prop_assert_eq!(e.status(), Some(status));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_string_is_a_safe_destination_or_refused(raw in ".{0,80}") {
+        if let Ok(target) = Target::parse(&raw) {
+            assert_safe(&target);
+        }
+    }
+
+    #[test]
+    fn any_call_json_parses_or_names_what_is_wrong(text in prop_oneof![
+        ".{0,60}",
+        "\\{\"call_id\":\"[ -~]{0,8}\",\"vars\":\\{\"[a-z]{1,5}\":[0-9a-z\"]{0,6}\\}\\}",
+    ]) {
+        if let Err(e) = Call::from_json(&text) {
+            prop_assert!(e.to_string().starts_with("call"), "{e}");
+        }
+    }
+
+    #[test]
+    fn any_call_values_survive_encoding(
+        caller in ".{0,30}",
+        note in ".{0,30}",
+        submission in proptest::sample::select(&["http", "form", "json"][..]),
+    ) {
+        let scheme = Scheme::from_pairs([
+            ("url", "http://crm.example.com/r"),
+            ("submission", submission),
+            ("params.caller", "{caller}"),
+            ("params.note", "{note}"),
+            ("headers.X-Note", "{note}"),
+        ])
+        .unwrap();
+        let call = Call { caller: caller.clone(), vars: vec![("note".into(), note.clone())], ..Call::default() };
+        let req = request::build(&scheme, &call).unwrap();
+        let header = req.headers()["x-note"].as_bytes();
+        prop_assert!(!header.iter().any(|b| *b == b'\r' || *b == b'\n' || *b == 0));
+        let received: Vec<(String, String)> = match submission {
+            "http" => form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect(),
+            "form" => form_urlencoded::parse(req.body()).into_owned().collect(),
+            _ => {
+                let json: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+                vec![
+                    ("caller".into(), json["caller"].as_str().unwrap().into()),
+                    ("note".into(), json["note"].as_str().unwrap().into()),
+                ]
+            }
+        };
+        prop_assert_eq!(received, vec![("caller".to_string(), caller), ("note".to_string(), note)]);
+    }
+}

@@ -1,0 +1,223 @@
+//! The load test: every call answered, none lost, memory flat.
+//!
+//! Starts a CRM on 127.0.0.1 that fails 20 % of the time in mixed ways (5 % each: 503, an
+//! answer after the deadline, an HTML error page, 204), runs `callroute serve` as its own
+//! process with a scheme whose fallback is `reception`, and drives `--calls` calls (default
+//! 10,000) at `--concurrency` (default 200) through it. It checks that every call got a 200
+//! with outcome `routed` or `fallback`, that the outcomes match what the CRM did, and that the
+//! server's resident memory after the run is within 10 % of its memory after a warm-up of
+//! 1,000 calls. Prints the figures recorded in RELIABILITY.md.
+
+use callroute_host::crm::{CrmReply, CrmRequest, TestCrm};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WARM_UP: usize = 1000;
+
+struct Options {
+    calls: usize,
+    concurrency: usize,
+    callroute: PathBuf,
+}
+
+fn options(args: Vec<String>) -> Result<Options, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let default_binary = ["release", "debug"]
+        .iter()
+        .map(|p| root.join("target").join(p).join("callroute"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| root.join("target/release/callroute"));
+    let mut options = Options {
+        calls: 10_000,
+        concurrency: 200,
+        callroute: default_binary,
+    };
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--calls" => options.calls = value.parse().map_err(|_| format!("--calls {value}"))?,
+            "--concurrency" => {
+                options.concurrency = value.parse().map_err(|_| format!("--concurrency {value}"))?
+            }
+            "--callroute" => options.callroute = value.into(),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+/// How the CRM treats call number `n` (from the `call_id`): 80 % answer, 20 % fail.
+fn crm_answer(request: &CrmRequest) -> CrmReply {
+    let n: usize = request
+        .query_pairs()
+        .iter()
+        .find(|(k, _)| k == "call_id")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    match n % 20 {
+        0 => CrmReply::status(503),
+        1 => CrmReply::html("380123456789").after(Duration::from_millis(800)),
+        2 => CrmReply::new(200, "text/html", "<html><body>Fatal error</body></html>"),
+        3 => CrmReply::status(204),
+        _ => CrmReply::html("380123456789"),
+    }
+}
+
+/// The server process, killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Drive calls `from..to`; returns (outcome counts, latencies in µs, problems).
+fn drive(addr: std::net::SocketAddr, from: usize, to: usize, concurrency: usize) -> (Vec<(String, usize)>, Vec<u64>, Vec<String>) {
+    let next = Arc::new(AtomicUsize::new(from));
+    let results = Arc::new(Mutex::new((std::collections::BTreeMap::new(), Vec::new(), Vec::new())));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let results = results.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= to {
+                        break;
+                    }
+                    let path = format!("/v1/route/load?call_id={n}&caller=%2B380501112233&callee=380441234567");
+                    let start = Instant::now();
+                    let answer = callroute_host::client::request(addr, "GET", &path, &[], b"");
+                    let micros = start.elapsed().as_micros() as u64;
+                    let mut r = results.lock().unwrap();
+                    match answer {
+                        Ok(response) if response.status == 200 => {
+                            let outcome = response.json()["outcome"].as_str().unwrap_or("?").to_owned();
+                            let expected = if n % 20 < 4 { "fallback" } else { "routed" };
+                            if outcome != expected {
+                                r.2.push(format!("call {n}: {outcome}, expected {expected}: {}", response.text()));
+                            }
+                            *r.0.entry(outcome).or_insert(0) += 1;
+                            r.1.push(micros);
+                        }
+                        Ok(response) => r.2.push(format!("call {n}: HTTP {} {}", response.status, response.text())),
+                        Err(e) => r.2.push(format!("call {n}: {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let (counts, latencies, problems) = Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap();
+    (counts.into_iter().collect(), latencies, problems)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+/// Run the load test.
+pub fn run(args: Vec<String>) -> Result<(), String> {
+    let options = options(args)?;
+    if !options.callroute.exists() {
+        return Err(format!(
+            "{} does not exist; build it (cargo build --release -p callroute-host) or pass --callroute",
+            options.callroute.display()
+        ));
+    }
+    let crm = TestCrm::start(crm_answer).map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("callroute-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let schemes = dir.join("schemes.toml");
+    std::fs::write(
+        &schemes,
+        format!(
+            "[[scheme]]\nname = \"load\"\nurl = \"{}\"\nmethod = \"GET\"\nresponse_timeout_secs = 0.5\nfallback = \"reception\"\n",
+            crm.url("/route")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(&options.callroute)
+        .args(["serve", "--schemes"])
+        .arg(&schemes)
+        .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", options.callroute.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let server = Server(child);
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .ok_or(format!("no address in {line:?}"))?;
+
+    println!("load: {} calls at concurrency {} through {}", options.calls, options.concurrency, options.callroute.display());
+    let warm = WARM_UP.min(options.calls);
+    let (_, _, problems) = drive(addr, 0, warm, options.concurrency);
+    let rss_warm = rss_kib(server.0.id());
+    let start = Instant::now();
+    let (counts, mut latencies, mut more) = drive(addr, warm, options.calls, options.concurrency);
+    let elapsed = start.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = rss_kib(server.0.id());
+    let mut problems = problems;
+    problems.append(&mut more);
+    latencies.sort_unstable();
+
+    let answered: usize = counts.iter().map(|(_, n)| n).sum();
+    let measured = options.calls - warm;
+    let growth = if rss_warm > 0 { (rss_after as f64 - rss_warm as f64) / rss_warm as f64 * 100.0 } else { 0.0 };
+    println!("answered: {answered} of {measured} measured calls (plus {warm} warm-up) in {:.1} s, {:.0} calls/s", elapsed.as_secs_f64(), measured as f64 / elapsed.as_secs_f64());
+    for (outcome, n) in &counts {
+        println!("  {outcome}: {n}");
+    }
+    println!("latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), percentile(&latencies, 1.0));
+    println!("server RSS: {rss_warm} KiB after warm-up, {rss_after} KiB after the run ({growth:+.1} %)");
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
+
+    if !problems.is_empty() {
+        for p in problems.iter().take(10) {
+            eprintln!("  {p}");
+        }
+        return Err(format!("{} calls were not answered as expected", problems.len()));
+    }
+    if answered != measured {
+        return Err(format!("{} calls lost", measured - answered));
+    }
+    if growth > 10.0 {
+        return Err(format!("memory grew {growth:.1} % after warm-up (limit 10 %)"));
+    }
+    println!("load: every call answered (routed or fallback), none lost, memory within 10 %");
+    Ok(())
+}
