@@ -4,7 +4,7 @@
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--plugin FILE] [--allow-private-network]
 //! callroute serve --schemes FILE --listen ADDR [--plugin FILE] [--allow-private-network]
 //!
-//! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N]
+//! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
 //! callroute demo
 //! ```
 //!
@@ -96,6 +96,10 @@ pub struct SandboxArgs {
     /// Most CPU time a call's component may use, in milliseconds (waiting on the CRM is free).
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(5..=60_000))]
     pub cpu_limit_ms: u64,
+    /// Keep precompiled components here so a restart does not recompile (writable only by
+    /// this user).
+    #[arg(long, value_name = "DIR", env = "CALLROUTE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -110,6 +114,7 @@ impl SandboxArgs {
             memory_limit: self.memory_limit_mb as usize * 1024 * 1024,
             cpu_limit: std::time::Duration::from_millis(self.cpu_limit_ms),
             extra_roots,
+            cache_dir: self.cache_dir.clone(),
         };
         load_router(self.plugin.as_ref(), config)
     }

@@ -3,6 +3,7 @@
 //!
 //! - [`router`]: loading the component once, routing each call in a fresh instance with its
 //!   scheme, deadline and limits;
+//! - [`cache`]: precompiled components, so a restart does not recompile;
 //! - [`guard`]: the outbound guard, the sandbox's only door to the network;
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
@@ -13,6 +14,7 @@
 //! - [`demo`] and [`cli`]: the `callroute` command.
 
 pub mod bindings;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod crm;

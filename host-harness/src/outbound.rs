@@ -1,23 +1,26 @@
 //! The component's outbound HTTP, behind `wasmtime_wasi_http`'s [`WasiHttpHooks`].
 //!
-//! Every request a component makes goes through [`Outbound::send_request`]: the
-//! [`OutboundGuard`] checks the target, the host name is resolved here and each address is
-//! checked right before it is connected to, TLS always verifies certificates, and the call's
-//! deadline bounds resolving, connecting, the first byte and every body byte, whatever
-//! request options the component asked for. Response headers and bodies are capped.
+//! Every request a component makes goes through [`Outbound::send_request`]: the call's
+//! [`OutboundGuard`] checks the target, then the router's [`OutboundClient`] sends it over a
+//! keep-alive connection to that CRM, reused across calls (a new TCP and TLS handshake per call
+//! is most of a webhook's cost). Its connector resolves host names (with a small cache) and
+//! checks each address against the host's policy right before connecting to it, so DNS cannot
+//! swap in a forbidden address; TLS always verifies certificates. The call's deadline bounds
+//! connecting, the first byte and every body byte, whatever request options the component
+//! asked for. Response headers and bodies are capped.
 
 use crate::guard::{Denial, OutboundGuard};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use rustls::pki_types::CertificateDer;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The most response bytes the host passes to a component, whatever the component reads.
@@ -38,24 +41,202 @@ pub type DenialSlot = Arc<Mutex<Option<Denial>>>;
 pub struct Outbound {
     guard: Arc<OutboundGuard>,
     deadline: Instant,
-    tls: Arc<rustls::ClientConfig>,
+    client: OutboundClient,
     denial: DenialSlot,
 }
 
 impl Outbound {
-    /// Outbound HTTP for one call, allowed by `guard`, bounded by `deadline`.
+    /// Outbound HTTP for one call, allowed by `guard`, bounded by `deadline`, sent by `client`.
     pub fn new(
         guard: OutboundGuard,
         deadline: Instant,
-        tls: Arc<rustls::ClientConfig>,
+        client: OutboundClient,
         denial: DenialSlot,
     ) -> Self {
         Outbound {
             guard: Arc::new(guard),
             deadline,
-            tls,
+            client,
             denial,
         }
+    }
+}
+
+/// How long an idle connection to a CRM is kept for the next call.
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a resolved address is reused.
+pub const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A router's keep-alive HTTP client: connections to each CRM are reused across calls.
+#[derive(Clone)]
+pub struct OutboundClient {
+    client: hyper_util::client::legacy::Client<GuardedConnector, WasiBody>,
+}
+
+impl OutboundClient {
+    /// A client whose connections obey `allow_private_network` and trust `tls`'s roots.
+    pub fn new(allow_private_network: bool, tls: Arc<rustls::ClientConfig>) -> Self {
+        let connector = GuardedConnector {
+            policy: Arc::new(OutboundGuard::new(Vec::new(), allow_private_network)),
+            tls: tokio_rustls::TlsConnector::from(tls),
+            dns: Arc::default(),
+        };
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .http1_max_headers(MAX_RESPONSE_HEADERS)
+                .http1_max_buf_size(MAX_RESPONSE_HEAD)
+                .build(connector);
+        OutboundClient { client }
+    }
+}
+
+/// Why a connection could not be made; carried through the client's error to the call.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("{0}")]
+    Denied(Denial),
+    #[error("cannot resolve the host")]
+    Dns,
+    #[error("no address to connect to")]
+    NoAddress,
+    #[error("connection refused")]
+    Refused,
+    #[error("connect failed: {0}")]
+    Io(std::io::Error),
+    #[error("TLS failed: {0}")]
+    Tls(std::io::Error),
+    #[error("the URI has no host")]
+    NoHost,
+}
+
+/// Resolves (with a cache), checks each address against the host's policy, connects, and
+/// adds TLS for `https`.
+#[derive(Clone)]
+struct GuardedConnector {
+    policy: Arc<OutboundGuard>,
+    tls: tokio_rustls::TlsConnector,
+    dns: Arc<Mutex<DnsCache>>,
+}
+
+/// Resolved addresses by `(host, port)`, with when they were resolved.
+type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, std::time::Instant)>;
+
+impl tower_service::Service<http::Uri> for GuardedConnector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let tls = uri.scheme_str() == Some("https");
+            let host = uri.host().ok_or(ConnectError::NoHost)?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase();
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let addrs = this.resolve(&host, port).await?;
+            let mut allowed = Vec::new();
+            let mut refused = None;
+            for addr in addrs {
+                match this.policy.check_addr(&host, addr.ip()) {
+                    Ok(()) => allowed.push(addr),
+                    Err(denial) => refused = Some(denial),
+                }
+            }
+            if allowed.is_empty() {
+                return Err(refused
+                    .map(ConnectError::Denied)
+                    .unwrap_or(ConnectError::NoAddress));
+            }
+            let tcp = connect(&allowed).await?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn Io> = if tls {
+                let name = match host.parse::<IpAddr>() {
+                    Ok(ip) => rustls::pki_types::ServerName::from(ip),
+                    Err(_) => rustls::pki_types::ServerName::try_from(host.clone())
+                        .map_err(|_| ConnectError::Dns)?,
+                };
+                Box::new(
+                    this.tls
+                        .connect(name, tcp)
+                        .await
+                        .map_err(ConnectError::Tls)?,
+                )
+            } else {
+                Box::new(tcp)
+            };
+            Ok(Conn(hyper_util::rt::TokioIo::new(io)))
+        })
+    }
+}
+
+impl GuardedConnector {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let key = (host.to_owned(), port);
+        if let Some((addrs, at)) = self.dns.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(addrs.clone());
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| ConnectError::Dns)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ConnectError::Dns);
+        }
+        let mut cache = self.dns.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(key, (addrs.clone(), std::time::Instant::now()));
+        Ok(addrs)
+    }
+}
+
+/// A connection the client can pool.
+struct Conn(hyper_util::rt::TokioIo<Box<dyn Io>>);
+
+impl hyper_util::client::legacy::connect::Connection for Conn {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -107,7 +288,7 @@ impl WasiHttpHooks for Outbound {
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         let guard = self.guard.clone();
-        let tls = self.tls.clone();
+        let client = self.client.clone();
         let denial = self.denial.clone();
         // The component's own timeouts can only shorten the call's deadline.
         let deadline = options
@@ -123,7 +304,7 @@ impl WasiHttpHooks for Outbound {
         // the host's bound trails it slightly so the component reports its own timeout.
         let body_deadline = self.deadline + BODY_DEADLINE_SLACK;
         Box::new(async move {
-            let result = send(&guard, &tls, request, deadline, body_deadline).await;
+            let result = send(&guard, &client, request, deadline, body_deadline).await;
             if let Err(Failure::Denied(reason)) = &result {
                 tracing::debug!(%reason, "outbound request denied");
                 *denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
@@ -156,96 +337,16 @@ impl From<Error> for Failure {
 
 async fn send(
     guard: &OutboundGuard,
-    tls: &Arc<rustls::ClientConfig>,
-    mut request: http::Request<WasiBody>,
+    client: &OutboundClient,
+    request: http::Request<WasiBody>,
     deadline: Instant,
     body_deadline: Instant,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Failure> {
-    let endpoint = guard
-        .check_target(request.uri())
-        .map_err(Failure::Denied)?
-        .clone();
-
-    let addrs = tokio::time::timeout_at(deadline, resolve(&endpoint.host, endpoint.port))
+    guard.check_target(request.uri()).map_err(Failure::Denied)?;
+    let response = tokio::time::timeout_at(deadline, client.client.request(request))
         .await
-        .map_err(|_| Error::DnsTimeout)??;
-    let mut allowed = Vec::new();
-    let mut refused = None;
-    for addr in addrs {
-        match guard.check_addr(&endpoint.host, addr.ip()) {
-            Ok(()) => allowed.push(addr),
-            Err(denial) => refused = Some(denial),
-        }
-    }
-    if allowed.is_empty() {
-        return Err(refused
-            .map(Failure::Denied)
-            .unwrap_or(Failure::Other(Error::DestinationNotFound)));
-    }
-
-    let tcp = tokio::time::timeout_at(deadline, connect(&allowed))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    let _ = tcp.set_nodelay(true);
-
-    let io: Box<dyn Io> = if endpoint.tls {
-        let name =
-            match endpoint.host.parse::<IpAddr>() {
-                Ok(ip) => rustls::pki_types::ServerName::from(ip),
-                Err(_) => rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(
-                    |_| Error::DnsError {
-                        rcode: Some("invalid dns name".into()),
-                        info_code: None,
-                    },
-                )?,
-            };
-        let connector = tokio_rustls::TlsConnector::from(tls.clone());
-        let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
-            .await
-            .map_err(|_| Error::ConnectionTimeout)?
-            .map_err(Error::Tls)?;
-        Box::new(stream)
-    } else {
-        Box::new(tcp)
-    };
-
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(MAX_RESPONSE_HEADERS)
-        .max_buf_size(MAX_RESPONSE_HEAD)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(hyper_error)?;
-
-    // On the wire the request line carries only the path and query.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
-
-    let mut conn = Box::pin(conn);
-    let mut conn_done = false;
-    let response = tokio::time::timeout_at(deadline, async {
-        let send = sender.send_request(request);
-        tokio::pin!(send);
-        tokio::select! {
-            biased;
-            response = &mut send => response.map_err(hyper_error),
-            closed = &mut conn => {
-                conn_done = true;
-                match closed {
-                    // The server closed right after answering (HTTP/1.0, `Connection: close`):
-                    // the answer is already in, or the exchange failed; `send` says which.
-                    Ok(()) => send.await.map_err(hyper_error),
-                    Err(e) => Err(hyper_error(e)),
-                }
-            }
-        }
-    })
-    .await
-    .map_err(|_| Error::HttpResponseTimeout)??;
-
+        .map_err(|_| Error::HttpResponseTimeout)?
+        .map_err(client_error)?;
     if let Some(length) = response
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -262,17 +363,44 @@ async fn send(
         }
         .boxed_unsync()
     });
-    let io: IoFuture = if conn_done {
-        Box::new(async { Ok(()) })
-    } else {
-        Box::new(async move { conn.await.map_err(hyper_error) })
-    };
+    // The client drives its connections itself.
+    let io: IoFuture = Box::new(async { Ok(()) });
     Ok((response, io))
+}
+
+/// What went wrong, from the client's error: a denial, a connect failure, or the exchange.
+fn client_error(error: hyper_util::client::legacy::Error) -> Failure {
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(connect) = cause.downcast_ref::<ConnectError>() {
+            return match connect {
+                ConnectError::Denied(denial) => Failure::Denied(denial.clone()),
+                ConnectError::Dns | ConnectError::NoHost => Error::DnsError {
+                    rcode: Some("lookup failed".into()),
+                    info_code: None,
+                }
+                .into(),
+                ConnectError::NoAddress => Error::DestinationNotFound.into(),
+                ConnectError::Refused => Error::ConnectionRefused.into(),
+                ConnectError::Io(_) => Error::ConnectionRefused.into(),
+                ConnectError::Tls(_) => Error::TlsProtocolError.into(),
+            };
+        }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return classify_hyper(hyper).into();
+        }
+        source = cause.source();
+    }
+    if error.is_connect() {
+        Error::ConnectionRefused.into()
+    } else {
+        Error::ConnectionTerminated.into()
+    }
 }
 
 /// Classify a hyper error for the component: an oversized or unparsable answer is the CRM's
 /// fault (the component reports `bad-response`), a cut-off one a transport failure.
-fn hyper_error(error: hyper::Error) -> Error {
+fn classify_hyper(error: &hyper::Error) -> Error {
     if error.is_parse_too_large() {
         Error::HttpResponseHeaderSectionSize(None)
     } else if error.is_parse() || error.is_parse_status() {
@@ -282,32 +410,15 @@ fn hyper_error(error: hyper::Error) -> Error {
     } else if error.is_timeout() {
         Error::HttpResponseTimeout
     } else {
-        Error::from(error)
+        Error::ConnectionTerminated
     }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| Error::DnsError {
-            rcode: Some("lookup failed".into()),
-            info_code: None,
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::DestinationNotFound);
-    }
-    Ok(addrs)
-}
-
 /// Connect to the first address that accepts, in resolver order.
-async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Error> {
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
@@ -316,9 +427,9 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Error> {
         }
     }
     Err(match last {
-        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
-        Some(e) => Error::Connect(e),
-        None => Error::DestinationNotFound,
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        Some(e) => ConnectError::Io(e),
+        None => ConnectError::NoAddress,
     })
 }
 
@@ -349,7 +460,7 @@ impl Body for CappedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(hyper_error(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(classify_hyper(&e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),

@@ -12,7 +12,7 @@
 use crate::EMBEDDED_PLUGIN;
 use crate::bindings::{PluginPre, wit};
 use crate::guard::OutboundGuard;
-use crate::outbound::{DenialSlot, Outbound, tls_config};
+use crate::outbound::{DenialSlot, Outbound, OutboundClient, tls_config};
 use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
@@ -56,6 +56,9 @@ pub struct RouterConfig {
     pub cpu_limit: Duration,
     /// CA certificates trusted for `https` CRMs besides the webpki roots.
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Where precompiled components are kept between runs ([`crate::cache`]); `None` compiles
+    /// at every start.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RouterConfig {
@@ -65,6 +68,7 @@ impl Default for RouterConfig {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cpu_limit: DEFAULT_CPU_LIMIT,
             extra_roots: Vec::new(),
+            cache_dir: None,
         }
     }
 }
@@ -222,7 +226,7 @@ struct Loaded {
 pub struct Router {
     loaded: Arc<Loaded>,
     config: RouterConfig,
-    tls: Arc<rustls::ClientConfig>,
+    client: OutboundClient,
 }
 
 impl Router {
@@ -233,8 +237,10 @@ impl Router {
 
     /// Compile and link a component (binary `.wasm`) of the `plugin` world.
     pub fn new(wasm: &[u8], config: RouterConfig) -> Result<Router, LoadError> {
-        let engine = Engine::new(&engine_config()).map_err(LoadError::Engine)?;
-        let component = Component::new(&engine, wasm).map_err(LoadError::Component)?;
+        let engine = Engine::new(&engine_config(&config)).map_err(LoadError::Engine)?;
+        let (component, source) = crate::cache::load(&engine, wasm, config.cache_dir.as_deref())
+            .map_err(LoadError::Component)?;
+        tracing::debug!(?source, "component ready");
         Router::from_component(engine, &component, config)
     }
 
@@ -260,7 +266,10 @@ impl Router {
                 engine,
                 pre,
             }),
-            tls: tls_config(&config.extra_roots),
+            client: OutboundClient::new(
+                config.allow_private_network,
+                tls_config(&config.extra_roots),
+            ),
             config,
         })
     }
@@ -269,7 +278,10 @@ impl Router {
     pub fn with_config(&self, config: RouterConfig) -> Router {
         Router {
             loaded: self.loaded.clone(),
-            tls: tls_config(&config.extra_roots),
+            client: OutboundClient::new(
+                config.allow_private_network,
+                tls_config(&config.extra_roots),
+            ),
             config,
         }
     }
@@ -352,7 +364,7 @@ impl Router {
             outbound: Outbound::new(
                 OutboundGuard::new(scheme.endpoints.clone(), self.config.allow_private_network),
                 deadline,
-                self.tls.clone(),
+                self.client.clone(),
                 denial,
             ),
             config: scheme.vars.clone(),
@@ -494,10 +506,28 @@ impl Router {
     }
 }
 
-/// The engine configuration every router uses: async with epoch interruption.
-pub fn engine_config() -> Config {
+/// Most calls in flight in one router at once: the size of the instance pool. A call beyond
+/// it cannot get an instance and is reported as a `trap` (and gets the scheme's fallback).
+pub const MAX_CONCURRENT_CALLS: u32 = 1000;
+
+/// The engine configuration every router uses: async with epoch interruption, and wasmtime's
+/// pooling allocator, so a call's fresh instance comes from preallocated slots (memory reset
+/// copy-on-write) instead of new mappings.
+pub fn engine_config(router: &RouterConfig) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    let memory = router.memory_limit.max(64 * 1024);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_CALLS)
+        .total_core_instances(MAX_CONCURRENT_CALLS * 4)
+        .total_memories(MAX_CONCURRENT_CALLS)
+        .total_tables(MAX_CONCURRENT_CALLS * 4)
+        .total_stacks(MAX_CONCURRENT_CALLS)
+        .max_memory_size(memory);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    // Reserve only what a call may use: a thousand slots of 4 GiB would be address space
+    // wasted; the bounds checks this costs are noise next to the CRM round trip.
+    config.memory_reservation(memory as u64);
     config
 }
 

@@ -11,10 +11,28 @@ use callroute_plugin::scheme::Scheme;
 use proptest::prelude::*;
 
 const KEYS: &[&str] = &[
-    "url", "method", "submission", "import", "destination_field", "jsonrpc_method",
-    "ring_timeout_secs", "response_timeout_secs", "fallback", "fallback.0", "fallback.1",
-    "fallback_url", "retries", "allowed_prefixes", "allowed_sip_domains", "signing_secret",
-    "params.a", "params.call_id", "headers.X-A", "headers.Host", "name", "bogus",
+    "url",
+    "method",
+    "submission",
+    "import",
+    "destination_field",
+    "jsonrpc_method",
+    "ring_timeout_secs",
+    "response_timeout_secs",
+    "fallback",
+    "fallback.0",
+    "fallback.1",
+    "fallback_url",
+    "retries",
+    "allowed_prefixes",
+    "allowed_sip_domains",
+    "signing_secret",
+    "params.a",
+    "params.call_id",
+    "headers.X-A",
+    "headers.Host",
+    "name",
+    "bogus",
 ];
 
 fn scheme_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
@@ -27,7 +45,13 @@ fn scheme_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
         Just("3".to_string()),
         ".{0,24}",
     ];
-    proptest::collection::vec((proptest::sample::select(KEYS).prop_map(str::to_string), value), 0..10)
+    proptest::collection::vec(
+        (
+            proptest::sample::select(KEYS).prop_map(str::to_string),
+            value,
+        ),
+        0..10,
+    )
 }
 
 fn valid_scheme(import: &'static str) -> Scheme {

@@ -42,7 +42,9 @@ fn options(args: Vec<String>) -> Result<Options, String> {
         match flag.as_str() {
             "--calls" => options.calls = value.parse().map_err(|_| format!("--calls {value}"))?,
             "--concurrency" => {
-                options.concurrency = value.parse().map_err(|_| format!("--concurrency {value}"))?
+                options.concurrency = value
+                    .parse()
+                    .map_err(|_| format!("--concurrency {value}"))?
             }
             "--callroute" => options.callroute = value.into(),
             _ => return Err(format!("unknown option {flag}")),
@@ -90,9 +92,18 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Drive calls `from..to`; returns (outcome counts, latencies in µs, problems).
-fn drive(addr: std::net::SocketAddr, from: usize, to: usize, concurrency: usize) -> (Vec<(String, usize)>, Vec<u64>, Vec<String>) {
+fn drive(
+    addr: std::net::SocketAddr,
+    from: usize,
+    to: usize,
+    concurrency: usize,
+) -> (Vec<(String, usize)>, Vec<u64>, Vec<String>) {
     let next = Arc::new(AtomicUsize::new(from));
-    let results = Arc::new(Mutex::new((std::collections::BTreeMap::new(), Vec::new(), Vec::new())));
+    let results = Arc::new(Mutex::new((
+        std::collections::BTreeMap::new(),
+        Vec::new(),
+        Vec::new(),
+    )));
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let next = next.clone();
@@ -103,22 +114,34 @@ fn drive(addr: std::net::SocketAddr, from: usize, to: usize, concurrency: usize)
                     if n >= to {
                         break;
                     }
-                    let path = format!("/v1/route/load?call_id={n}&caller=%2B380501112233&callee=380441234567");
+                    let path = format!(
+                        "/v1/route/load?call_id={n}&caller=%2B380501112233&callee=380441234567"
+                    );
                     let start = Instant::now();
                     let answer = callroute_host::client::request(addr, "GET", &path, &[], b"");
                     let micros = start.elapsed().as_micros() as u64;
                     let mut r = results.lock().unwrap();
                     match answer {
                         Ok(response) if response.status == 200 => {
-                            let outcome = response.json()["outcome"].as_str().unwrap_or("?").to_owned();
+                            let outcome = response.json()["outcome"]
+                                .as_str()
+                                .unwrap_or("?")
+                                .to_owned();
                             let expected = if n % 20 < 4 { "fallback" } else { "routed" };
                             if outcome != expected {
-                                r.2.push(format!("call {n}: {outcome}, expected {expected}: {}", response.text()));
+                                r.2.push(format!(
+                                    "call {n}: {outcome}, expected {expected}: {}",
+                                    response.text()
+                                ));
                             }
                             *r.0.entry(outcome).or_insert(0) += 1;
                             r.1.push(micros);
                         }
-                        Ok(response) => r.2.push(format!("call {n}: HTTP {} {}", response.status, response.text())),
+                        Ok(response) => r.2.push(format!(
+                            "call {n}: HTTP {} {}",
+                            response.status,
+                            response.text()
+                        )),
                         Err(e) => r.2.push(format!("call {n}: {e}")),
                     }
                 }
@@ -128,7 +151,8 @@ fn drive(addr: std::net::SocketAddr, from: usize, to: usize, concurrency: usize)
     for worker in workers {
         let _ = worker.join();
     }
-    let (counts, latencies, problems) = Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap();
+    let (counts, latencies, problems) =
+        Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap();
     (counts.into_iter().collect(), latencies, problems)
 }
 
@@ -181,7 +205,12 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .and_then(|a| a.parse().ok())
         .ok_or(format!("no address in {line:?}"))?;
 
-    println!("load: {} calls at concurrency {} through {}", options.calls, options.concurrency, options.callroute.display());
+    println!(
+        "load: {} calls at concurrency {} through {}",
+        options.calls,
+        options.concurrency,
+        options.callroute.display()
+    );
     let warm = WARM_UP.min(options.calls);
     let (_, _, problems) = drive(addr, 0, warm, options.concurrency);
     let rss_warm = rss_kib(server.0.id());
@@ -196,13 +225,28 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
 
     let answered: usize = counts.iter().map(|(_, n)| n).sum();
     let measured = options.calls - warm;
-    let growth = if rss_warm > 0 { (rss_after as f64 - rss_warm as f64) / rss_warm as f64 * 100.0 } else { 0.0 };
-    println!("answered: {answered} of {measured} measured calls (plus {warm} warm-up) in {:.1} s, {:.0} calls/s", elapsed.as_secs_f64(), measured as f64 / elapsed.as_secs_f64());
+    let growth = if rss_warm > 0 {
+        (rss_after as f64 - rss_warm as f64) / rss_warm as f64 * 100.0
+    } else {
+        0.0
+    };
+    println!(
+        "answered: {answered} of {measured} measured calls (plus {warm} warm-up) in {:.1} s, {:.0} calls/s",
+        elapsed.as_secs_f64(),
+        measured as f64 / elapsed.as_secs_f64()
+    );
     for (outcome, n) in &counts {
         println!("  {outcome}: {n}");
     }
-    println!("latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), percentile(&latencies, 1.0));
-    println!("server RSS: {rss_warm} KiB after warm-up, {rss_after} KiB after the run ({growth:+.1} %)");
+    println!(
+        "latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!(
+        "server RSS: {rss_warm} KiB after warm-up, {rss_after} KiB after the run ({growth:+.1} %)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     drop(server);
 
@@ -210,13 +254,18 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         for p in problems.iter().take(10) {
             eprintln!("  {p}");
         }
-        return Err(format!("{} calls were not answered as expected", problems.len()));
+        return Err(format!(
+            "{} calls were not answered as expected",
+            problems.len()
+        ));
     }
     if answered != measured {
         return Err(format!("{} calls lost", measured - answered));
     }
     if growth > 10.0 {
-        return Err(format!("memory grew {growth:.1} % after warm-up (limit 10 %)"));
+        return Err(format!(
+            "memory grew {growth:.1} % after warm-up (limit 10 %)"
+        ));
     }
     println!("load: every call answered (routed or fallback), none lost, memory within 10 %");
     Ok(())

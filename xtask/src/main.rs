@@ -2,12 +2,15 @@
 //!
 //! - `cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]`: the load test (see
 //!   [`load`]).
+//! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
+//!   benchmark (see [`bench`]).
 //!
 //! `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
 //! exactly as the `callroute` binary embeds it (built and stamped with its metadata by
 //! `host-harness/build.rs`), and `dist/callroute-router-<version>.wasm.sha256` in `sha256sum`
 //! format. It checks that the component's embedded version is the workspace version first.
 
+mod bench;
 mod load;
 
 use sha2::{Digest, Sha256};
@@ -23,6 +26,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("bench") => match bench::run(std::env::args().skip(2).collect()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("load") => match load::run(std::env::args().skip(2).collect()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -31,7 +41,10 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask dist | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]");
+            eprintln!(
+                "usage: cargo xtask dist | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH] \
+                 | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]"
+            );
             ExitCode::from(2)
         }
     }

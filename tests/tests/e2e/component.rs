@@ -68,3 +68,36 @@ fn carries_its_release_metadata() {
         metadata.licenses.is_some() && metadata.source.is_some() && metadata.description.is_some()
     );
 }
+
+#[test]
+fn a_precompiled_component_is_cached_and_reused() {
+    use callroute_host::cache::{Source, entry_path, load};
+    let dir = std::env::temp_dir().join(format!("callroute-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let engine =
+        wasmtime::Engine::new(&callroute_host::router::engine_config(&Default::default())).unwrap();
+    let (_, first) = load(&engine, EMBEDDED_PLUGIN, Some(&dir)).unwrap();
+    assert_eq!(first, Source::Stored);
+    assert!(entry_path(&dir, &engine, EMBEDDED_PLUGIN).exists());
+    let (component, second) = load(&engine, EMBEDDED_PLUGIN, Some(&dir)).unwrap();
+    assert_eq!(second, Source::Cached);
+    // The cached code is a working component of the world.
+    callroute_host::Router::from_component(
+        engine.clone(),
+        &component,
+        callroute_host::RouterConfig::default(),
+    )
+    .unwrap();
+    // Another component gets another entry.
+    assert_ne!(
+        entry_path(&dir, &engine, b"other"),
+        entry_path(&dir, &engine, EMBEDDED_PLUGIN)
+    );
+    // A damaged entry is ignored, replaced, and costs only a compile.
+    std::fs::write(entry_path(&dir, &engine, EMBEDDED_PLUGIN), b"garbage").unwrap();
+    assert_eq!(
+        load(&engine, EMBEDDED_PLUGIN, Some(&dir)).unwrap().1,
+        Source::Stored
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

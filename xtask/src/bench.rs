@@ -1,0 +1,414 @@
+//! The side-by-side benchmark: the same calls against the same local CRM, routed four ways.
+//!
+//! - **native**: the plugin's own request building and answer parsing (`callroute_plugin`
+//!   compiled natively) over a pooled keep-alive hyper client: no sandbox at all;
+//! - **harness**: the `callroute` library, a fresh sandboxed instance per call;
+//! - **callroute serve**: the same over HTTP, as a PBX calls it (the server as its own process);
+//! - **wasmtime serve**: the release artifact under `wasmtime serve`, when `wasmtime` is on
+//!   PATH (skipped with a note otherwise).
+//!
+//! Each mode runs `--calls` calls at `--concurrency` after a warm-up, and the table gives
+//! calls/s, p50 and p99 latency, and the ratios the targets in BENCHMARKS.md are stated in.
+
+use callroute_host::crm::{CrmReply, TestCrm};
+use callroute_host::{Call, PreparedScheme, Router, RouterConfig};
+use callroute_plugin::answer::RawAnswer;
+use callroute_plugin::error::RouteError;
+use callroute_plugin::routing::Transport;
+use callroute_plugin::scheme::Endpoint;
+use http_body_util::{BodyExt, Full};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// One mode's figures.
+struct Figures {
+    name: String,
+    calls_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn summarise(name: &str, mut latencies: Vec<Duration>, wall: Duration) -> Figures {
+    latencies.sort_unstable();
+    let at = |p: f64| {
+        latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    Figures {
+        name: name.to_owned(),
+        calls_per_sec: latencies.len() as f64 / wall.as_secs_f64(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+/// Run `calls` calls on `concurrency` threads; `one(n)` routes call `n` and says if it routed.
+fn drive(
+    calls: usize,
+    concurrency: usize,
+    one: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+) -> Result<(Vec<Duration>, Duration), String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, failures, one) = (next.clone(), failures.clone(), one.clone());
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= calls {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    if !one(n) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let latencies: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
+    let wall = start.elapsed();
+    match failures.load(Ordering::Relaxed) {
+        0 => Ok((latencies, wall)),
+        n => Err(format!("{n} calls were not routed")),
+    }
+}
+
+fn measure(
+    name: &str,
+    calls: usize,
+    concurrency: usize,
+    one: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+) -> Result<Figures, String> {
+    drive((calls / 10).max(concurrency), concurrency, one.clone())?; // warm-up
+    let (latencies, wall) = drive(calls, concurrency, one)?;
+    Ok(summarise(name, latencies, wall))
+}
+
+/// The plugin's routing loop natively, over a pooled hyper client.
+struct Native {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<bytes::Bytes>,
+    >,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Transport for Native {
+    fn now(&mut self) -> Duration {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+    fn unix_time(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+    fn send(
+        &mut self,
+        _: &Endpoint,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<RawAnswer, RouteError> {
+        let request = request.map(|body| Full::new(bytes::Bytes::from(body)));
+        let client = self.client.clone();
+        self.runtime.block_on(async move {
+            let exchange = async {
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| RouteError::Transport(e.to_string()))?;
+                let status = response.status().as_u16();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| RouteError::Transport(e.to_string()))?;
+                Ok(RawAnswer {
+                    status,
+                    body: body.to_bytes().to_vec(),
+                })
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| RouteError::Timeout("slow".into()))?
+        })
+    }
+}
+
+fn call(n: usize) -> Call {
+    Call {
+        call_id: n.to_string(),
+        caller: "+380501112233".into(),
+        callee: "380441234567".into(),
+        vars: vec![("uuid".into(), "842d921d-5334-4eca-812d-9a478dc8c884".into())],
+    }
+}
+
+/// A server process (`callroute serve` or `wasmtime serve`), killed on drop.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn over_http(
+    addr: std::net::SocketAddr,
+    path_of: fn(usize) -> String,
+) -> Arc<dyn Fn(usize) -> bool + Send + Sync> {
+    Arc::new(move |n| {
+        callroute_host::client::request(addr, "GET", &path_of(n), &[("accept", "text/plain")], b"")
+            .map(|r| r.status == 200 && r.body == b"380123456789")
+            .unwrap_or(false)
+    })
+}
+
+fn wait_for_port(addr: std::net::SocketAddr) -> bool {
+    (0..200).any(|_| {
+        let up = std::net::TcpStream::connect(addr).is_ok();
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    })
+}
+
+/// Run the benchmark.
+pub fn run(args: Vec<String>) -> Result<(), String> {
+    let mut calls = 5000;
+    let mut concurrency = 64;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut callroute = root.join("target/release/callroute");
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--calls" => calls = value.parse().map_err(|_| format!("--calls {value}"))?,
+            "--concurrency" => {
+                concurrency = value
+                    .parse()
+                    .map_err(|_| format!("--concurrency {value}"))?
+            }
+            "--callroute" => callroute = value.into(),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    let crm = TestCrm::start(|_| CrmReply::html("380123456789")).map_err(|e| e.to_string())?;
+    let url = crm.url("/route");
+    let pairs: Vec<(String, String)> = vec![
+        ("url".into(), url.clone()),
+        ("method".into(), "GET".into()),
+        ("params.call_id".into(), "{call_id}".into()),
+        ("params.caller".into(), "{caller}".into()),
+    ];
+    println!(
+        "bench: {calls} calls at concurrency {concurrency} per mode, one local CRM on {}",
+        crm.addr()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+
+    // (a) native
+    let native_pairs = pairs.clone();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let handle = runtime.handle().clone();
+    rows.push(measure(
+        "native (plugin logic, pooled client)",
+        calls,
+        concurrency,
+        Arc::new(move |n| {
+            let mut transport = Native {
+                client: client.clone(),
+                runtime: handle.clone(),
+            };
+            callroute_plugin::route(
+                native_pairs.iter().map(|(k, v)| (k, v)),
+                &call(n),
+                &mut transport,
+            )
+            .is_ok()
+        }),
+    )?);
+
+    // (a') native without connection reuse: what the harness's transport does today, to tell
+    // the cost of the sandbox from the cost of a new connection per call.
+    let fresh_pairs = pairs.clone();
+    let fresh = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http::<Full<bytes::Bytes>>();
+    let handle = runtime.handle().clone();
+    rows.push(measure(
+        "native, new connection per call",
+        calls,
+        concurrency,
+        Arc::new(move |n| {
+            let mut transport = Native {
+                client: fresh.clone(),
+                runtime: handle.clone(),
+            };
+            callroute_plugin::route(
+                fresh_pairs.iter().map(|(k, v)| (k, v)),
+                &call(n),
+                &mut transport,
+            )
+            .is_ok()
+        }),
+    )?);
+
+    // (b) harness library
+    let router = Router::embedded(RouterConfig {
+        allow_private_network: true,
+        ..RouterConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let scheme = PreparedScheme::new(pairs.clone());
+    let handle = runtime.handle().clone();
+    rows.push(measure(
+        "harness (library, sandbox per call)",
+        calls,
+        concurrency,
+        Arc::new(move |n| handle.block_on(router.route(&scheme, &call(n))).is_routed()),
+    )?);
+
+    // (b') callroute serve
+    let dir = std::env::temp_dir().join(format!("callroute-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let schemes = dir.join("schemes.toml");
+    std::fs::write(&schemes, format!("name = \"bench\"\nurl = \"{url}\"\nmethod = \"GET\"\n[params]\ncall_id = \"{{call_id}}\"\ncaller = \"{{caller}}\"\n"))
+        .map_err(|e| e.to_string())?;
+    if callroute.exists() {
+        let mut child = Command::new(&callroute)
+            .args(["serve", "--schemes"])
+            .arg(&schemes)
+            .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let _server = Process(child);
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .ok_or(format!("no address in {line:?}"))?;
+        rows.push(measure(
+            "callroute serve (HTTP)",
+            calls,
+            concurrency,
+            over_http(addr, |n| {
+                format!("/v1/route/bench?call_id={n}&caller=%2B380501112233")
+            }),
+        )?);
+    } else {
+        println!(
+            "note: {} not built; skipping callroute serve (cargo build --release -p callroute-host)",
+            callroute.display()
+        );
+    }
+
+    // (c) wasmtime serve
+    let artifact = dir.join("router.wasm");
+    std::fs::write(&artifact, callroute_host::EMBEDDED_PLUGIN).map_err(|e| e.to_string())?;
+    let wasmtime = Command::new("wasmtime")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    match wasmtime {
+        Some(version) => {
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let child = Command::new("wasmtime")
+                .args(["serve", "-Scli", "-Sconfig"])
+                .arg(format!("-Sconfig-var=url={url}"))
+                .args([
+                    "-Sconfig-var=method=GET",
+                    "-Sconfig-var=params.call_id={call_id}",
+                    "-Sconfig-var=params.caller={caller}",
+                ])
+                .arg(format!("--addr={addr}"))
+                .arg(&artifact)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let _server = Process(child);
+            if !wait_for_port(addr) {
+                return Err("wasmtime serve did not start".into());
+            }
+            println!(
+                "wasmtime: {}",
+                String::from_utf8_lossy(&version.stdout).trim()
+            );
+            rows.push(measure(
+                "wasmtime serve (HTTP)",
+                calls,
+                concurrency,
+                over_http(addr, |n| format!("/?call_id={n}&caller=%2B380501112233")),
+            )?);
+        }
+        None => println!(
+            "note: no `wasmtime` on PATH; skipping wasmtime serve (cargo install wasmtime-cli --version 48.0.8 --locked)"
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!();
+    println!("| mode | calls/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} |",
+            r.name, r.calls_per_sec, r.p50_ms, r.p99_ms
+        );
+    }
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    println!();
+    if let (Some(a), Some(b)) = (find("native (plugin"), find("harness")) {
+        println!(
+            "harness / native: throughput {:.2}x, p50 overhead {:+.2} ms",
+            b.calls_per_sec / a.calls_per_sec,
+            b.p50_ms - a.p50_ms
+        );
+    }
+    if let (Some(b), Some(c)) = (find("callroute serve"), find("wasmtime serve")) {
+        println!(
+            "callroute serve / wasmtime serve: throughput {:.2}x",
+            b.calls_per_sec / c.calls_per_sec
+        );
+    }
+    Ok(())
+}
