@@ -531,3 +531,23 @@ fn sandbox_options_are_checked() {
         );
     }
 }
+
+#[test]
+fn the_cache_dir_keeps_the_compiled_component_between_runs() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let dir = Scratch::new("cache");
+    let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
+    let cache = dir.0.join("cache");
+    let cache_arg = cache.display().to_string();
+    for _ in 0..2 {
+        let out = callroute(
+            &["route", "--scheme", &scheme, "--call", "-", "--allow-private-network", "--cache-dir", &cache_arg],
+            Some(CALL),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout_json(&out)["destination"]["target"], "101");
+    }
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1, "one precompiled component: {entries:?}");
+    assert!(entries[0].file_name().to_string_lossy().ends_with(".cwasm"));
+}
