@@ -541,7 +541,16 @@ fn the_cache_dir_keeps_the_compiled_component_between_runs() {
     let cache_arg = cache.display().to_string();
     for _ in 0..2 {
         let out = callroute(
-            &["route", "--scheme", &scheme, "--call", "-", "--allow-private-network", "--cache-dir", &cache_arg],
+            &[
+                "route",
+                "--scheme",
+                &scheme,
+                "--call",
+                "-",
+                "--allow-private-network",
+                "--cache-dir",
+                &cache_arg,
+            ],
             Some(CALL),
         );
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
