@@ -340,13 +340,10 @@ impl Metrics {
 
     fn observe(&self, scheme: &str, report: &RouteReport) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = if report.is_routed() {
-            "routed"
-        } else {
-            "failed"
-        };
-        *c.routes.entry((scheme.to_owned(), outcome)).or_default() += 1;
-        if let Err(e) = &report.result {
+        *c.routes
+            .entry((scheme.to_owned(), report.outcome()))
+            .or_default() += 1;
+        if let Some(e) = report.error() {
             *c.errors
                 .entry((scheme.to_owned(), e.kind.as_str()))
                 .or_default() += 1;
@@ -379,7 +376,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP callroute_route_errors_total Calls not routed, by scheme and error kind."
+            "# HELP callroute_route_errors_total Calls the CRM did not route (failed or fallback), by scheme and error kind."
         );
         let _ = writeln!(out, "# TYPE callroute_route_errors_total counter");
         for ((scheme, kind), n) in &c.errors {

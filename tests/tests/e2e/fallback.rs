@@ -22,6 +22,11 @@ async fn the_secondary_crm_answers_when_the_primary_is_down() {
     .await;
     assert_eq!(routed(&report).0, Target::Sip("manager_7".into()));
     assert_eq!(secondary.single_request().path, "/backup");
+    assert!(
+        report.elapsed <= Duration::from_millis(5500),
+        "{:?}",
+        report.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -38,6 +43,38 @@ async fn a_5xx_is_retried_and_the_retry_routes() {
     let report = route(&[("url", &crm.url("/")), ("retries", "1")], &seed_call()).await;
     assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
     assert_eq!(crm.requests().len(), 2);
+    assert!(
+        report.elapsed <= Duration::from_millis(5500),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_primary_leaves_the_secondary_its_share_of_the_deadline() {
+    let primary =
+        TestCrm::start(|_| CrmReply::html("101").after(Duration::from_secs(3600))).unwrap();
+    let secondary = TestCrm::start(|_| CrmReply::html("202")).unwrap();
+    let report = route(
+        &[
+            ("url", &primary.url("/")),
+            ("fallback_url", &secondary.url("/")),
+            ("response_timeout_secs", "1"),
+        ],
+        &seed_call(),
+    )
+    .await;
+    assert_eq!(routed(&report).0, Target::Phone("202".into()));
+    assert!(
+        report.elapsed >= Duration::from_millis(450),
+        "the primary had its half: {:?}",
+        report.elapsed
+    );
+    assert!(
+        report.elapsed <= Duration::from_millis(1500),
+        "{:?}",
+        report.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -283,3 +283,39 @@ fn shutdown_waits_for_calls_in_flight() {
         "no new connections after shutdown"
     );
 }
+
+#[test]
+fn a_fallback_is_served_and_counted() {
+    let crm = TestCrm::start(|_| CrmReply::status(503)).unwrap();
+    let served = Served::start(
+        router(),
+        &format!(
+            "name = \"fb\"\nurl = \"{}\"\nfallback = \"reception\"\n",
+            crm.url("/")
+        ),
+    );
+    let response = served.request("GET", "/v1/route/fb?call_id=1", &[], "");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["outcome"], "fallback");
+    assert_eq!(response.json()["destination"]["target"], "reception");
+    assert_eq!(response.json()["error"]["status"], 503);
+    let response = served.request(
+        "GET",
+        "/v1/route/fb?call_id=2",
+        &[("accept", "text/plain")],
+        "",
+    );
+    assert_eq!(
+        (response.status, response.text()),
+        (200, "reception".to_string())
+    );
+    let metrics = served.request("GET", "/metrics", &[], "").text();
+    assert!(
+        metrics.contains("callroute_routes_total{scheme=\"fb\",outcome=\"fallback\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("callroute_route_errors_total{scheme=\"fb\",kind=\"http-status\"} 2"),
+        "{metrics}"
+    );
+}
