@@ -17,7 +17,6 @@ use callroute_plugin::error::RouteError;
 use callroute_plugin::routing::Transport;
 use callroute_plugin::scheme::Endpoint;
 use http_body_util::{BodyExt, Full};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -159,16 +158,6 @@ fn call(n: usize) -> Call {
     }
 }
 
-/// A server process (`callroute serve` or `wasmtime serve`), killed on drop.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -305,26 +294,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     std::fs::write(&schemes, format!("name = \"bench\"\nurl = \"{url}\"\nmethod = \"GET\"\n[params]\ncall_id = \"{{call_id}}\"\ncaller = \"{{caller}}\"\n"))
         .map_err(|e| e.to_string())?;
     if callroute.exists() {
-        let mut child = Command::new(&callroute)
-            .args(["serve", "--schemes"])
-            .arg(&schemes)
-            .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let _server = Process(child);
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .ok_or(format!("no address in {line:?}"))?;
+        let (_server, addr) = crate::process::start_serve(&callroute, &schemes)?;
         rows.push(measure(
             "callroute serve (HTTP)",
             calls,
@@ -365,7 +335,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| e.to_string())?;
-            let _server = Process(child);
+            let _server = crate::process::Process(child);
             if !wait_for_port(addr) {
                 return Err("wasmtime serve did not start".into());
             }

@@ -9,9 +9,7 @@
 //! 1,000 calls. Prints the figures recorded in RELIABILITY.md.
 
 use callroute_host::crm::{CrmReply, CrmRequest, TestCrm};
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,16 +65,6 @@ fn crm_answer(request: &CrmRequest) -> CrmReply {
         2 => CrmReply::new(200, "text/html", "<html><body>Fatal error</body></html>"),
         3 => CrmReply::status(204),
         _ => CrmReply::html("380123456789"),
-    }
-}
-
-/// The server process, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -184,26 +172,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut child = Command::new(&options.callroute)
-        .args(["serve", "--schemes"])
-        .arg(&schemes)
-        .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", options.callroute.display()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let server = Server(child);
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .ok_or(format!("no address in {line:?}"))?;
+    let (server, addr) = crate::process::start_serve(&options.callroute, &schemes)?;
 
     println!(
         "load: {} calls at concurrency {} through {}",

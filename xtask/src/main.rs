@@ -12,6 +12,7 @@
 
 mod bench;
 mod load;
+mod process;
 
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
