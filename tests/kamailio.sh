@@ -12,12 +12,13 @@ modules_present() {
         || compgen -G "/usr/lib*/kamailio/modules/http_client.so" >/dev/null
 }
 fail() { echo "FAIL: $*" >&2; exit 1; }
-if ! command -v kamailio >/dev/null || ! command -v sipp >/dev/null || ! modules_present; then
-    echo "installing kamailio and sipp (Debian packages)"
+if ! command -v kamailio >/dev/null || ! command -v sipp >/dev/null || ! modules_present \
+    || ! command -v ss >/dev/null || ! command -v python3 >/dev/null; then
+    echo "installing kamailio, sipp, iproute2 and python3 (Debian packages)"
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-        kamailio kamailio-utils-modules kamailio-json-modules sip-tester >/dev/null
+        kamailio kamailio-utils-modules kamailio-json-modules sip-tester iproute2 python3 >/dev/null
 fi
 
 # The binary under test: $CALLROUTE, or this checkout's debug build (brought up to date; a
