@@ -45,6 +45,13 @@ fn callroute(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `callroute route --scheme <scheme> --call - <extra>` with [`CALL`] on stdin.
+fn route_stdin(scheme: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["route", "--scheme", scheme, "--call", "-"];
+    args.extend_from_slice(extra);
+    callroute(&args, Some(CALL))
+}
+
 fn stdout_json(output: &Output) -> Value {
     let text = String::from_utf8(output.stdout.clone()).unwrap();
     assert_eq!(
@@ -100,17 +107,7 @@ fn a_failed_call_prints_the_error_and_exits_1() {
     let crm = TestCrm::start(|_| CrmReply::status(503)).unwrap();
     let dir = Scratch::new("failed");
     let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
-    let out = callroute(
-        &[
-            "route",
-            "--scheme",
-            &scheme,
-            "--call",
-            "-",
-            "--allow-private-network",
-        ],
-        Some(CALL),
-    );
+    let out = route_stdin(&scheme, &["--allow-private-network"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let json = stdout_json(&out);
     assert_eq!(json["outcome"], "failed");
@@ -127,7 +124,7 @@ fn an_invalid_scheme_is_a_config_failure_naming_the_field() {
         "s.toml",
         "url = \"http://127.0.0.1:9/\"\nimport = \"json\"\n",
     );
-    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    let out = route_stdin(&scheme, &[]);
     assert_eq!(out.status.code(), Some(1));
     let json = stdout_json(&out);
     assert_eq!(json["error"]["kind"], "config");
@@ -149,7 +146,7 @@ fn loopback_is_denied_unless_allowed() {
     let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
     let dir = Scratch::new("denied");
     let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
-    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    let out = route_stdin(&scheme, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout_json(&out)["error"]["kind"], "denied");
     assert!(crm.requests().is_empty());
@@ -184,7 +181,7 @@ fn a_scheme_is_chosen_by_name_from_several() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout_json(&out)["destination"]["target"], "202");
 
-    let out = callroute(&["route", "--scheme", &scheme, "--call", "-"], Some(CALL));
+    let out = route_stdin(&scheme, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--scheme-name"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
@@ -404,17 +401,7 @@ fn a_fallback_prints_the_destination_and_the_cause_and_exits_0() {
         "s.toml",
         &format!("url = \"{url}\"\nfallback = [\"reception\", \"+380441234567\"]\n"),
     );
-    let out = callroute(
-        &[
-            "route",
-            "--scheme",
-            &scheme,
-            "--call",
-            "-",
-            "--allow-private-network",
-        ],
-        Some(CALL),
-    );
+    let out = route_stdin(&scheme, &["--allow-private-network"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json = stdout_json(&out);
     assert_eq!(json["outcome"], "fallback");

@@ -127,6 +127,18 @@ async fn a_non_2xx_answer_is_an_http_status_error() {
     }
 }
 
+/// The error kind of a call whose CRM gives `reply`, read as `import` (field `number_01`).
+async fn answer_kind(import: &str, reply: CrmReply) -> ErrorKind {
+    let crm = text_crm(reply);
+    let url = crm.url("/");
+    let pairs = [
+        ("url", url.as_str()),
+        ("import", import),
+        ("destination_field", "number_01"),
+    ];
+    failed(&route(&pairs, &seed_call()).await).kind
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_answers_are_bad_responses() {
     for (import, reply) in [
@@ -145,18 +157,11 @@ async fn malformed_answers_are_bad_responses() {
         ),
         ("http", CrmReply::html(&"9".repeat(70 * 1024))),
     ] {
-        let crm = text_crm(reply);
-        let url = crm.url("/");
-        let report = route(
-            &[
-                ("url", &url),
-                ("import", import),
-                ("destination_field", "number_01"),
-            ],
-            &seed_call(),
-        )
-        .await;
-        assert_eq!(failed(&report).kind, ErrorKind::BadResponse, "{import}");
+        assert_eq!(
+            answer_kind(import, reply).await,
+            ErrorKind::BadResponse,
+            "{import}"
+        );
     }
 }
 
@@ -172,18 +177,11 @@ async fn answers_without_a_destination_are_no_destination() {
         ("json", CrmReply::json(serde_json::json!({"other": "101"}))),
         ("json", CrmReply::json(serde_json::json!({"number_01": ""}))),
     ] {
-        let crm = text_crm(reply);
-        let url = crm.url("/");
-        let report = route(
-            &[
-                ("url", &url),
-                ("import", import),
-                ("destination_field", "number_01"),
-            ],
-            &seed_call(),
-        )
-        .await;
-        assert_eq!(failed(&report).kind, ErrorKind::NoDestination, "{import}");
+        assert_eq!(
+            answer_kind(import, reply).await,
+            ErrorKind::NoDestination,
+            "{import}"
+        );
     }
 }
 
