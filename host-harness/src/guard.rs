@@ -1,13 +1,16 @@
 //! The outbound guard: the sandbox's only door to the network.
 //!
-//! A call's component may reach exactly the host and port of its scheme's URL (and of its
-//! `fallback_url`, when it has one), nothing else. By
-//! default the guard also refuses every address that is not publicly routable (loopback,
-//! RFC 1918 and CGNAT private ranges, link-local including the cloud metadata address
-//! 169.254.169.254, ULA, multicast, unspecified, broadcast, and the IPv4-mapped and
-//! -compatible IPv6 spellings of all of them), so a tenant's webhook URL cannot be turned
-//! against the host's own network. The check runs on each resolved address right before it is
-//! connected to, so DNS cannot swap in a different address after the check.
+//! Two checks, at two depths:
+//!
+//! - [`OutboundGuard`], per call: the component may reach exactly the host and port of its
+//!   scheme's URL (and of its `fallback_url`, when it has one), nothing else;
+//! - [`AddressPolicy`], per router: by default every address that is not publicly routable is
+//!   refused (loopback, RFC 1918 and CGNAT private ranges, link-local including the cloud
+//!   metadata address 169.254.169.254, ULA, multicast, unspecified, broadcast, and the
+//!   IPv4-mapped and -compatible IPv6 spellings of all of them), so a tenant's webhook URL
+//!   cannot be turned against the host's own network. The outbound client's connector checks
+//!   each resolved address right before connecting to it, so DNS cannot swap in a different
+//!   address after the check.
 
 use callroute_plugin::scheme::Endpoint;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -44,20 +47,16 @@ pub enum Denial {
     BadRequest,
 }
 
-/// The guard for one call: the endpoints it may reach, and the host's address policy.
+/// The guard for one call: the only endpoints its component may reach.
 #[derive(Debug, Clone)]
 pub struct OutboundGuard {
     endpoints: Vec<Endpoint>,
-    allow_private_network: bool,
 }
 
 impl OutboundGuard {
     /// A guard allowing only `endpoints` (none when the scheme's URL is invalid).
-    pub fn new(endpoints: Vec<Endpoint>, allow_private_network: bool) -> Self {
-        OutboundGuard {
-            endpoints,
-            allow_private_network,
-        }
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        OutboundGuard { endpoints }
     }
 
     /// Check the request's target against the scheme's hosts and ports (and `http`/`https`).
@@ -87,21 +86,29 @@ impl OutboundGuard {
                 path_and_query: String::new(),
             };
             return Err(Denial::NotTheScheme {
-                requested: format!(
-                    "{}://{}",
-                    if tls { "https" } else { "http" },
-                    requested.authority()
-                ),
-                allowed: format!(
-                    "{}://{}",
-                    if primary.tls { "https" } else { "http" },
-                    primary.authority()
-                ),
+                requested: origin(&requested),
+                allowed: origin(primary),
             });
         };
         Ok(allowed)
     }
+}
 
+/// `scheme://host:port` of an endpoint: what the guard compares, and all a denial shows.
+fn origin(endpoint: &Endpoint) -> String {
+    let scheme = if endpoint.tls { "https" } else { "http" };
+    format!("{scheme}://{}", endpoint.authority())
+}
+
+/// The host's address policy, the same for every call of a router: which resolved addresses
+/// a connection may go to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddressPolicy {
+    /// Let connections reach loopback, private and link-local addresses.
+    pub allow_private_network: bool,
+}
+
+impl AddressPolicy {
     /// Check one resolved address before connecting to it.
     pub fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), Denial> {
         if self.allow_private_network {
@@ -193,13 +200,10 @@ mod tests {
 
     #[test]
     fn only_the_schemes_host_and_port_pass() {
-        let guard = OutboundGuard::new(
-            vec![
-                endpoint("https://crm.example.com/route?k=1"),
-                endpoint("http://backup.example.com:8080/"),
-            ],
-            false,
-        );
+        let guard = OutboundGuard::new(vec![
+            endpoint("https://crm.example.com/route?k=1"),
+            endpoint("http://backup.example.com:8080/"),
+        ]);
         for ok in [
             "https://crm.example.com/other",
             "https://CRM.example.com:443/",
@@ -217,7 +221,7 @@ mod tests {
             let err = guard.check_target(&bad.parse().unwrap()).unwrap_err();
             assert!(matches!(err, Denial::NotTheScheme { .. }), "{bad}: {err}");
         }
-        let none = OutboundGuard::new(Vec::new(), true);
+        let none = OutboundGuard::new(Vec::new());
         assert_eq!(
             none.check_target(&"http://x/".parse().unwrap())
                 .unwrap_err(),
@@ -265,7 +269,9 @@ mod tests {
 
     #[test]
     fn private_addresses_are_refused_unless_allowed() {
-        let strict = OutboundGuard::new(vec![endpoint("http://crm/")], false);
+        let strict = AddressPolicy {
+            allow_private_network: false,
+        };
         let err = strict
             .check_addr("crm", "127.0.0.1".parse().unwrap())
             .unwrap_err();
@@ -273,7 +279,9 @@ mod tests {
         strict
             .check_addr("crm", "8.8.8.8".parse().unwrap())
             .unwrap();
-        let open = OutboundGuard::new(vec![endpoint("http://crm/")], true);
+        let open = AddressPolicy {
+            allow_private_network: true,
+        };
         open.check_addr("crm", "127.0.0.1".parse().unwrap())
             .unwrap();
     }

@@ -9,7 +9,7 @@
 //! connecting, the first byte and every body byte, whatever request options the component
 //! asked for. Response headers and bodies are capped.
 
-use crate::guard::{Denial, OutboundGuard};
+use crate::guard::{AddressPolicy, Denial, OutboundGuard};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
@@ -77,7 +77,9 @@ impl OutboundClient {
     /// A client whose connections obey `allow_private_network` and trust `tls`'s roots.
     pub fn new(allow_private_network: bool, tls: Arc<rustls::ClientConfig>) -> Self {
         let connector = GuardedConnector {
-            policy: Arc::new(OutboundGuard::new(Vec::new(), allow_private_network)),
+            policy: AddressPolicy {
+                allow_private_network,
+            },
             tls: tokio_rustls::TlsConnector::from(tls),
             dns: Arc::default(),
         };
@@ -115,7 +117,7 @@ enum ConnectError {
 /// adds TLS for `https`.
 #[derive(Clone)]
 struct GuardedConnector {
-    policy: Arc<OutboundGuard>,
+    policy: AddressPolicy,
     tls: tokio_rustls::TlsConnector,
     dns: Arc<Mutex<DnsCache>>,
 }

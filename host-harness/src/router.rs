@@ -362,7 +362,7 @@ impl Router {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound: Outbound::new(
-                OutboundGuard::new(scheme.endpoints.clone(), self.config.allow_private_network),
+                OutboundGuard::new(scheme.endpoints.clone()),
                 deadline,
                 self.client.clone(),
                 denial,
