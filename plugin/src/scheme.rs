@@ -367,18 +367,7 @@ impl Scheme {
                     jsonrpc_method = Some(value.to_owned());
                 }
                 "ring_timeout_secs" => {
-                    ring_timeout_secs = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
-                        .ok_or_else(|| {
-                            invalid(
-                                key,
-                                format!(
-                                    "`{value}` is not a whole number of seconds from 1 to {MAX_RING_TIMEOUT_SECS}"
-                                ),
-                            )
-                        })?
+                    ring_timeout_secs = parse_ring_timeout(value).map_err(|r| invalid(key, r))?
                 }
                 "response_timeout_secs" => {
                     response_timeout = parse_response_timeout(value).map_err(|r| invalid(key, r))?
@@ -391,7 +380,12 @@ impl Scheme {
                         .parse::<u32>()
                         .ok()
                         .filter(|r| *r <= MAX_RETRIES)
-                        .ok_or_else(|| invalid(key, format!("`{value}` is not a whole number from 0 to {MAX_RETRIES}")))?
+                        .ok_or_else(|| {
+                            invalid(
+                                key,
+                                format!("`{value}` is not a whole number from 0 to {MAX_RETRIES}"),
+                            )
+                        })?
                 }
                 _ => {
                     if let Some(param) = key.strip_prefix("params.") {
@@ -442,13 +436,8 @@ impl Scheme {
                 .unwrap_or_default()
         };
         let fallback = parse_fallback_entries(list("fallback"))?;
-        let allowed_prefixes = list("allowed_prefixes")
+        let allowed_prefixes = list_items(list("allowed_prefixes"))
             .into_iter()
-            .flat_map(|(key, value)| {
-                split_list(&value)
-                    .map(move |v| (key.clone(), v))
-                    .collect::<Vec<_>>()
-            })
             .map(|(key, prefix)| {
                 let digits = prefix.strip_prefix('+').unwrap_or(&prefix);
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -460,13 +449,8 @@ impl Scheme {
                 Ok(digits.to_owned())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let allowed_sip_domains = list("allowed_sip_domains")
+        let allowed_sip_domains = list_items(list("allowed_sip_domains"))
             .into_iter()
-            .flat_map(|(key, value)| {
-                split_list(&value)
-                    .map(move |v| (key.clone(), v))
-                    .collect::<Vec<_>>()
-            })
             .map(|(key, domain)| {
                 let valid = !domain.is_empty()
                     && domain.split('.').all(|l| {
@@ -551,6 +535,18 @@ impl Scheme {
     }
 }
 
+/// Parse `ring_timeout_secs`: whole seconds from 1 to [`MAX_RING_TIMEOUT_SECS`].
+pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
+        .ok_or_else(|| {
+            format!("`{value}` is not a whole number of seconds from 1 to {MAX_RING_TIMEOUT_SECS}")
+        })
+}
+
 /// Parse `response_timeout_secs`: fractional seconds from 0.1 to 60. Hosts use this too, to
 /// enforce the same deadline the component keeps.
 pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
@@ -590,8 +586,7 @@ pub fn ring_timeout_of<K: AsRef<str>, V: AsRef<str>>(
     pairs
         .into_iter()
         .find(|(k, _)| k.as_ref() == "ring_timeout_secs")
-        .and_then(|(_, v)| v.as_ref().trim().parse().ok())
-        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
+        .and_then(|(_, v)| parse_ring_timeout(v.as_ref()).ok())
         .unwrap_or(DEFAULT_RING_TIMEOUT_SECS)
 }
 
@@ -629,13 +624,20 @@ fn list_key(key: &str) -> Result<Option<(&'static str, usize)>, SchemeError> {
     Ok(None)
 }
 
-/// The items of a comma-separated list value.
-fn split_list(value: &str) -> impl Iterator<Item = String> + '_ {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
+/// The items of a list field's entries, each with the key it came from: an entry may itself
+/// be comma-separated (`allowed_prefixes = "+380, +48"`).
+fn list_items(entries: Vec<(String, String)>) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .flat_map(|(key, value)| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| (key.clone(), item.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The domain of a SIP address (`alice@pbx.example.com`, `sip:alice@pbx.example.com:5061;…`,
