@@ -67,6 +67,16 @@ fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes).into_owned().collect()
 }
 
+/// `http://127.0.0.1:PORT{path}` on a port nothing listens on: a CRM that is down (connection
+/// refused). The port was bound a moment ago and released again, so it is free.
+pub fn refused_url(path: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    let addr = listener
+        .local_addr()
+        .expect("a bound socket has an address");
+    format!("http://{addr}{path}")
+}
+
 /// What the CRM answers.
 #[derive(Debug, Clone)]
 pub struct CrmReply {

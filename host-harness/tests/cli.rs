@@ -393,9 +393,7 @@ fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
 
 #[test]
 fn a_fallback_prints_the_destination_and_the_cause_and_exits_0() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", closed.local_addr().unwrap());
-    drop(closed);
+    let url = callroute_host::crm::refused_url("/");
     let dir = Scratch::new("fallback");
     let scheme = dir.file(
         "s.toml",

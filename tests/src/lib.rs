@@ -4,7 +4,7 @@
 use callroute_host::{Call, PreparedScheme, RouteReport, Router, RouterConfig};
 use std::sync::OnceLock;
 
-pub use callroute_host::crm::{CrmReply, CrmRequest, TestCrm};
+pub use callroute_host::crm::{CrmReply, CrmRequest, TestCrm, refused_url};
 pub use callroute_plugin::destination::Target;
 pub use callroute_plugin::error::ErrorKind;
 

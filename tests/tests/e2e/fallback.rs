@@ -3,17 +3,12 @@
 use callroute_tests::*;
 use std::time::Duration;
 
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}/", listener.local_addr().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_secondary_crm_answers_when_the_primary_is_down() {
     let secondary = TestCrm::start(|_| CrmReply::html("manager_7")).unwrap();
     let report = route(
         &[
-            ("url", &closed_port_url()),
+            ("url", &refused_url("/")),
             ("fallback_url", &secondary.url("/backup")),
             ("retries", "1"),
         ],
