@@ -96,10 +96,7 @@ fn measure(
 
 /// The plugin's routing loop natively, over a pooled hyper client.
 struct Native {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<bytes::Bytes>,
-    >,
+    client: NativeClient,
     runtime: tokio::runtime::Handle,
 }
 
@@ -147,6 +144,26 @@ impl Transport for Native {
                 .map_err(|_| RouteError::Timeout("slow".into()))?
         })
     }
+}
+
+type NativeClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<bytes::Bytes>,
+>;
+
+/// A mode routing calls with the plugin's logic compiled natively, over `client`.
+fn native_mode(
+    pairs: Vec<(String, String)>,
+    client: NativeClient,
+    runtime: tokio::runtime::Handle,
+) -> Arc<dyn Fn(usize) -> bool + Send + Sync> {
+    Arc::new(move |n| {
+        let mut transport = Native {
+            client: client.clone(),
+            runtime: runtime.clone(),
+        };
+        callroute_plugin::route(pairs.iter().map(|(k, v)| (k, v)), &call(n), &mut transport).is_ok()
+    })
 }
 
 fn call(n: usize) -> Call {
@@ -224,53 +241,21 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
 
-    // (a) native
-    let native_pairs = pairs.clone();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    // (a) native, and (a') the same without connection reuse, as reference hosts send
+    // (`wasmtime serve`'s default sender opens a connection per request): together they split
+    // the harness's cost into connection handling and the sandbox itself.
+    let pooled = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
-    let handle = runtime.handle().clone();
-    rows.push(measure(
-        "native (plugin logic, pooled client)",
-        calls,
-        concurrency,
-        Arc::new(move |n| {
-            let mut transport = Native {
-                client: client.clone(),
-                runtime: handle.clone(),
-            };
-            callroute_plugin::route(
-                native_pairs.iter().map(|(k, v)| (k, v)),
-                &call(n),
-                &mut transport,
-            )
-            .is_ok()
-        }),
-    )?);
-
-    // (a') native without connection reuse: what the harness's transport does today, to tell
-    // the cost of the sandbox from the cost of a new connection per call.
-    let fresh_pairs = pairs.clone();
     let fresh = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build_http::<Full<bytes::Bytes>>();
-    let handle = runtime.handle().clone();
-    rows.push(measure(
-        "native, new connection per call",
-        calls,
-        concurrency,
-        Arc::new(move |n| {
-            let mut transport = Native {
-                client: fresh.clone(),
-                runtime: handle.clone(),
-            };
-            callroute_plugin::route(
-                fresh_pairs.iter().map(|(k, v)| (k, v)),
-                &call(n),
-                &mut transport,
-            )
-            .is_ok()
-        }),
-    )?);
+    for (name, client) in [
+        ("native (plugin logic, pooled client)", pooled),
+        ("native, new connection per call", fresh),
+    ] {
+        let mode = native_mode(pairs.clone(), client, runtime.handle().clone());
+        rows.push(measure(name, calls, concurrency, mode)?);
+    }
 
     // (b) harness library
     let router = Router::embedded(RouterConfig {
