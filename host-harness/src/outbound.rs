@@ -48,13 +48,13 @@ pub struct Outbound {
 impl Outbound {
     /// Outbound HTTP for one call, allowed by `guard`, bounded by `deadline`, sent by `client`.
     pub fn new(
-        guard: OutboundGuard,
+        guard: Arc<OutboundGuard>,
         deadline: Instant,
         client: OutboundClient,
         denial: DenialSlot,
     ) -> Self {
         Outbound {
-            guard: Arc::new(guard),
+            guard,
             deadline,
             client,
             denial,

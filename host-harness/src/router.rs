@@ -91,7 +91,8 @@ pub struct PreparedScheme {
     /// Why the scheme cannot be used at all (an unresolvable secret reference).
     problem: Option<String>,
     vars: Arc<WasiConfigVariables>,
-    endpoints: Vec<Endpoint>,
+    /// The endpoints the sandbox may reach, checked on every request of every call.
+    guard: Arc<OutboundGuard>,
     response_timeout: Duration,
     fallback: Vec<Target>,
     ring_timeout_secs: u32,
@@ -125,7 +126,7 @@ impl PreparedScheme {
         let pair_refs = pairs.iter().map(|(k, v)| (k, v));
         PreparedScheme {
             problem,
-            endpoints,
+            guard: Arc::new(OutboundGuard::new(endpoints)),
             response_timeout: field("response_timeout_secs")
                 .and_then(|t| parse_response_timeout(t).ok())
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
@@ -361,12 +362,7 @@ impl Router {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            outbound: Outbound::new(
-                OutboundGuard::new(scheme.endpoints.clone()),
-                deadline,
-                self.client.clone(),
-                denial,
-            ),
+            outbound: Outbound::new(scheme.guard.clone(), deadline, self.client.clone(), denial),
             config: scheme.vars.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.config.memory_limit)
