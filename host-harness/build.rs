@@ -1,5 +1,6 @@
 //! Builds the routing component (`plugin/`) for `wasm32-wasip2` (see `build/component.rs`),
-//! stamps it with registry metadata (name, version, description, licence, source), and hands
+//! shrinks it with `wasm-opt` (see `build/optimize.rs`), stamps it with registry metadata
+//! (name, version, description, licence, source, the `wasm-opt` that processed it), and hands
 //! it to the crate as generated items, so the `callroute` binary embeds exactly the component
 //! that `cargo xtask dist` releases.
 //!
@@ -7,6 +8,7 @@
 //! (`package callroute:router@X;`): the build fails if they drift apart.
 
 include!("build/component.rs");
+include!("build/optimize.rs");
 
 use wasm_metadata::{AddMetadata, AddMetadataField};
 
@@ -15,8 +17,10 @@ fn main() {
     check_wit_version(&version);
 
     let built = build_component("callroute-plugin", &["plugin/src", "plugin/Cargo.toml"]);
-    let bytes = std::fs::read(&built).unwrap();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let (bytes, wasm_opt_version) = optimize_component(&std::fs::read(&built).unwrap(), &out_dir);
     let mut metadata = AddMetadata::default();
+    metadata.processed_by = vec![("wasm-opt".to_owned(), wasm_opt_version)];
     metadata.name = AddMetadataField::Set("callroute-router".to_owned());
     metadata.version = AddMetadataField::Set(wasm_metadata::Version::new(version.clone()));
     metadata.description = AddMetadataField::Set(wasm_metadata::Description::new(
@@ -32,7 +36,6 @@ fn main() {
         .to_wasm(&bytes)
         .expect("adding metadata to the component");
 
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let wasm = out_dir.join("callroute-router.wasm");
     std::fs::write(&wasm, stamped).unwrap();
     let path = wasm.display().to_string();

@@ -11,9 +11,9 @@
 use crate::call::Call;
 use crate::destination::{Destination, Target};
 use crate::error::{RouteError, excerpt};
+use crate::json::{self, Value};
 use crate::request::jsonrpc_id;
 use crate::scheme::{Import, Scheme};
-use serde_json::Value;
 
 /// The largest answer body read; a longer one is a `bad-response` without reading the rest.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -76,7 +76,7 @@ pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Destinat
 
 fn plain_text(text: &str) -> Result<Target, RouteError> {
     // A CRM that JSON-encodes its plain answer (`"380123456789"`) still means the number.
-    let text = match serde_json::from_str::<Value>(text) {
+    let text = match json::parse(text) {
         Ok(Value::String(s)) if text.starts_with('"') => s,
         _ => text.to_owned(),
     };
@@ -89,7 +89,7 @@ fn plain_text(text: &str) -> Result<Target, RouteError> {
 }
 
 fn parse_json(text: &str) -> Result<Value, RouteError> {
-    serde_json::from_str(text).map_err(|e| {
+    json::parse(text).map_err(|e| {
         RouteError::BadResponse(format!(
             "the answer is not valid JSON ({e}); it starts with `{}`",
             excerpt(text, 40)
@@ -103,7 +103,7 @@ fn field_target(root: &Value, path: &[String]) -> Result<Target, RouteError> {
     let mut value = root;
     for segment in path {
         let next = match value {
-            Value::Object(map) => map.get(segment),
+            Value::Object(_) => value.get(segment),
             Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
             Value::Null => None,
             other => {
@@ -126,7 +126,10 @@ fn value_target(value: &Value, name: &str) -> Result<Target, RouteError> {
             Err(RouteError::NoDestination(format!("`{name}` is empty")))
         }
         Value::String(s) => Target::parse(s).map_err(RouteError::BadResponse),
-        Value::Number(n) if n.is_u64() => Ok(Target::Phone(n.to_string())),
+        // A whole number is a phone number written without quotes; it is validated like one.
+        Value::Number(n) if n.bytes().all(|b| b.is_ascii_digit()) => {
+            Target::parse(n).map_err(RouteError::BadResponse)
+        }
         other => Err(RouteError::BadResponse(format!(
             "`{name}` is {}, not a phone number or SIP login",
             type_name(other)
@@ -135,14 +138,15 @@ fn value_target(value: &Value, name: &str) -> Result<Target, RouteError> {
 }
 
 fn json_rpc(scheme: &Scheme, call: &Call, value: &Value) -> Result<Target, RouteError> {
-    let Value::Object(response) = value else {
+    if !matches!(value, Value::Object(_)) {
         return Err(RouteError::BadResponse(format!(
             "the JSON-RPC answer is {}, not an object",
             type_name(value)
         )));
-    };
+    }
+    let response = value;
     if let Some(id) = response.get("id").filter(|id| !id.is_null())
-        && *id != jsonrpc_id(call)
+        && id.as_str() != Some(jsonrpc_id(call))
     {
         return Err(RouteError::BadResponse(format!(
             "the JSON-RPC answer's id {} is not this call's id",

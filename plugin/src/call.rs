@@ -4,7 +4,7 @@
 //! `{"call_id":"…","caller":"…","callee":"…","vars":{"uuid":"…", …}}`. Variable values may be
 //! strings, numbers or booleans; numbers and booleans are used as their JSON text.
 
-use serde_json::Value;
+use crate::json::{self, Value};
 
 /// Most call variables accepted; a call platform sends a handful.
 pub const MAX_VARS: usize = 256;
@@ -70,7 +70,8 @@ impl Call {
     }
 
     /// Every value by name: `call_id`, `caller`, `callee`, then the variables. This is what a
-    /// scheme without `[params]` sends.
+    /// scheme without `[params]` sends. A variable named like one of the three fields is left
+    /// out, as [`Call::lookup`] leaves it out: each name stands for one value.
     pub fn all_values(&self) -> impl Iterator<Item = (&str, &str)> {
         [
             ("call_id", self.call_id.as_str()),
@@ -78,25 +79,27 @@ impl Call {
             ("callee", self.callee.as_str()),
         ]
         .into_iter()
-        .chain(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain(
+            self.vars
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "call_id" | "caller" | "callee"))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     /// Parse the JSON form of a call. Unknown top-level fields are refused so that a typo
     /// (`caler`) is reported rather than routed as an empty caller.
     pub fn from_json(text: &str) -> Result<Call, CallError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| CallError::Syntax(e.to_string()))?;
-        Self::from_value(&value)
-    }
-
-    /// Build a call from an already-parsed JSON value (see [`Call::from_json`]).
-    pub fn from_value(value: &Value) -> Result<Call, CallError> {
-        let object = value.as_object().ok_or_else(|| CallError::Field {
-            field: "(top level)".into(),
-            reason: "must be a JSON object".into(),
-        })?;
+        let value = json::parse(text).map_err(|e| CallError::Syntax(e.to_string()))?;
+        let Value::Object(members) = &value else {
+            return Err(CallError::Field {
+                field: "(top level)".into(),
+                reason: "must be a JSON object".into(),
+            });
+        };
+        refuse_repeated(members.iter().map(|(key, _)| key.as_str()), "")?;
         let mut call = Call::default();
-        for (key, value) in object {
+        for (key, value) in members {
             match key.as_str() {
                 "call_id" => call.call_id = scalar(key, value)?,
                 "caller" => call.caller = scalar(key, value)?,
@@ -117,21 +120,17 @@ impl Call {
     /// other parameter a call variable (`?call_id=pkv&caller=380…&uuid=842d…`). A parameter
     /// given twice is refused rather than guessed at.
     pub fn from_query(query: &str) -> Result<Call, CallError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        refuse_repeated(pairs.iter().map(|(key, _)| key.as_str()), "")?;
         let mut call = Call::default();
-        let mut seen = std::collections::HashSet::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            if !seen.insert(key.clone()) {
-                return Err(CallError::Field {
-                    field: key.into_owned(),
-                    reason: "given more than once".into(),
-                });
-            }
-            let value = value.into_owned();
-            match key.as_ref() {
+        for (key, value) in pairs {
+            match key.as_str() {
                 "call_id" => call.call_id = value,
                 "caller" => call.caller = value,
                 "callee" => call.callee = value,
-                _ => call.vars.push((key.into_owned(), value)),
+                _ => call.vars.push((key, value)),
             }
         }
         Ok(call)
@@ -196,7 +195,7 @@ impl Call {
 fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
     match value {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Number(n) => Ok(n.clone()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Null => Ok(String::new()),
         _ => Err(CallError::Field {
@@ -206,13 +205,31 @@ fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
     }
 }
 
+/// A name given twice (in a query or a JSON object) is refused rather than guessed at.
+/// Sorting rather than hashing: no hash map code, and no random seed from the host, in the
+/// component.
+fn refuse_repeated<'a>(keys: impl Iterator<Item = &'a str>, prefix: &str) -> Result<(), CallError> {
+    let mut keys: Vec<&str> = keys.collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => Err(CallError::Field {
+            field: format!("{prefix}{}", pair[0]),
+            reason: "given more than once".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn vars(value: &Value) -> Result<Vec<(String, String)>, CallError> {
     match value {
         Value::Null => Ok(Vec::new()),
-        Value::Object(map) => map
-            .iter()
-            .map(|(name, value)| Ok((name.clone(), scalar(&format!("vars.{name}"), value)?)))
-            .collect(),
+        Value::Object(members) => {
+            refuse_repeated(members.iter().map(|(key, _)| key.as_str()), "vars.")?;
+            members
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), scalar(&format!("vars.{name}"), value)?)))
+                .collect()
+        }
         _ => Err(CallError::Field {
             field: "vars".into(),
             reason: "must be a JSON object of name to value".into(),
@@ -275,6 +292,26 @@ mod tests {
             err.to_string().contains("`caller`") && err.to_string().contains("more than once"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn json_names_given_twice_are_refused_and_vars_cannot_shadow_fields() {
+        for (text, field) in [
+            (r#"{"caller":"1","caller":"2"}"#, "`caller`"),
+            (r#"{"vars":{"uuid":"a","x":1,"uuid":"b"}}"#, "`vars.uuid`"),
+        ] {
+            let err = Call::from_json(text).unwrap_err().to_string();
+            assert!(
+                err.contains(field) && err.contains("more than once"),
+                "{err}"
+            );
+        }
+        // Variables come in the order given; one named like a field is not sent twice.
+        let call =
+            Call::from_json(r#"{"caller":"1","vars":{"z":2,"caller":"9","a":true}}"#).unwrap();
+        assert_eq!(call.lookup("caller"), Some("1"));
+        let names: Vec<_> = call.all_values().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(names, ["call_id=", "caller=1", "callee=", "z=2", "a=true"]);
     }
 
     #[test]

@@ -14,12 +14,14 @@
 //! - [`answer`]: reading the CRM's answer;
 //! - [`destination`]: normalising and validating what the CRM routes to;
 //! - [`error`]: the error kinds every layer shares;
+//! - [`json`]: the small JSON reader and writer the component uses;
 //! - [`outcome`]: the outcome of a call as JSON, the one format every front end answers with.
 
 pub mod answer;
 pub mod call;
 pub mod destination;
 pub mod error;
+pub mod json;
 pub mod outcome;
 pub mod request;
 pub mod routing;

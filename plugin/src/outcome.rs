@@ -12,8 +12,8 @@
 
 use crate::destination::Destination;
 use crate::error::{ErrorKind, RouteError};
+use crate::json::string;
 use crate::routing::Routing;
-use serde_json::Value;
 
 /// Why a call was not routed: a component's [`RouteError`], or a host-side failure (`trap`,
 /// the host's own timeout).
@@ -52,11 +52,6 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
     }
-}
-
-/// A JSON string literal.
-fn string(text: &str) -> String {
-    Value::from(text).to_string()
 }
 
 /// `"routed"`, `"fallback"` or `"failed"`.
@@ -157,6 +152,7 @@ pub fn rejection_json(kind: &str, message: &str) -> String {
 mod tests {
     use super::*;
     use crate::destination::Target;
+    use serde_json::Value;
 
     #[test]
     fn json_matches_the_contract() {

@@ -6,17 +6,17 @@
 
 use crate::call::Call;
 use crate::error::RouteError;
+use crate::json;
 use crate::scheme::{Endpoint, Scheme, Submission};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Request};
-use serde_json::{Map, Value};
 
 /// The `User-Agent` every webhook request carries.
 pub const USER_AGENT_VALUE: &str = concat!("callroute/", env!("CARGO_PKG_VERSION"));
 
 /// The JSON-RPC `id` of the request for a call: the call's id, so a CRM can correlate.
-pub fn jsonrpc_id(call: &Call) -> Value {
-    Value::String(call.call_id.clone())
+pub fn jsonrpc_id(call: &Call) -> &str {
+    &call.call_id
 }
 
 /// The webhook parameters for a call, in order: the scheme's `[params]` rendered, or every
@@ -63,18 +63,15 @@ pub fn build_for(
             Some("application/x-www-form-urlencoded"),
             urlencoded(&params).into_bytes(),
         ),
-        Submission::Json => (
-            Some("application/json"),
-            json_object(params).to_string().into_bytes(),
-        ),
+        Submission::Json => (Some("application/json"), json_object(&params).into_bytes()),
         Submission::JsonRpc => {
-            let request = serde_json::json!({
-                "jsonrpc": "2.0",
-                "method": scheme.jsonrpc_method.as_deref().unwrap_or_default(),
-                "params": json_object(params),
-                "id": jsonrpc_id(call),
-            });
-            (Some("application/json"), request.to_string().into_bytes())
+            let request = format!(
+                r#"{{"jsonrpc":"2.0","method":{},"params":{},"id":{}}}"#,
+                json::string(scheme.jsonrpc_method.as_deref().unwrap_or_default()),
+                json_object(&params),
+                json::string(jsonrpc_id(call)),
+            );
+            (Some("application/json"), request.into_bytes())
         }
     };
     let uri = format!(
@@ -178,19 +175,15 @@ fn urlencoded(params: &[(String, String)]) -> String {
         .finish()
 }
 
-fn json_object(params: Vec<(String, String)>) -> Value {
-    Value::Object(
-        params
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect::<Map<_, _>>(),
-    )
+fn json_object(params: &[(String, String)]) -> String {
+    json::string_object(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scheme::Scheme;
+    use serde_json::Value;
 
     fn call() -> Call {
         Call {

@@ -174,7 +174,7 @@ fn ask(
     Err(last_error.unwrap_or_else(|| {
         RouteError::Timeout(format!(
             "no time left to ask the CRM within {} s",
-            scheme.response_timeout.as_secs_f64()
+            crate::scheme::format_seconds(scheme.response_timeout)
         ))
     }))
 }

@@ -31,7 +31,6 @@
 use crate::destination::Target;
 use crate::template::Template;
 use http::HeaderName;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Default for `ring_timeout_secs` (Twilio's and Telnyx's default too).
@@ -308,17 +307,12 @@ impl Scheme {
         let mut headers = Vec::new();
         let mut fallback_url = None;
         let mut retries = 0;
-        let mut lists: BTreeMap<&'static str, BTreeMap<usize, (String, String)>> = BTreeMap::new();
+        let mut lists = Lists::default();
 
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref().trim());
             if let Some((field, index)) = list_key(key)? {
-                let entries = lists.entry(field).or_default();
-                if entries
-                    .insert(index, (key.to_owned(), value.to_owned()))
-                    .is_some()
-                    || entries.len() > MAX_LIST_LEN
-                {
+                if !lists.insert(field, index, key, value) {
                     return Err(invalid(
                         key,
                         format!("repeated, or more than {MAX_LIST_LEN} entries"),
@@ -429,12 +423,7 @@ impl Scheme {
         if let Some(params) = params.as_mut() {
             params.sort_by(|a, b| a.name.cmp(&b.name));
         }
-        let mut list = |field: &str| -> Vec<(String, String)> {
-            lists
-                .remove(field)
-                .map(|m| m.into_values().collect())
-                .unwrap_or_default()
-        };
+        let mut list = |field: &str| lists.take(field);
         let fallback = parse_fallback_entries(list("fallback"))?;
         let allowed_prefixes = list_items(list("allowed_prefixes"))
             .into_iter()
@@ -550,15 +539,47 @@ pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
 /// Parse `response_timeout_secs`: fractional seconds from 0.1 to 60. Hosts use this too, to
 /// enforce the same deadline the component keeps.
 pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| {
-            (MIN_RESPONSE_TIMEOUT.as_secs_f64()..=MAX_RESPONSE_TIMEOUT.as_secs_f64()).contains(s)
+    parse_seconds(value.trim())
+        .filter(|d| (MIN_RESPONSE_TIMEOUT..=MAX_RESPONSE_TIMEOUT).contains(d))
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is not a number of seconds from {} to {}",
+                format_seconds(MIN_RESPONSE_TIMEOUT),
+                format_seconds(MAX_RESPONSE_TIMEOUT)
+            )
         })
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("`{value}` is not a number of seconds from 0.1 to 60"))
+}
+
+/// Decimal seconds (`5`, `2.5`, `.25`) to nanosecond precision. Integer arithmetic only: the
+/// component links no float parsing or formatting (it is a fifth of a small component).
+fn parse_seconds(text: &str) -> Option<Duration> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + fraction.len() == 0
+        || fraction.len() > 9
+        || !digits(whole)
+        || !digits(fraction)
+    {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let nanos = format!("{fraction:0<9}").parse().ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+/// A duration as decimal seconds for messages, to the millisecond: `5`, `2.5`, `0.05`.
+pub fn format_seconds(duration: Duration) -> String {
+    let millis = duration.subsec_millis();
+    let fraction = if millis == 0 {
+        String::new()
+    } else {
+        format!(".{millis:03}").trim_end_matches('0').to_owned()
+    };
+    format!("{}{fraction}", duration.as_secs())
 }
 
 /// Parse the static `fallback` from flat scheme pairs: `fallback`, or `fallback.0`,
@@ -567,16 +588,42 @@ pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
 pub fn parse_fallback<K: AsRef<str>, V: AsRef<str>>(
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> Result<Vec<Target>, SchemeError> {
-    let mut entries = BTreeMap::new();
+    let mut lists = Lists::default();
     for (key, value) in pairs {
         if let Some(("fallback", index)) = list_key(key.as_ref())? {
-            entries.insert(
-                index,
-                (key.as_ref().to_owned(), value.as_ref().trim().to_owned()),
-            );
+            lists.insert("fallback", index, key.as_ref(), value.as_ref().trim());
         }
     }
-    parse_fallback_entries(entries.into_values().collect())
+    parse_fallback_entries(lists.take("fallback"))
+}
+
+/// The entries of list fields as they come, `(field, index, key, value)`; a `Vec` rather than
+/// maps, as the lists are a handful of entries and every map type costs component size.
+#[derive(Default)]
+struct Lists(Vec<(&'static str, usize, String, String)>);
+
+impl Lists {
+    /// Add an entry; `false` when its index is repeated or its field already has
+    /// [`MAX_LIST_LEN`] entries.
+    fn insert(&mut self, field: &'static str, index: usize, key: &str, value: &str) -> bool {
+        let mut same_field = self.0.iter().filter(|e| e.0 == field);
+        if same_field.clone().count() >= MAX_LIST_LEN || same_field.any(|e| e.1 == index) {
+            return false;
+        }
+        self.0
+            .push((field, index, key.to_owned(), value.to_owned()));
+        true
+    }
+
+    /// The `(key, value)` entries of `field` in index order.
+    fn take(&mut self, field: &str) -> Vec<(String, String)> {
+        let mut entries: Vec<_> = self.0.extract_if(.., |e| e.0 == field).collect();
+        entries.sort_by_key(|e| e.1);
+        entries
+            .into_iter()
+            .map(|(_, _, key, value)| (key, value))
+            .collect()
+    }
 }
 
 /// Parse `ring_timeout_secs` from flat scheme pairs (the default when absent or invalid).
@@ -902,6 +949,43 @@ mod tests {
             open.check_allowed(&Target::Phone("+19005550100".into()))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn response_timeouts_are_decimal_seconds() {
+        for (text, millis) in [
+            ("5", 5000),
+            ("2.5", 2500),
+            (" .25 ", 250),
+            ("0.1", 100),
+            ("60", 60_000),
+            ("1.000000001", 1000),
+        ] {
+            let parsed = parse_response_timeout(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.as_millis(), millis, "{text}");
+        }
+        for text in [
+            "",
+            ".",
+            "0.09",
+            "60.001",
+            "-1",
+            "+5",
+            "1e1",
+            "NaN",
+            "inf",
+            "1.2.3",
+            "1,5",
+            "0.0000000001",
+            "99999999999999999999",
+        ] {
+            let error = parse_response_timeout(text).unwrap_err();
+            assert!(error.contains("from 0.1 to 60"), "{text}: {error}");
+        }
+        assert_eq!(format_seconds(Duration::from_millis(5000)), "5");
+        assert_eq!(format_seconds(Duration::from_millis(2500)), "2.5");
+        assert_eq!(format_seconds(Duration::from_millis(50)), "0.05");
+        assert_eq!(format_seconds(Duration::from_micros(1_234_567)), "1.234");
     }
 
     #[test]

@@ -409,8 +409,8 @@ fn read_body(
 
 fn timed_out(timeout: Duration, url: &str) -> RouteError {
     RouteError::Timeout(format!(
-        "no complete answer from {url} within {:.3} s",
-        timeout.as_secs_f64()
+        "no complete answer from {url} within {} s",
+        crate::scheme::format_seconds(timeout)
     ))
 }
 
@@ -440,9 +440,10 @@ fn error_from_code(code: &ErrorCode, url: &str) -> RouteError {
         | E::ConnectionTimeout
         | E::ConnectionReadTimeout
         | E::ConnectionWriteTimeout
-        | E::HttpResponseTimeout => {
-            RouteError::Timeout(format!("{url} did not answer in time ({code:?})"))
-        }
+        | E::HttpResponseTimeout => RouteError::Timeout(format!(
+            "{url} did not answer in time ({})",
+            code_name(code)
+        )),
         E::HttpProtocolError => {
             RouteError::BadResponse(format!("{url} did not answer with valid HTTP"))
         }
@@ -452,16 +453,67 @@ fn error_from_code(code: &ErrorCode, url: &str) -> RouteError {
         | E::HttpResponseTrailerSectionSize(_)
         | E::HttpResponseTrailerSize(_)
         | E::HttpResponseTransferCoding(_)
-        | E::HttpResponseContentCoding(_) => {
-            RouteError::BadResponse(format!("{url} sent an unacceptable answer ({code:?})"))
-        }
+        | E::HttpResponseContentCoding(_) => RouteError::BadResponse(format!(
+            "{url} sent an unacceptable answer ({})",
+            code_name(code)
+        )),
         E::DnsError(_) | E::DestinationNotFound => {
             RouteError::Transport(format!("cannot resolve the host of {url}"))
         }
         E::ConnectionRefused => RouteError::Transport(format!("{url} refused the connection")),
         E::TlsProtocolError | E::TlsCertificateError | E::TlsAlertReceived(_) => {
-            RouteError::Transport(format!("TLS with {url} failed ({code:?})"))
+            RouteError::Transport(format!("TLS with {url} failed ({})", code_name(code)))
         }
-        other => RouteError::Transport(format!("the request to {url} failed ({other:?})")),
+        other => RouteError::Transport(format!(
+            "the request to {url} failed ({})",
+            code_name(other)
+        )),
+    }
+}
+
+/// The WIT name of a `wasi:http` error code, for messages. (Its derived `Debug` would do, at a
+/// few kilobytes of the component's size budget, and in Rust's spelling rather than WIT's.)
+fn code_name(code: &ErrorCode) -> &'static str {
+    use ErrorCode as E;
+    match code {
+        E::DnsTimeout => "DNS-timeout",
+        E::DnsError(_) => "DNS-error",
+        E::DestinationNotFound => "destination-not-found",
+        E::DestinationUnavailable => "destination-unavailable",
+        E::DestinationIpProhibited => "destination-IP-prohibited",
+        E::DestinationIpUnroutable => "destination-IP-unroutable",
+        E::ConnectionRefused => "connection-refused",
+        E::ConnectionTerminated => "connection-terminated",
+        E::ConnectionTimeout => "connection-timeout",
+        E::ConnectionReadTimeout => "connection-read-timeout",
+        E::ConnectionWriteTimeout => "connection-write-timeout",
+        E::ConnectionLimitReached => "connection-limit-reached",
+        E::TlsProtocolError => "TLS-protocol-error",
+        E::TlsCertificateError => "TLS-certificate-error",
+        E::TlsAlertReceived(_) => "TLS-alert-received",
+        E::HttpRequestDenied => "HTTP-request-denied",
+        E::HttpRequestLengthRequired => "HTTP-request-length-required",
+        E::HttpRequestBodySize(_) => "HTTP-request-body-size",
+        E::HttpRequestMethodInvalid => "HTTP-request-method-invalid",
+        E::HttpRequestUriInvalid => "HTTP-request-URI-invalid",
+        E::HttpRequestUriTooLong => "HTTP-request-URI-too-long",
+        E::HttpRequestHeaderSectionSize(_) => "HTTP-request-header-section-size",
+        E::HttpRequestHeaderSize(_) => "HTTP-request-header-size",
+        E::HttpRequestTrailerSectionSize(_) => "HTTP-request-trailer-section-size",
+        E::HttpRequestTrailerSize(_) => "HTTP-request-trailer-size",
+        E::HttpResponseIncomplete => "HTTP-response-incomplete",
+        E::HttpResponseHeaderSectionSize(_) => "HTTP-response-header-section-size",
+        E::HttpResponseHeaderSize(_) => "HTTP-response-header-size",
+        E::HttpResponseBodySize(_) => "HTTP-response-body-size",
+        E::HttpResponseTrailerSectionSize(_) => "HTTP-response-trailer-section-size",
+        E::HttpResponseTrailerSize(_) => "HTTP-response-trailer-size",
+        E::HttpResponseTransferCoding(_) => "HTTP-response-transfer-coding",
+        E::HttpResponseContentCoding(_) => "HTTP-response-content-coding",
+        E::HttpResponseTimeout => "HTTP-response-timeout",
+        E::HttpUpgradeFailed => "HTTP-upgrade-failed",
+        E::HttpProtocolError => "HTTP-protocol-error",
+        E::LoopDetected => "loop-detected",
+        E::ConfigurationError => "configuration-error",
+        E::InternalError(_) => "internal-error",
     }
 }

@@ -1,11 +1,13 @@
 //! Properties of the parsers that face untrusted input (scheme, CRM answer, call JSON,
 //! destinations), over generated inputs. The fuzz targets in `fuzz/` drive the same functions
-//! with coverage guidance; these run in every `cargo test`.
+//! with coverage guidance; these run in every `cargo test`. The component's own JSON reader and
+//! writer are checked against `serde_json`, the reference.
 
 use callroute_plugin::answer::{self, RawAnswer};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::Target;
 use callroute_plugin::error::ErrorKind;
+use callroute_plugin::json;
 use callroute_plugin::request;
 use callroute_plugin::scheme::Scheme;
 use proptest::prelude::*;
@@ -162,4 +164,56 @@ proptest! {
         };
         prop_assert_eq!(received, vec![("caller".to_string(), caller), ("note".to_string(), note)]);
     }
+
+    #[test]
+    fn json_strings_are_written_as_serde_json_writes_them(text in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+        prop_assert_eq!(json::string(&text), serde_json::to_string(&text).unwrap());
+    }
+
+    #[test]
+    fn json_is_accepted_exactly_when_serde_json_accepts_it(tokens in proptest::collection::vec(
+        // No exponents: serde_json refuses numbers beyond f64 (`1e999`), which are valid JSON
+        // and which the component keeps as text; everything else must agree.
+        proptest::sample::select(&[
+            "{", "}", "[", "]", ",", ":", " ", "\"", "\\", "\"a\"", "\"\\u00e9\"", "\"\\ud83d\"",
+            "\\ude00", "\"\\n\"", "1", "0", "-", ".", "true", "null", "x", "\u{1}", "\"Олена\"",
+        ][..]),
+        0..14,
+    )) {
+        let text = tokens.concat();
+        let ours = json::parse(&text);
+        let reference = serde_json::from_str::<serde_json::Value>(&text);
+        prop_assert_eq!(ours.is_ok(), reference.is_ok(), "{:?}: ours {:?}, serde_json {:?}", text, ours, reference);
+        if let (Ok(ours), Ok(reference)) = (ours, reference) {
+            // Written back, the value reads the same to serde_json (up to its key order).
+            let rewritten: serde_json::Value = serde_json::from_str(&ours.to_string()).unwrap();
+            prop_assert_eq!(rewritten, reference);
+        }
+    }
+
+    #[test]
+    fn json_documents_serde_json_writes_read_back_the_same(value in json_value()) {
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let ours = json::parse(&text).unwrap();
+        let rewritten: serde_json::Value = serde_json::from_str(&ours.to_string()).unwrap();
+        prop_assert_eq!(rewritten, value);
+    }
+}
+
+/// Arbitrary JSON documents (integers only: a float's text is serde_json's own choice).
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_]{0,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
 }

@@ -50,6 +50,20 @@ fn imports_neither_filesystem_nor_sockets() {
     );
 }
 
+/// The size budget of the released component (issue 5): it is fetched by every platform that
+/// loads it and compiled at every cold start.
+const SIZE_BUDGET: usize = 256 * 1024;
+
+#[test]
+fn fits_its_size_budget() {
+    let size = EMBEDDED_PLUGIN.len();
+    assert!(
+        size <= SIZE_BUDGET,
+        "the component is {size} bytes, over its budget of {SIZE_BUDGET}: find what grew with \
+         `wasm-tools metadata show` and a size profile (BENCHMARKS.md, \"Artifact size\")"
+    );
+}
+
 #[test]
 fn carries_its_release_metadata() {
     let payload = wasm_metadata::Payload::from_binary(EMBEDDED_PLUGIN).unwrap();
