@@ -1,7 +1,7 @@
 //! The `callroute` command line.
 //!
 //! ```text
-//! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--plugin FILE] [--allow-private-network]
+//! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--plugin FILE] [--allow-private-network]
 //! callroute serve --schemes FILE --listen ADDR [--plugin FILE] [--allow-private-network]
 //!
 //! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
@@ -59,6 +59,10 @@ pub struct RouteArgs {
     /// The call (JSON), or `-` to read it from stdin.
     #[arg(long, value_name = "FILE|-")]
     pub call: String,
+    /// Do not call the CRM: answer its webhook with this file's contents (status 200), to see
+    /// what the scheme makes of a sample answer. The URL must still pass the outbound guard.
+    #[arg(long, value_name = "FILE")]
+    pub crm_answer: Option<PathBuf>,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -105,18 +109,23 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// Load the component under this sandbox policy.
     pub fn router(&self) -> Result<Router, String> {
+        load_router(self.plugin.as_ref(), self.config()?)
+    }
+
+    /// The sandbox policy these options describe.
+    pub fn config(&self) -> Result<RouterConfig, String> {
         let mut extra_roots = Vec::new();
         for path in &self.ca_cert {
             extra_roots.extend(crate::outbound::load_ca_certs(path)?);
         }
-        let config = RouterConfig {
+        Ok(RouterConfig {
             allow_private_network: self.allow_private_network,
             memory_limit: self.memory_limit_mb as usize * 1024 * 1024,
             cpu_limit: std::time::Duration::from_millis(self.cpu_limit_ms),
             extra_roots,
             cache_dir: self.cache_dir.clone(),
-        };
-        load_router(self.plugin.as_ref(), config)
+            canned_answer: None,
+        })
     }
 }
 
@@ -195,7 +204,7 @@ async fn route(args: RouteArgs) -> ExitCode {
         Ok(call) => call,
         Err(e) => return usage_error(e),
     };
-    let router = match args.sandbox.router() {
+    let router = match route_router(&args) {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };
@@ -206,6 +215,20 @@ async fn route(args: RouteArgs) -> ExitCode {
     } else {
         EXIT_FAILED
     })
+}
+
+/// `route`'s sandbox, answering the webhook itself with `--crm-answer`.
+fn route_router(args: &RouteArgs) -> Result<Router, String> {
+    let mut config = args.sandbox.config()?;
+    if let Some(path) = &args.crm_answer {
+        let body = std::fs::read(path)
+            .map_err(|e| format!("cannot read CRM answer {}: {e}", path.display()))?;
+        config.canned_answer = Some(crate::outbound::CannedAnswer {
+            status: 200,
+            body: body.into(),
+        });
+    }
+    load_router(args.sandbox.plugin.as_ref(), config)
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

@@ -70,10 +70,40 @@ pub const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// A router's keep-alive HTTP client: connections to each CRM are reused across calls.
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: hyper_util::client::legacy::Client<GuardedConnector, WasiBody>,
+    sender: Sender,
+}
+
+#[derive(Clone)]
+enum Sender {
+    Network(hyper_util::client::legacy::Client<GuardedConnector, WasiBody>),
+    Canned(Arc<CannedAnswer>, AddressPolicy),
+}
+
+/// An answer the host gives every webhook request itself, once the guard has allowed it,
+/// instead of calling the CRM: to see what a scheme makes of a sample answer
+/// (`callroute route --crm-answer`), and to measure the sandbox alone (`cargo xtask bench`).
+/// Host names are not resolved; an address written in the URL is checked as on connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannedAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Bytes,
 }
 
 impl OutboundClient {
+    /// A client that answers every request with `answer` (see [`CannedAnswer`]).
+    pub fn canned(answer: CannedAnswer, allow_private_network: bool) -> Self {
+        OutboundClient {
+            sender: Sender::Canned(
+                Arc::new(answer),
+                AddressPolicy {
+                    allow_private_network,
+                },
+            ),
+        }
+    }
+
     /// A client whose connections obey `allow_private_network` and trust `tls`'s roots.
     pub fn new(allow_private_network: bool, tls: Arc<rustls::ClientConfig>) -> Self {
         let connector = GuardedConnector {
@@ -90,7 +120,9 @@ impl OutboundClient {
                 .http1_max_headers(MAX_RESPONSE_HEADERS)
                 .http1_max_buf_size(MAX_RESPONSE_HEAD)
                 .build(connector);
-        OutboundClient { client }
+        OutboundClient {
+            sender: Sender::Network(client),
+        }
     }
 }
 
@@ -345,7 +377,35 @@ async fn send(
     body_deadline: Instant,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Failure> {
     guard.check_target(request.uri()).map_err(Failure::Denied)?;
-    let response = tokio::time::timeout_at(deadline, client.client.request(request))
+    let response = match &client.sender {
+        Sender::Network(client) => exchange(client, request, deadline, body_deadline).await?,
+        Sender::Canned(answer, policy) => {
+            let host = request.uri().host().unwrap_or_default();
+            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+                policy.check_addr(host, ip).map_err(Failure::Denied)?;
+            }
+            let body = http_body_util::Full::new(answer.body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let mut response = http::Response::new(body);
+            *response.status_mut() = http::StatusCode::from_u16(answer.status)
+                .map_err(|_| Error::InternalError(Some("invalid canned status".into())))?;
+            response
+        }
+    };
+    // The client drives its connections itself.
+    let io: IoFuture = Box::new(async { Ok(()) });
+    Ok((response, io))
+}
+
+/// One request over the pooled client, its response body capped and bounded by the deadline.
+async fn exchange(
+    client: &hyper_util::client::legacy::Client<GuardedConnector, WasiBody>,
+    request: http::Request<WasiBody>,
+    deadline: Instant,
+    body_deadline: Instant,
+) -> Result<http::Response<WasiBody>, Failure> {
+    let response = tokio::time::timeout_at(deadline, client.request(request))
         .await
         .map_err(|_| Error::HttpResponseTimeout)?
         .map_err(client_error)?;
@@ -365,9 +425,7 @@ async fn send(
         }
         .boxed_unsync()
     });
-    // The client drives its connections itself.
-    let io: IoFuture = Box::new(async { Ok(()) });
-    Ok((response, io))
+    Ok(response)
 }
 
 /// What went wrong, from the client's error: a denial, a connect failure, or the exchange.

@@ -12,14 +12,15 @@
 use crate::EMBEDDED_PLUGIN;
 use crate::bindings::{PluginPre, wit};
 use crate::guard::OutboundGuard;
-use crate::outbound::{DenialSlot, Outbound, OutboundClient, tls_config};
+use crate::outbound::{CannedAnswer, DenialSlot, Outbound, OutboundClient, tls_config};
 use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
 use callroute_plugin::routing::Routing;
 use callroute_plugin::scheme::{
-    DEFAULT_RESPONSE_TIMEOUT, Endpoint, parse_fallback, parse_response_timeout, ring_timeout_of,
+    DEFAULT_RESPONSE_TIMEOUT, Endpoint, format_seconds, parse_fallback, parse_response_timeout,
+    ring_timeout_of,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,9 @@ pub struct RouterConfig {
     /// Where precompiled components are kept between runs ([`crate::cache`]); `None` compiles
     /// at every start.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Answer every webhook the guard allows with this instead of calling the CRM
+    /// ([`CannedAnswer`]); `None` calls the CRM.
+    pub canned_answer: Option<CannedAnswer>,
 }
 
 impl Default for RouterConfig {
@@ -69,6 +73,7 @@ impl Default for RouterConfig {
             cpu_limit: DEFAULT_CPU_LIMIT,
             extra_roots: Vec::new(),
             cache_dir: None,
+            canned_answer: None,
         }
     }
 }
@@ -267,10 +272,7 @@ impl Router {
                 engine,
                 pre,
             }),
-            client: OutboundClient::new(
-                config.allow_private_network,
-                tls_config(&config.extra_roots),
-            ),
+            client: outbound_client(&config),
             config,
         })
     }
@@ -279,10 +281,7 @@ impl Router {
     pub fn with_config(&self, config: RouterConfig) -> Router {
         Router {
             loaded: self.loaded.clone(),
-            client: OutboundClient::new(
-                config.allow_private_network,
-                tls_config(&config.extra_roots),
-            ),
+            client: outbound_client(&config),
             config,
         }
     }
@@ -315,7 +314,7 @@ impl Router {
                 ErrorKind::Timeout,
                 format!(
                     "no answer within {} s; the host stopped the call",
-                    scheme.response_timeout.as_secs_f64()
+                    format_seconds(scheme.response_timeout)
                 ),
             )),
         };
@@ -505,6 +504,17 @@ impl Router {
 /// Most calls in flight in one router at once: the size of the instance pool. A call beyond
 /// it cannot get an instance and is reported as a `trap` (and gets the scheme's fallback).
 pub const MAX_CONCURRENT_CALLS: u32 = 1000;
+
+/// The outbound client a router's policy asks for: the CRM over the network, or a canned answer.
+fn outbound_client(config: &RouterConfig) -> OutboundClient {
+    match &config.canned_answer {
+        Some(answer) => OutboundClient::canned(answer.clone(), config.allow_private_network),
+        None => OutboundClient::new(
+            config.allow_private_network,
+            tls_config(&config.extra_roots),
+        ),
+    }
+}
 
 /// The engine configuration every router uses: async with epoch interruption, and wasmtime's
 /// pooling allocator, so a call's fresh instance comes from preallocated slots (memory reset

@@ -103,6 +103,44 @@ fn a_routed_call_prints_the_destination_and_exits_0() {
 }
 
 #[test]
+fn a_sample_crm_answer_is_read_without_calling_the_crm() {
+    let dir = Scratch::new("crm-answer");
+    // Nothing listens at crm.invalid: a routed call proves the CRM was not asked.
+    let scheme = dir.file(
+        "s.toml",
+        "url = \"https://crm.invalid/route?token=s3cret\"\nimport = \"json\"\ndestination_field = \"routes.0.number\"\n",
+    );
+    let answer = dir.file(
+        "answer.json",
+        r#"{"routes":[{"number":"+380 12 345 6789"}]}"#,
+    );
+    let output = route_stdin(&scheme, &["--crm-answer", &answer]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json = stdout_json(&output);
+    assert_eq!(json["destination"]["target"], "+380123456789");
+
+    let wrong = dir.file("wrong.json", r#"{"routes":[]}"#);
+    let output = route_stdin(&scheme, &["--crm-answer", &wrong]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout_json(&output)["error"]["kind"], "no-destination");
+
+    // The outbound guard still applies: a loopback CRM is refused unless allowed.
+    let local = dir.file("local.toml", "url = \"http://127.0.0.1:9/route\"\n");
+    let plain = dir.file("plain.txt", "380123456789");
+    let output = route_stdin(&local, &["--crm-answer", &plain]);
+    assert_eq!(stdout_json(&output)["error"]["kind"], "denied");
+    let output = route_stdin(&local, &["--crm-answer", &plain, "--allow-private-network"]);
+    assert_eq!(
+        stdout_json(&output)["destination"]["target"],
+        "380123456789"
+    );
+
+    let output = route_stdin(&scheme, &["--crm-answer", "/nonexistent/answer.json"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cannot read CRM answer /nonexistent/answer.json"));
+}
+
+#[test]
 fn a_failed_call_prints_the_error_and_exits_1() {
     let crm = TestCrm::start(|_| CrmReply::status(503)).unwrap();
     let dir = Scratch::new("failed");
