@@ -5,12 +5,16 @@
 //! - **harness**: the `callroute` library, a fresh sandboxed instance per call;
 //! - **callroute serve**: the same over HTTP, as a PBX calls it (the server as its own process);
 //! - **wasmtime serve**: the release artifact under `wasmtime serve`, when `wasmtime` is on
-//!   PATH (skipped with a note otherwise).
+//!   PATH (skipped with a note otherwise);
+//! - **the sandbox alone**: one call at a time with the CRM's answer already in hand (the host
+//!   answers the webhook itself, after the guard): instantiating and running the component,
+//!   next to the same plugin logic natively.
 //!
 //! Each mode runs `--calls` calls at `--concurrency` after a warm-up, and the table gives
 //! calls/s, p50 and p99 latency, and the ratios the targets in BENCHMARKS.md are stated in.
 
 use callroute_host::crm::{CrmReply, TestCrm};
+use callroute_host::outbound::CannedAnswer;
 use callroute_host::{Call, PreparedScheme, Router, RouterConfig};
 use callroute_plugin::answer::RawAnswer;
 use callroute_plugin::error::RouteError;
@@ -18,6 +22,7 @@ use callroute_plugin::routing::Transport;
 use callroute_plugin::scheme::Endpoint;
 use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,54 +49,126 @@ fn summarise(name: &str, mut latencies: Vec<Duration>, wall: Duration) -> Figure
     }
 }
 
-/// Run `calls` calls on `concurrency` threads; `one(n)` routes call `n` and says if it routed.
+/// A routed-or-not answer to come.
+type Routed = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// How a mode routes call `n` (saying whether it was routed), and how it is driven.
+#[derive(Clone)]
+enum Mode {
+    /// A blocking API: one OS thread per concurrent call (the plugin's native `Transport`,
+    /// HTTP clients).
+    Threads(Arc<dyn Fn(usize) -> bool + Send + Sync>),
+    /// An async API: one task per concurrent call on `runtime` (the harness library, as
+    /// `callroute serve` drives it).
+    Tasks(
+        Arc<dyn Fn(usize) -> Routed + Send + Sync>,
+        Arc<tokio::runtime::Runtime>,
+    ),
+}
+
+/// Hands out call numbers to the workers of one run and counts what was not routed.
+struct Calls {
+    next: AtomicUsize,
+    total: usize,
+    failures: AtomicUsize,
+}
+
+impl Calls {
+    fn take(&self) -> Option<usize> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (n < self.total).then_some(n)
+    }
+
+    fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Run `total` calls with `concurrency` workers: each call's latency, and the wall time.
 fn drive(
-    calls: usize,
+    total: usize,
     concurrency: usize,
-    one: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+    mode: &Mode,
 ) -> Result<(Vec<Duration>, Duration), String> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(Calls {
+        next: AtomicUsize::new(0),
+        total,
+        failures: AtomicUsize::new(0),
+    });
     let start = Instant::now();
-    let threads: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (next, failures, one) = (next.clone(), failures.clone(), one.clone());
-            std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= calls {
-                        return latencies;
-                    }
-                    let t = Instant::now();
-                    if !one(n) {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    latencies.push(t.elapsed());
-                }
-            })
-        })
-        .collect();
-    let latencies: Vec<Duration> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap_or_default())
-        .collect();
+    let latencies: Vec<Duration> = match mode {
+        Mode::Threads(one) => {
+            let workers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (calls, one) = (calls.clone(), one.clone());
+                    std::thread::spawn(move || {
+                        let mut latencies = Vec::new();
+                        while let Some(n) = calls.take() {
+                            let t = Instant::now();
+                            if !one(n) {
+                                calls.failed();
+                            }
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        }
+        Mode::Tasks(one, runtime) => runtime.block_on(async {
+            let workers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (calls, one) = (calls.clone(), one.clone());
+                    tokio::spawn(async move {
+                        let mut latencies = Vec::new();
+                        while let Some(n) = calls.take() {
+                            let t = Instant::now();
+                            if !one(n).await {
+                                calls.failed();
+                            }
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::new();
+            for worker in workers {
+                latencies.extend(worker.await.unwrap_or_default());
+            }
+            latencies
+        }),
+    };
     let wall = start.elapsed();
-    match failures.load(Ordering::Relaxed) {
+    match calls.failures.load(Ordering::Relaxed) {
         0 => Ok((latencies, wall)),
         n => Err(format!("{n} calls were not routed")),
     }
 }
 
-fn measure(
-    name: &str,
-    calls: usize,
-    concurrency: usize,
-    one: Arc<dyn Fn(usize) -> bool + Send + Sync>,
-) -> Result<Figures, String> {
-    drive((calls / 10).max(concurrency), concurrency, one.clone())?; // warm-up
-    let (latencies, wall) = drive(calls, concurrency, one)?;
+fn measure(name: &str, calls: usize, concurrency: usize, mode: Mode) -> Result<Figures, String> {
+    drive((calls / 10).max(concurrency), concurrency, &mode)?; // warm-up
+    let (latencies, wall) = drive(calls, concurrency, &mode)?;
     Ok(summarise(name, latencies, wall))
+}
+
+/// Route each call with `router` as a task.
+fn harness_mode(
+    router: Router,
+    scheme: PreparedScheme,
+    runtime: Arc<tokio::runtime::Runtime>,
+) -> Mode {
+    Mode::Tasks(
+        Arc::new(move |n| {
+            let (router, scheme) = (router.clone(), scheme.clone());
+            Box::pin(async move { router.route(&scheme, &call(n)).await.is_routed() })
+        }),
+        runtime,
+    )
 }
 
 /// The plugin's routing loop natively, over a pooled hyper client.
@@ -151,19 +228,46 @@ type NativeClient = hyper_util::client::legacy::Client<
     Full<bytes::Bytes>,
 >;
 
+/// The plugin's routing loop natively, with the answer in hand: its own logic, no I/O.
+struct InHand;
+
+impl Transport for InHand {
+    fn now(&mut self) -> Duration {
+        Duration::ZERO
+    }
+    fn unix_time(&mut self) -> u64 {
+        0
+    }
+    fn sleep(&mut self, _: Duration) {}
+    fn send(
+        &mut self,
+        _: &Endpoint,
+        _: http::Request<Vec<u8>>,
+        _: Duration,
+    ) -> Result<RawAnswer, RouteError> {
+        Ok(RawAnswer {
+            status: 200,
+            body: ANSWER.to_vec(),
+        })
+    }
+}
+
+/// What the benchmark's CRM answers.
+const ANSWER: &[u8] = b"380123456789";
+
 /// A mode routing calls with the plugin's logic compiled natively, over `client`.
 fn native_mode(
     pairs: Vec<(String, String)>,
     client: NativeClient,
     runtime: tokio::runtime::Handle,
-) -> Arc<dyn Fn(usize) -> bool + Send + Sync> {
-    Arc::new(move |n| {
+) -> Mode {
+    Mode::Threads(Arc::new(move |n| {
         let mut transport = Native {
             client: client.clone(),
             runtime: runtime.clone(),
         };
         callroute_plugin::route(pairs.iter().map(|(k, v)| (k, v)), &call(n), &mut transport).is_ok()
-    })
+    }))
 }
 
 fn call(n: usize) -> Call {
@@ -182,15 +286,12 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-fn over_http(
-    addr: std::net::SocketAddr,
-    path_of: fn(usize) -> String,
-) -> Arc<dyn Fn(usize) -> bool + Send + Sync> {
-    Arc::new(move |n| {
+fn over_http(addr: std::net::SocketAddr, path_of: fn(usize) -> String) -> Mode {
+    Mode::Threads(Arc::new(move |n| {
         callroute_host::client::request(addr, "GET", &path_of(n), &[("accept", "text/plain")], b"")
-            .map(|r| r.status == 200 && r.body == b"380123456789")
+            .map(|r| r.status == 200 && r.body == ANSWER)
             .unwrap_or(false)
-    })
+    }))
 }
 
 fn wait_for_port(addr: std::net::SocketAddr) -> bool {
@@ -223,7 +324,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             _ => return Err(format!("unknown option {flag}")),
         }
     }
-    let crm = TestCrm::start(|_| CrmReply::html("380123456789")).map_err(|e| e.to_string())?;
+    let crm = TestCrm::start(|_| CrmReply::html(std::str::from_utf8(ANSWER).unwrap()))
+        .map_err(|e| e.to_string())?;
     let url = crm.url("/route");
     let pairs: Vec<(String, String)> = vec![
         ("url".into(), url.clone()),
@@ -235,10 +337,12 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         "bench: {calls} calls at concurrency {concurrency} per mode, one local CRM on {}",
         crm.addr()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
     let mut rows = Vec::new();
 
     // (a) native, and (a') the same without connection reuse, as reference hosts send
@@ -264,13 +368,44 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let scheme = PreparedScheme::new(pairs.clone());
-    let handle = runtime.handle().clone();
     rows.push(measure(
         "harness (library, sandbox per call)",
         calls,
         concurrency,
-        Arc::new(move |n| handle.block_on(router.route(&scheme, &call(n))).is_routed()),
+        harness_mode(router, scheme, runtime.clone()),
     )?);
+
+    // The sandbox alone, one call at a time on a single-threaded runtime (so no thread
+    // hand-offs are counted), against the plugin's logic natively.
+    let in_hand = pairs.clone();
+    let native_alone = measure(
+        "native logic alone (answer in hand)",
+        calls,
+        1,
+        Mode::Threads(Arc::new(move |n| {
+            callroute_plugin::route(in_hand.iter().map(|(k, v)| (k, v)), &call(n), &mut InHand)
+                .is_ok()
+        })),
+    )?;
+    let canned = Router::embedded(RouterConfig {
+        allow_private_network: true,
+        canned_answer: Some(CannedAnswer {
+            status: 200,
+            body: bytes::Bytes::from_static(ANSWER),
+        }),
+        ..RouterConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sandbox_alone = measure(
+        "sandbox alone (answer in hand)",
+        calls,
+        1,
+        harness_mode(canned, PreparedScheme::new(pairs.clone()), Arc::new(single)),
+    )?;
 
     // (b') callroute serve
     let dir = std::env::temp_dir().join(format!("callroute-bench-{}", std::process::id()));
@@ -346,8 +481,21 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     println!("|---|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.3} | {:.3} |",
             r.name, r.calls_per_sec, r.p50_ms, r.p99_ms
+        );
+    }
+    println!();
+    println!("one call at a time, the CRM's answer in hand:");
+    println!("| mode | calls/s | p50 µs | p99 µs |");
+    println!("|---|---:|---:|---:|");
+    for r in [&native_alone, &sandbox_alone] {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} |",
+            r.name,
+            r.calls_per_sec,
+            r.p50_ms * 1000.0,
+            r.p99_ms * 1000.0
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
@@ -359,6 +507,11 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             b.p50_ms - a.p50_ms
         );
     }
+    println!(
+        "sandbox alone: p50 {:.1} µs per call ({:.1} µs more than the plugin logic natively)",
+        sandbox_alone.p50_ms * 1000.0,
+        (sandbox_alone.p50_ms - native_alone.p50_ms) * 1000.0
+    );
     if let (Some(b), Some(c)) = (find("callroute serve"), find("wasmtime serve")) {
         println!(
             "callroute serve / wasmtime serve: throughput {:.2}x",
