@@ -286,12 +286,33 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-fn over_http(addr: std::net::SocketAddr, path_of: fn(usize) -> String) -> Mode {
-    Mode::Threads(Arc::new(move |n| {
-        callroute_host::client::request(addr, "GET", &path_of(n), &[("accept", "text/plain")], b"")
-            .map(|r| r.status == 200 && r.body == ANSWER)
-            .unwrap_or(false)
-    }))
+/// Route over HTTP as a call platform does: `GET` with `Accept: text/plain`, over keep-alive
+/// connections (Kamailio's `http_client` and FreeSWITCH's `curl` reuse theirs).
+fn over_http(
+    addr: std::net::SocketAddr,
+    path_of: fn(usize) -> String,
+    runtime: Arc<tokio::runtime::Runtime>,
+) -> Mode {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    Mode::Tasks(
+        Arc::new(move |n| {
+            let client = client.clone();
+            let request = http::Request::get(format!("http://{addr}{}", path_of(n)))
+                .header(http::header::ACCEPT, "text/plain")
+                .body(Full::default());
+            Box::pin(async move {
+                let Ok(request) = request else { return false };
+                let Ok(response) = client.request(request).await else {
+                    return false;
+                };
+                let ok = response.status() == http::StatusCode::OK;
+                let body = response.into_body().collect().await;
+                ok && body.is_ok_and(|b| b.to_bytes() == ANSWER)
+            })
+        }),
+        runtime,
+    )
 }
 
 fn wait_for_port(addr: std::net::SocketAddr) -> bool {
@@ -419,9 +440,11 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             "callroute serve (HTTP)",
             calls,
             concurrency,
-            over_http(addr, |n| {
-                format!("/v1/route/bench?call_id={n}&caller=%2B380501112233")
-            }),
+            over_http(
+                addr,
+                |n| format!("/v1/route/bench?call_id={n}&caller=%2B380501112233"),
+                runtime.clone(),
+            ),
         )?);
     } else {
         println!(
@@ -467,7 +490,11 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
                 "wasmtime serve (HTTP)",
                 calls,
                 concurrency,
-                over_http(addr, |n| format!("/?call_id={n}&caller=%2B380501112233")),
+                over_http(
+                    addr,
+                    |n| format!("/?call_id={n}&caller=%2B380501112233"),
+                    runtime.clone(),
+                ),
             )?);
         }
         None => println!(
