@@ -243,3 +243,31 @@ async fn redirects_are_not_followed() {
     let report = against(&crm, "http").await;
     assert_eq!(failed(&report).status, Some(302));
 }
+
+/// Answers `{"n":[[…1…]]}` with `ARRAYS` arrays: the object is one level, each array another.
+fn nested<const ARRAYS: usize>(mut s: TcpStream) {
+    let deep = format!("{{\"n\":{}1{}}}", "[".repeat(ARRAYS), "]".repeat(ARRAYS));
+    answer(
+        &mut s,
+        &format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", deep.len()),
+        deep.as_bytes(),
+    )
+}
+
+/// JSON nested to the reader's limit is read through in the component (its stack holds that
+/// recursion: a trap here would mean the guest's stack is too small); deeper is refused, not
+/// a crash.
+#[tokio::test(flavor = "multi_thread")]
+async fn nests_json_to_the_limit_and_beyond() {
+    const MAX: usize = callroute_plugin::json::MAX_DEPTH;
+    for (crm, expected) in [
+        (RawCrm::start(nested::<{ MAX - 1 }>), "is an array"),
+        (RawCrm::start(nested::<MAX>), "nested too deeply"),
+        (RawCrm::start(nested::<30_000>), "nested too deeply"),
+    ] {
+        let report = against(&crm, "json").await;
+        let failure = failed(&report);
+        assert_eq!(failure.kind, ErrorKind::BadResponse, "{failure:?}");
+        assert!(failure.message.contains(expected), "{failure:?}");
+    }
+}
