@@ -29,6 +29,11 @@ pub mod serve;
 
 include!(concat!(env!("OUT_DIR"), "/plugin_artifact.rs"));
 
+/// The size budget of the released component, in bytes: it is fetched by every platform that
+/// loads it and compiled at every cold start. A test holds it; `cargo xtask size` shows where
+/// the bytes go.
+pub const COMPONENT_SIZE_BUDGET: usize = 256 * 1024;
+
 pub use callroute_plugin::call::Call;
 pub use report::{RouteFailure, RouteReport};
 pub use router::{PreparedScheme, Router, RouterConfig};

@@ -4,6 +4,8 @@
 //!   [`load`]).
 //! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
 //!   benchmark (see [`bench`]).
+//! - `cargo xtask size [--top N]`: the component's size against its budget, and where the
+//!   bytes go (see [`size`]).
 //!
 //! `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
 //! exactly as the `callroute` binary embeds it (built and stamped with its metadata by
@@ -13,6 +15,7 @@
 mod bench;
 mod load;
 mod process;
+mod size;
 
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -41,10 +44,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("size") => match size::run(std::env::args().skip(2).collect()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask size: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!(
                 "usage: cargo xtask dist | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH] \
-                 | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]"
+                 | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] | cargo xtask size [--top N]"
             );
             ExitCode::from(2)
         }

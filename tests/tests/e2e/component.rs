@@ -50,17 +50,14 @@ fn imports_neither_filesystem_nor_sockets() {
     );
 }
 
-/// The size budget of the released component (issue 5): it is fetched by every platform that
-/// loads it and compiled at every cold start.
-const SIZE_BUDGET: usize = 256 * 1024;
-
 #[test]
 fn fits_its_size_budget() {
     let size = EMBEDDED_PLUGIN.len();
+    let budget = callroute_host::COMPONENT_SIZE_BUDGET;
     assert!(
-        size <= SIZE_BUDGET,
-        "the component is {size} bytes, over its budget of {SIZE_BUDGET}: find what grew with \
-         `wasm-tools metadata show` and a size profile (BENCHMARKS.md, \"Artifact size\")"
+        size <= budget,
+        "the component is {size} bytes, over its budget of {budget}: `cargo xtask size` shows \
+         where the bytes go"
     );
 }
 
