@@ -49,33 +49,8 @@ mod tests {
     use crate::call::Call;
     use crate::destination::Target;
     use crate::error::ErrorKind;
+    use crate::routing::InHand;
     use crate::scheme::Endpoint;
-    use std::time::Duration;
-
-    /// Answers every request with `answer`, checking it first with `check`.
-    struct Fixed<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> {
-        check: F,
-        answer: Result<RawAnswer, RouteError>,
-    }
-
-    impl<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> Transport for Fixed<F> {
-        fn now(&mut self) -> Duration {
-            Duration::ZERO
-        }
-        fn unix_time(&mut self) -> u64 {
-            0
-        }
-        fn sleep(&mut self, _: Duration) {}
-        fn send(
-            &mut self,
-            endpoint: &Endpoint,
-            request: http::Request<Vec<u8>>,
-            _: Duration,
-        ) -> Result<RawAnswer, RouteError> {
-            (self.check)(endpoint, &request);
-            self.answer.clone()
-        }
-    }
 
     #[test]
     fn route_runs_the_whole_flow_with_any_transport() {
@@ -90,8 +65,8 @@ mod tests {
             ("destination_field", "number_01"),
             ("params.call_id", "{call_id}"),
         ];
-        let mut transport = Fixed {
-            check: |endpoint: &Endpoint, request: &http::Request<Vec<u8>>| {
+        let mut transport = InHand {
+            inspect: |endpoint: &Endpoint, request: &http::Request<Vec<u8>>| {
                 assert_eq!(endpoint.host, "crm.example.com");
                 assert_eq!(request.body(), br#"{"call_id":"pkv"}"#);
             },
@@ -111,8 +86,8 @@ mod tests {
 
     #[test]
     fn an_invalid_scheme_is_a_config_error_and_sends_nothing() {
-        let mut transport = Fixed {
-            check: |_: &Endpoint, _: &http::Request<Vec<u8>>| {
+        let mut transport = InHand {
+            inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {
                 panic!("nothing may be sent for an invalid scheme")
             },
             answer: Err(RouteError::Transport("unused".into())),
@@ -129,8 +104,8 @@ mod tests {
 
     #[test]
     fn transport_errors_pass_through() {
-        let mut transport = Fixed {
-            check: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
+        let mut transport = InHand {
+            inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
             answer: Err(RouteError::Transport("connection refused".into())),
         };
         let err = route([("url", "http://crm/")], &Call::default(), &mut transport).unwrap_err();

@@ -41,6 +41,35 @@ pub trait Transport {
     ) -> Result<answer::RawAnswer, RouteError>;
 }
 
+/// A transport with the CRM's answer already in hand, on a clock that stands still: the routing
+/// logic alone, for tests and for measuring that logic (`cargo xtask bench`). `inspect` sees each
+/// request before it gets `answer`.
+pub struct InHand<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> {
+    /// Looks at each request (a test's assertions; `|_, _| {}` otherwise).
+    pub inspect: F,
+    /// What every request gets.
+    pub answer: Result<answer::RawAnswer, RouteError>,
+}
+
+impl<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> Transport for InHand<F> {
+    fn now(&mut self) -> Duration {
+        Duration::ZERO
+    }
+    fn unix_time(&mut self) -> u64 {
+        0
+    }
+    fn sleep(&mut self, _: Duration) {}
+    fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        request: http::Request<Vec<u8>>,
+        _: Duration,
+    ) -> Result<answer::RawAnswer, RouteError> {
+        (self.inspect)(endpoint, &request);
+        self.answer.clone()
+    }
+}
+
 /// Where a call goes (the WIT `routing` record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {

@@ -18,7 +18,7 @@ use callroute_host::outbound::CannedAnswer;
 use callroute_host::{Call, PreparedScheme, Router, RouterConfig};
 use callroute_plugin::answer::RawAnswer;
 use callroute_plugin::error::RouteError;
-use callroute_plugin::routing::Transport;
+use callroute_plugin::routing::{InHand, Transport};
 use callroute_plugin::scheme::Endpoint;
 use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;
@@ -228,30 +228,6 @@ type NativeClient = hyper_util::client::legacy::Client<
     Full<bytes::Bytes>,
 >;
 
-/// The plugin's routing loop natively, with the answer in hand: its own logic, no I/O.
-struct InHand;
-
-impl Transport for InHand {
-    fn now(&mut self) -> Duration {
-        Duration::ZERO
-    }
-    fn unix_time(&mut self) -> u64 {
-        0
-    }
-    fn sleep(&mut self, _: Duration) {}
-    fn send(
-        &mut self,
-        _: &Endpoint,
-        _: http::Request<Vec<u8>>,
-        _: Duration,
-    ) -> Result<RawAnswer, RouteError> {
-        Ok(RawAnswer {
-            status: 200,
-            body: ANSWER.to_vec(),
-        })
-    }
-}
-
 /// What the benchmark's CRM answers.
 const ANSWER: &[u8] = b"380123456789";
 
@@ -404,8 +380,19 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         calls,
         1,
         Mode::Threads(Arc::new(move |n| {
-            callroute_plugin::route(in_hand.iter().map(|(k, v)| (k, v)), &call(n), &mut InHand)
-                .is_ok()
+            let mut transport = InHand {
+                inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
+                answer: Ok(RawAnswer {
+                    status: 200,
+                    body: ANSWER.to_vec(),
+                }),
+            };
+            callroute_plugin::route(
+                in_hand.iter().map(|(k, v)| (k, v)),
+                &call(n),
+                &mut transport,
+            )
+            .is_ok()
         })),
     )?;
     let canned = Router::embedded(RouterConfig {
