@@ -19,8 +19,8 @@ use callroute_plugin::destination::{Destination, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
 use callroute_plugin::routing::Routing;
 use callroute_plugin::scheme::{
-    DEFAULT_RESPONSE_TIMEOUT, Endpoint, format_seconds, parse_fallback, parse_response_timeout,
-    ring_timeout_of,
+    Allowlist, DEFAULT_RESPONSE_TIMEOUT, Endpoint, format_seconds, parse_allowlist, parse_fallback,
+    parse_response_timeout, ring_timeout_of,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,19 +100,22 @@ pub struct PreparedScheme {
     guard: Arc<OutboundGuard>,
     response_timeout: Duration,
     fallback: Vec<Target>,
+    /// Where the component may route: checked on the host too (see [`check_allowlist`]).
+    allowlist: Arc<Allowlist>,
     ring_timeout_secs: u32,
 }
 
 impl PreparedScheme {
     /// Prepare flat scheme pairs. The host reads only what it enforces itself, with the
     /// component's own field parsers: `url` and `fallback_url` (the only endpoints the sandbox
-    /// may reach), `response_timeout_secs` (the deadline), and `fallback` (what a call gets when
-    /// the component cannot answer). Judging the rest is the component's job, so an invalid
-    /// scheme is reported by the component as a `config` error naming the field, and when the
-    /// URL is invalid the guard lets nothing out.
+    /// may reach), `response_timeout_secs` (the deadline), `fallback` (what a call gets when
+    /// the component cannot answer), and `allowed_prefixes`/`allowed_sip_domains` (where it
+    /// may route). Judging the rest is the component's job, so an invalid scheme is reported by
+    /// the component as a `config` error naming the field, and when the URL is invalid the
+    /// guard lets nothing out.
     ///
-    /// `${env:NAME}` references are resolved here ([`crate::secrets`]); one that cannot be is a
-    /// `config` failure of every call.
+    /// `${env:NAME}` references are resolved here ([`crate::secrets`]); one that cannot be, or
+    /// an allowlist that cannot be read, is a `config` failure of every call.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
         let (pairs, problem) = match crate::secrets::resolve(pairs.clone()) {
             Ok(resolved) => (resolved, None),
@@ -129,6 +132,10 @@ impl PreparedScheme {
             .filter_map(|name| field(name).and_then(|url| Endpoint::parse(url.trim()).ok()))
             .collect();
         let pair_refs = pairs.iter().map(|(k, v)| (k, v));
+        // An allowlist the host cannot read fails every call: it would otherwise hold a
+        // component to nothing.
+        let allowlist = parse_allowlist(pair_refs.clone());
+        let problem = problem.or_else(|| allowlist.as_ref().err().map(ToString::to_string));
         PreparedScheme {
             problem,
             guard: Arc::new(OutboundGuard::new(endpoints)),
@@ -136,6 +143,7 @@ impl PreparedScheme {
                 .and_then(|t| parse_response_timeout(t).ok())
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
             fallback: parse_fallback(pair_refs.clone()).unwrap_or_default(),
+            allowlist: Arc::new(allowlist.unwrap_or_default()),
             ring_timeout_secs: ring_timeout_of(pair_refs),
             vars: Arc::new(pairs.into_iter().collect()),
         }
@@ -326,6 +334,7 @@ impl Router {
                 failure.message = format!("{}: {reason}", failure.message);
             }
         };
+        let result = result.and_then(|routing| check_allowlist(scheme, routing));
         let result = match result {
             Ok(mut routing) => {
                 if let Some(cause) = routing.fallback_cause.as_mut() {
@@ -559,6 +568,27 @@ fn routing_from_wit(routing: wit::Routing) -> Result<Routing, RouteFailure> {
             .collect::<Result<_, _>>()?,
         fallback_cause: routing.fallback_cause.map(|e| error_from_wit(e).into()),
     })
+}
+
+/// A component's destinations must be inside the scheme's allowlist or be the scheme's own
+/// fallback: a component loaded with `--plugin` is not trusted to have applied either. One
+/// outside both is a `bad-response`, and the call gets the scheme's fallback.
+fn check_allowlist(scheme: &PreparedScheme, routing: Routing) -> Result<Routing, RouteFailure> {
+    for destination in std::iter::once(&routing.destination).chain(&routing.alternatives) {
+        if scheme.fallback.contains(&destination.target) {
+            continue;
+        }
+        scheme
+            .allowlist
+            .check(&destination.target)
+            .map_err(|reason| {
+                RouteFailure::new(
+                    ErrorKind::BadResponse,
+                    format!("the component's destination was refused: {reason}"),
+                )
+            })?;
+    }
+    Ok(routing)
 }
 
 /// A component's answer is re-validated on the host: a component loaded with `--plugin` is

@@ -127,7 +127,7 @@ where
     let scheme = Scheme::from_pairs(scheme_pairs)?;
     let deadline = transport.now() + scheme.response_timeout;
     let cause = match ask(&scheme, call, transport, deadline) {
-        Ok(destination) => match scheme.check_allowed(&destination.target) {
+        Ok(destination) => match scheme.allowlist.check(&destination.target) {
             Ok(()) => return Ok(Routing::direct(destination)),
             Err(reason) => RouteError::BadResponse(reason),
         },

@@ -211,10 +211,8 @@ pub struct Scheme {
     pub retries: u32,
     /// The static fallback destinations, in order.
     pub fallback: Vec<Target>,
-    /// Phone prefixes a CRM may route to (digits, no `+`); empty means any.
-    pub allowed_prefixes: Vec<String>,
-    /// SIP domains a CRM may route to (lower case); empty means any.
-    pub allowed_sip_domains: Vec<String>,
+    /// Where the CRM may route calls.
+    pub allowlist: Allowlist,
     /// Secrets each request is signed with (at most two: current and next).
     pub signing_secrets: Vec<String>,
     /// Webhook parameters, sorted by name; `None` means "every call value".
@@ -425,32 +423,8 @@ impl Scheme {
         }
         let mut list = |field: &str| lists.take(field);
         let fallback = parse_fallback_entries(list("fallback"))?;
-        let allowed_prefixes = list_items(list("allowed_prefixes"))
-            .into_iter()
-            .map(|(key, prefix)| {
-                let digits = prefix.strip_prefix('+').unwrap_or(&prefix);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(invalid(
-                        &key,
-                        format!("`{prefix}` is not a phone prefix (digits, optional +)"),
-                    ));
-                }
-                Ok(digits.to_owned())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let allowed_sip_domains = list_items(list("allowed_sip_domains"))
-            .into_iter()
-            .map(|(key, domain)| {
-                let valid = !domain.is_empty()
-                    && domain.split('.').all(|l| {
-                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    });
-                if !valid {
-                    return Err(invalid(&key, format!("`{domain}` is not a domain name")));
-                }
-                Ok(domain.to_ascii_lowercase())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let allowlist =
+            Allowlist::from_entries(list("allowed_prefixes"), list("allowed_sip_domains"))?;
         let signing_secrets: Vec<String> = list("signing_secret")
             .into_iter()
             .filter(|(_, secret)| !secret.is_empty())
@@ -476,41 +450,11 @@ impl Scheme {
             fallback_url,
             retries,
             fallback,
-            allowed_prefixes,
-            allowed_sip_domains,
+            allowlist,
             signing_secrets,
             params,
             headers,
         })
-    }
-
-    /// Whether a CRM's destination is inside the scheme's allowlists; `Err` says why not.
-    pub fn check_allowed(&self, target: &Target) -> Result<(), String> {
-        match target {
-            Target::Phone(phone) if !self.allowed_prefixes.is_empty() => {
-                let digits = phone.strip_prefix('+').unwrap_or(phone);
-                if self
-                    .allowed_prefixes
-                    .iter()
-                    .any(|p| digits.starts_with(p.as_str()))
-                {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the CRM routed to {phone}, outside allowed_prefixes"
-                    ))
-                }
-            }
-            Target::Sip(sip) if !self.allowed_sip_domains.is_empty() => match sip_domain(sip) {
-                // A bare login is dialled at the PBX's own domain.
-                None => Ok(()),
-                Some(domain) if self.allowed_sip_domains.contains(&domain) => Ok(()),
-                Some(domain) => Err(format!(
-                    "the CRM routed to SIP domain {domain}, outside allowed_sip_domains"
-                )),
-            },
-            _ => Ok(()),
-        }
     }
 
     /// The method actually sent: JSON and JSON-RPC always POST (as Ringostat does), and a form
@@ -588,13 +532,109 @@ pub fn format_seconds(duration: Duration) -> String {
 pub fn parse_fallback<K: AsRef<str>, V: AsRef<str>>(
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> Result<Vec<Target>, SchemeError> {
+    parse_fallback_entries(list_entries(pairs, &["fallback"])?.take("fallback"))
+}
+
+/// Parse the allowlist (`allowed_prefixes`, `allowed_sip_domains`) from flat scheme pairs.
+/// Hosts use this too, to hold a component's destinations to it.
+pub fn parse_allowlist<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<Allowlist, SchemeError> {
+    let mut lists = list_entries(pairs, &["allowed_prefixes", "allowed_sip_domains"])?;
+    Allowlist::from_entries(
+        lists.take("allowed_prefixes"),
+        lists.take("allowed_sip_domains"),
+    )
+}
+
+/// The entries of the list fields `fields` among flat scheme pairs.
+fn list_entries<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+    fields: &[&str],
+) -> Result<Lists, SchemeError> {
     let mut lists = Lists::default();
     for (key, value) in pairs {
-        if let Some(("fallback", index)) = list_key(key.as_ref())? {
-            lists.insert("fallback", index, key.as_ref(), value.as_ref().trim());
+        if let Some((field, index)) = list_key(key.as_ref())?
+            && fields.contains(&field)
+        {
+            lists.insert(field, index, key.as_ref(), value.as_ref().trim());
         }
     }
-    parse_fallback_entries(lists.take("fallback"))
+    Ok(lists)
+}
+
+/// Where a CRM may route calls: the scheme's `allowed_prefixes` and `allowed_sip_domains`.
+/// Both the component and the host check every destination against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    /// Phone prefixes (digits, no `+`); empty means any phone number.
+    pub prefixes: Vec<String>,
+    /// SIP domains (lower case); empty means any domain.
+    pub sip_domains: Vec<String>,
+}
+
+impl Allowlist {
+    /// From the entries of the two list fields, each item validated.
+    fn from_entries(
+        prefixes: Vec<(String, String)>,
+        sip_domains: Vec<(String, String)>,
+    ) -> Result<Allowlist, SchemeError> {
+        let prefixes = list_items(prefixes)
+            .into_iter()
+            .map(|(key, prefix)| {
+                let digits = prefix.strip_prefix('+').unwrap_or(&prefix);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid(
+                        &key,
+                        format!("`{prefix}` is not a phone prefix (digits, optional +)"),
+                    ));
+                }
+                Ok(digits.to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sip_domains = list_items(sip_domains)
+            .into_iter()
+            .map(|(key, domain)| {
+                let valid = !domain.is_empty()
+                    && domain.split('.').all(|l| {
+                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    });
+                if !valid {
+                    return Err(invalid(&key, format!("`{domain}` is not a domain name")));
+                }
+                Ok(domain.to_ascii_lowercase())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Allowlist {
+            prefixes,
+            sip_domains,
+        })
+    }
+
+    /// Whether a destination is inside the allowlist; `Err` says why not.
+    pub fn check(&self, target: &Target) -> Result<(), String> {
+        match target {
+            Target::Phone(phone) if !self.prefixes.is_empty() => {
+                let digits = phone.strip_prefix('+').unwrap_or(phone);
+                if self.prefixes.iter().any(|p| digits.starts_with(p.as_str())) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the CRM routed to {phone}, outside allowed_prefixes"
+                    ))
+                }
+            }
+            Target::Sip(sip) if !self.sip_domains.is_empty() => match sip_domain(sip) {
+                // A bare login is dialled at the PBX's own domain.
+                None => Ok(()),
+                Some(domain) if self.sip_domains.contains(&domain) => Ok(()),
+                Some(domain) => Err(format!(
+                    "the CRM routed to SIP domain {domain}, outside allowed_sip_domains"
+                )),
+            },
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The entries of list fields as they come, `(field, index, key, value)`; a `Vec` rather than
@@ -889,8 +929,8 @@ mod tests {
                 Target::Sip("manager_7".into())
             ]
         );
-        assert_eq!(s.allowed_prefixes, ["380", "48"]);
-        assert_eq!(s.allowed_sip_domains, ["pbx.example.com"]);
+        assert_eq!(s.allowlist.prefixes, ["380", "48"]);
+        assert_eq!(s.allowlist.sip_domains, ["pbx.example.com"]);
         let single = scheme(&[URL, ("fallback", "101")]).unwrap();
         assert_eq!(single.fallback, [Target::Phone("101".into())]);
         assert_eq!(
@@ -925,7 +965,15 @@ mod tests {
             ("allowed_sip_domains", "pbx.example.com"),
         ])
         .unwrap();
-        let allowed = |t: &str| s.check_allowed(&Target::parse(t).unwrap());
+        // Hosts read the same allowlist from the same pairs.
+        let pairs = [
+            ("allowed_prefixes", "380,+48"),
+            ("allowed_sip_domains", "pbx.example.com"),
+        ];
+        assert_eq!(parse_allowlist(pairs).unwrap(), s.allowlist);
+        let bad = parse_allowlist([("allowed_prefixes.1", "+38a")]).unwrap_err();
+        assert!(bad.to_string().contains("`allowed_prefixes.1`"), "{bad}");
+        let allowed = |t: &str| s.allowlist.check(&Target::parse(t).unwrap());
         assert!(allowed("+380441234567").is_ok());
         assert!(allowed("380441234567").is_ok());
         assert!(allowed("48221234567").is_ok());
@@ -946,7 +994,8 @@ mod tests {
         assert!(allowed("sip:bob@[2001:db8::1]").is_err());
         let open = scheme(&[URL]).unwrap();
         assert!(
-            open.check_allowed(&Target::Phone("+19005550100".into()))
+            open.allowlist
+                .check(&Target::Phone("+19005550100".into()))
                 .is_ok()
         );
     }

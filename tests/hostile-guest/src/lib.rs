@@ -56,6 +56,8 @@ impl Guest for Hostile {
             "inject" => phone("3801\r\nVia: SIP/2.0/UDP evil"),
             // A SIP address passed off as a phone number.
             "mislabel" => phone("sip:alice@pbx.example.com"),
+            // A well-formed number the scheme's allowlist does not allow (a premium line).
+            "premium" => phone("+1 900 555 0100"),
             // An error, as a component without fallbacks of its own reports a CRM failure.
             "fail" => Err(RouteError::Transport("the CRM is down".into())),
             // Behaves: a fixed destination, to show the harness still serves afterwards.

@@ -4,11 +4,12 @@ use callroute_tests::*;
 use std::time::Duration;
 
 async fn behave(behaviour: &str, timeout: &str) -> callroute_host::RouteReport {
-    let pairs = [
-        ("url", "http://127.0.0.1:9/"),
-        ("behaviour", behaviour),
-        ("response_timeout_secs", timeout),
-    ];
+    behave_with(behaviour, &[("response_timeout_secs", timeout)]).await
+}
+
+async fn behave_with(behaviour: &str, extra: &[(&str, &str)]) -> callroute_host::RouteReport {
+    let mut pairs = vec![("url", "http://127.0.0.1:9/"), ("behaviour", behaviour)];
+    pairs.extend_from_slice(extra);
     hostile_router().route(&scheme(&pairs), &seed_call()).await
 }
 
@@ -63,4 +64,37 @@ async fn forged_destinations_are_refused_by_the_host() {
         let error = failed(&behave(behaviour, "2").await).clone();
         assert_eq!(error.kind, ErrorKind::BadResponse, "{behaviour}: {error}");
     }
+}
+
+/// The host holds a component to the scheme's allowlist itself: a component that ignores
+/// `allowed_prefixes` gets the scheme's fallback, not a premium line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_cannot_route_outside_the_allowlist() {
+    let allowlist = ("allowed_prefixes", "380");
+    let report = behave_with("premium", &[allowlist, ("fallback", "reception")]).await;
+    let routing = fell_back(&report);
+    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+    let cause = routing.fallback_cause.as_ref().unwrap();
+    assert_eq!(cause.kind, ErrorKind::BadResponse, "{cause}");
+    assert!(
+        cause.message.contains("outside allowed_prefixes"),
+        "{cause}"
+    );
+
+    let error = failed(&behave_with("premium", &[allowlist]).await).clone();
+    assert_eq!(error.kind, ErrorKind::BadResponse, "{error}");
+    // Inside the allowlist, or without one, the same component is routed.
+    for extra in [&[allowlist][..], &[]] {
+        let report = behave_with("behave", extra).await;
+        assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
+    }
+    assert_eq!(
+        routed(&behave_with("premium", &[]).await).0,
+        Target::Phone("+19005550100".into())
+    );
+
+    // An allowlist the host cannot read fails the call rather than allowing everything.
+    let error = failed(&behave_with("premium", &[("allowed_prefixes", "38x")]).await).clone();
+    assert_eq!(error.kind, ErrorKind::Config, "{error}");
+    assert!(error.message.contains("`allowed_prefixes`"), "{error}");
 }
