@@ -3,7 +3,9 @@
 //! - `cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]`: the load test (see
 //!   [`load`]).
 //! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
-//!   benchmark (see [`bench`]).
+//!   benchmark (see [`bench`]). It measures release code only: run from a debug build (as the
+//!   `cargo xtask` alias builds it), it builds the workspace's release binaries and hands over
+//!   to `target/release/xtask`.
 //! - `cargo xtask size [--top N]`: the component's size against its budget, and where the
 //!   bytes go (see [`size`]).
 //!
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("bench") if cfg!(debug_assertions) => in_release_build(),
         Some("bench") => match bench::run(std::env::args().skip(2).collect()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,6 +60,39 @@ fn main() -> ExitCode {
                  | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] | cargo xtask size [--top N]"
             );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Build the workspace's release binaries (the harness library in `xtask` itself, and
+/// `callroute` for `callroute serve`) and run this same command with the release `xtask`: a
+/// benchmark of unoptimised code would measure nothing useful.
+fn in_release_build() -> ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "xtask: building the release binaries to measure (cargo build --release --workspace --bins)"
+    );
+    let built = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--workspace", "--bins"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("xtask: the release build failed");
+        return ExitCode::FAILURE;
+    }
+    let status = std::process::Command::new(root.join("target/release/xtask"))
+        .args(std::env::args_os().skip(1))
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: cannot run target/release/xtask: {e}");
+            ExitCode::FAILURE
         }
     }
 }
