@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz every parser for a bounded time each (default 60 s): `fuzz/run.sh [SECONDS]`.
+# Fuzz every parser (scheme, CRM answer, call JSON, the JSON reader/writer) for a bounded time each (default 60 s): `fuzz/run.sh [SECONDS]`.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); a crash stops the
 # run and leaves its input under fuzz/artifacts/<target>/.
 set -euo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
-for target in scheme answer call_json; do
+for target in scheme answer call_json json; do
     echo "=== $target (${seconds}s)"
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \
         | grep -E "^(#[0-9]+ +DONE|Done|==[0-9]+==|SUMMARY|thread)" || true
