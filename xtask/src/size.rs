@@ -158,19 +158,53 @@ fn profile(module: &[u8]) -> Result<Profile, String> {
 }
 
 /// The crate a (demangled) function belongs to: the first path segment, looking through
-/// `<Type as Trait>` impls. Names without a path are the C allocator (dlmalloc's internals)
-/// and the component's export glue.
+/// `<Type as Trait>` impls (to the trait's crate when the type is a primitive or generic).
+/// Names without a path are the C allocator (dlmalloc's internals) and the export glue.
 fn crate_of(name: &str) -> String {
     if !name.contains("::") {
         return "(C allocator, export glue)".into();
     }
-    let name = name.trim_start_matches('<').trim_start_matches('&');
-    let name = name.strip_prefix("mut ").unwrap_or(name);
-    name.split("::")
+    let mut name = name.trim_start_matches('<').trim_start_matches('&');
+    name = name.strip_prefix("mut ").unwrap_or(name);
+    if let Some((self_type, rest)) = name.split_once(" as ")
+        && !self_type.contains("::")
+    {
+        name = rest.trim_start_matches('<');
+    }
+    let first = name
+        .split("::")
         .next()
         .unwrap_or(name)
         .split([' ', '<', '>'])
         .next()
-        .unwrap_or(name)
-        .to_owned()
+        .unwrap_or(name);
+    match first {
+        // Inherent methods of primitive types live in `core`; `__rustc` is std's allocator shim.
+        "char" | "str" | "bool" | "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => "core",
+        "__rustc" => "std",
+        other => other,
+    }
+    .to_owned()
+}
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crates() {
+        for (name, krate) in [
+            ("<char as core::fmt::Debug>::fmt", "core"),
+            (
+                "<&mut serde_json::de::Deserializer<R> as serde::Deserializer>::x",
+                "serde_json",
+            ),
+            ("http::header::name::StandardHeader::from_bytes", "http"),
+            ("dlmalloc", "(C allocator, export glue)"),
+            ("core::str::<impl str>::trim_matches", "core"),
+            (
+                "<&[u8] as <alloc::ffi::c_str::CString>::new::SpecNewImpl>::spec_new_impl",
+                "alloc",
+            ),
+        ] {
+            assert_eq!(super::crate_of(name), krate, "{name}");
+        }
+    }
 }
