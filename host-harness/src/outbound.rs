@@ -3,7 +3,7 @@
 //! Every request a component makes goes through [`Outbound::send_request`]: the call's
 //! [`OutboundGuard`] checks the target, then the router's [`OutboundClient`] sends it over a
 //! keep-alive connection to that CRM, reused across calls (a new TCP and TLS handshake per call
-//! is most of a webhook's cost). Its connector resolves host names (with a small cache) and
+//! is most of a webhook's cost), or, for a dry run, answers it itself ([`CannedAnswer`]). Its connector resolves host names (with a small cache) and
 //! checks each address against the host's policy right before connecting to it, so DNS cannot
 //! swap in a forbidden address; TLS always verifies certificates. The call's deadline bounds
 //! connecting, the first byte and every body byte, whatever request options the component
