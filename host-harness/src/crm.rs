@@ -134,8 +134,48 @@ type Handler = dyn Fn(&CrmRequest) -> CrmReply + Send + Sync;
 pub struct TestCrm {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<CrmRequest>>>,
+    _server: ServerThread,
+}
+
+/// A local server on its own thread and runtime, running until this is dropped: the drop tells
+/// it to stop and waits for its thread. The CRM here and the tests' servers are each one.
+pub struct ServerThread {
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Run `serve(stop)` on `runtime` on a thread called `name`; `stop` resolves when the
+    /// returned handle is dropped, and the server should then finish.
+    pub fn spawn<F, Fut>(
+        name: &str,
+        runtime: tokio::runtime::Runtime,
+        serve: F,
+    ) -> std::io::Result<ServerThread>
+    where
+        F: FnOnce(oneshot::Receiver<()>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let (shutdown, stop) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || runtime.block_on(serve(stop)))?;
+        Ok(ServerThread {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl TestCrm {
@@ -147,20 +187,20 @@ impl TestCrm {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, stopped) = oneshot::channel();
         let handler: Arc<Handler> = Arc::new(handler);
         let log = requests.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let thread = std::thread::Builder::new()
-            .name(format!("test-crm-{}", addr.port()))
-            .spawn(move || runtime.block_on(serve(listener, handler, log, stopped)))?;
+        let server = ServerThread::spawn(
+            &format!("test-crm-{}", addr.port()),
+            runtime,
+            move |stopped| serve(listener, handler, log, stopped),
+        )?;
         Ok(TestCrm {
             addr,
             requests,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -187,17 +227,6 @@ impl TestCrm {
         let requests = self.requests();
         assert_eq!(requests.len(), 1, "expected one request, got {requests:#?}");
         requests.into_iter().next().unwrap()
-    }
-}
-
-impl Drop for TestCrm {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

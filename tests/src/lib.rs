@@ -1,6 +1,7 @@
 //! Support for the end-to-end suites in `tests/tests/`: the real routing component in the real
 //! harness, compiled once per test process, and the local CRM from `callroute_host::crm`.
 
+use callroute_host::crm::ServerThread;
 use callroute_host::{Call, PreparedScheme, RouteReport, Router, RouterConfig};
 use std::sync::OnceLock;
 
@@ -104,8 +105,7 @@ pub fn failed(report: &RouteReport) -> &callroute_host::RouteFailure {
 /// thread and runtime; dropping it shuts the server down and waits for it.
 pub struct Served {
     addr: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl Served {
@@ -123,16 +123,15 @@ impl Served {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(callroute_host::serve::run(listener, service, async {
+        let server = ServerThread::spawn("served", runtime, move |stop| {
+            callroute_host::serve::run(listener, service, async {
                 let _ = stop.await;
-            }))
-        });
+            })
+        })
+        .unwrap();
         Served {
             addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -151,17 +150,6 @@ impl Served {
     ) -> callroute_host::client::Response {
         callroute_host::client::request(self.addr, method, path, headers, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -232,8 +220,7 @@ impl Drop for RawCrm {
 /// with `body` as plain text; stops on drop.
 pub struct TlsCrm {
     addr: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 /// The test CA's certificate, as `--ca-cert` would load it.
@@ -269,13 +256,12 @@ impl TlsCrm {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
+        let server = ServerThread::spawn("tls-crm", runtime, move |mut stop| {
+            async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
                     tokio::select! {
@@ -299,28 +285,17 @@ impl TlsCrm {
                         }
                     }
                 }
-            })
-        });
+            }
+        })
+        .unwrap();
         TlsCrm {
             addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
     /// `https://{host}:PORT/`.
     pub fn url(&self, host: &str) -> String {
         format!("https://{host}:{}/", self.addr.port())
-    }
-}
-
-impl Drop for TlsCrm {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
