@@ -66,6 +66,15 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The error of a call that was not routed: exit status 1, outcome `failed`, error `kind`.
+fn failure(output: &Output, kind: &str) -> Value {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    let json = stdout_json(output);
+    assert_eq!(json["outcome"], "failed", "{json}");
+    assert_eq!(json["error"]["kind"], kind, "{json}");
+    json["error"].clone()
+}
+
 #[test]
 fn a_routed_call_prints_the_destination_and_exits_0() {
     let crm = TestCrm::start(|_| CrmReply::json(serde_json::json!({"number_01": "3 80123456789"})))
@@ -120,15 +129,15 @@ fn a_sample_crm_answer_is_read_without_calling_the_crm() {
     assert_eq!(json["destination"]["target"], "+380123456789");
 
     let wrong = dir.file("wrong.json", r#"{"routes":[]}"#);
-    let output = route_stdin(&scheme, &["--crm-answer", &wrong]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(stdout_json(&output)["error"]["kind"], "no-destination");
+    failure(
+        &route_stdin(&scheme, &["--crm-answer", &wrong]),
+        "no-destination",
+    );
 
     // The outbound guard still applies: a loopback CRM is refused unless allowed.
     let local = dir.file("local.toml", "url = \"http://127.0.0.1:9/route\"\n");
     let plain = dir.file("plain.txt", "380123456789");
-    let output = route_stdin(&local, &["--crm-answer", &plain]);
-    assert_eq!(stdout_json(&output)["error"]["kind"], "denied");
+    failure(&route_stdin(&local, &["--crm-answer", &plain]), "denied");
     let output = route_stdin(&local, &["--crm-answer", &plain, "--allow-private-network"]);
     assert_eq!(
         stdout_json(&output)["destination"]["target"],
@@ -162,20 +171,17 @@ fn an_invalid_scheme_is_a_config_failure_naming_the_field() {
         "s.toml",
         "url = \"http://127.0.0.1:9/\"\nimport = \"json\"\n",
     );
-    let out = route_stdin(&scheme, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let json = stdout_json(&out);
-    assert_eq!(json["error"]["kind"], "config");
+    let error = failure(&route_stdin(&scheme, &[]), "config");
     assert!(
-        json["error"]["message"]
+        error["message"]
             .as_str()
             .unwrap()
             .contains("destination_field"),
-        "{json}"
+        "{error}"
     );
     assert!(
-        json["error"].get("status").is_none(),
-        "status only for http-status: {json}"
+        error.get("status").is_none(),
+        "status only for http-status: {error}"
     );
 }
 
@@ -184,9 +190,7 @@ fn loopback_is_denied_unless_allowed() {
     let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
     let dir = Scratch::new("denied");
     let scheme = dir.file("s.toml", &format!("url = \"{}\"\n", crm.url("/")));
-    let out = route_stdin(&scheme, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stdout_json(&out)["error"]["kind"], "denied");
+    failure(&route_stdin(&scheme, &[]), "denied");
     assert!(crm.requests().is_empty());
 }
 
@@ -511,16 +515,13 @@ fn secrets_come_from_the_environment_and_never_reach_the_output() {
         );
     }
 
-    let out = run(&[("CALLROUTE_TEST_SIGNING", "x")]);
-    assert_eq!(out.status.code(), Some(1));
-    let json = stdout_json(&out);
-    assert_eq!(json["error"]["kind"], "config");
+    let error = failure(&run(&[("CALLROUTE_TEST_SIGNING", "x")]), "config");
     assert!(
-        json["error"]["message"]
+        error["message"]
             .as_str()
             .unwrap()
             .contains("${env:CALLROUTE_TEST_TOKEN}"),
-        "{json}"
+        "{error}"
     );
     assert_eq!(
         crm.requests().len(),

@@ -93,6 +93,15 @@ pub fn fell_back(report: &RouteReport) -> &callroute_plugin::routing::Routing {
     }
 }
 
+/// Assert that a call was answered within `max` (its deadline plus what the test allows).
+pub fn assert_within(report: &RouteReport, max: std::time::Duration) {
+    assert!(
+        report.elapsed <= max,
+        "the call took {:?}, more than {max:?}",
+        report.elapsed
+    );
+}
+
 /// The error of a failed call; fails the test if the call was routed.
 pub fn failed(report: &RouteReport) -> &callroute_host::RouteFailure {
     match &report.result {

@@ -51,11 +51,7 @@ async fn a_spinning_component_is_stopped_at_the_deadline() {
         matches!(error.kind, ErrorKind::Timeout | ErrorKind::Trap),
         "{error}"
     );
-    assert!(
-        report.elapsed <= Duration::from_millis(800),
-        "{:?}",
-        report.elapsed
-    );
+    assert_within(&report, Duration::from_millis(800));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,8 +21,13 @@ async fn against(crm: &RawCrm, import: &str) -> callroute_host::RouteReport {
         &seed_call(),
     )
     .await;
-    assert!(report.elapsed <= LIMIT, "took {:?}", report.elapsed);
+    assert_within(&report, LIMIT);
     report
+}
+
+/// The error kind of a call to `crm` that must fail (within the deadline, see [`against`]).
+async fn failure_kind(crm: &RawCrm, import: &str) -> ErrorKind {
+    failed(&against(crm, import).await).kind
 }
 
 fn answer(stream: &mut TcpStream, head: &str, body: &[u8]) {
@@ -37,10 +42,7 @@ async fn never_answers() {
         RawCrm::read_request(&mut s);
         std::thread::sleep(Duration::from_secs(10));
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::Timeout
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::Timeout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,10 +52,7 @@ async fn answers_after_the_deadline() {
         std::thread::sleep(Duration::from_millis(1500));
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n101");
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::Timeout
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::Timeout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,10 +66,7 @@ async fn trickles_one_byte_a_second() {
             std::thread::sleep(Duration::from_secs(1));
         }
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::Timeout
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::Timeout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,10 +84,7 @@ async fn trickles_the_body_after_a_quick_head() {
             }
         }
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::Timeout
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::Timeout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,8 +96,7 @@ async fn resets_mid_body() {
         std::thread::sleep(Duration::from_millis(50));
         drop(s);
     });
-    let kind = failed(&against(&crm, "http").await).kind;
-    assert_eq!(kind, ErrorKind::Transport);
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::Transport);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,10 +114,7 @@ async fn answers_ten_megabytes() {
             }
         }
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::BadResponse);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,10 +132,7 @@ async fn answers_ten_megabytes_without_a_length() {
             }
         }
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::BadResponse);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,16 +145,13 @@ async fn floods_headers() {
         head.push_str("Content-Length: 3\r\n\r\n");
         answer(&mut s, &head, b"101");
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::BadResponse);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn speaks_garbage_instead_of_http() {
     let crm = RawCrm::start(|mut s| answer(&mut s, "SSH-2.0-OpenSSH_9.6\r\n\r\n", b""));
-    let kind = failed(&against(&crm, "http").await).kind;
+    let kind = failure_kind(&crm, "http").await;
     assert!(
         matches!(kind, ErrorKind::BadResponse | ErrorKind::Transport),
         "{kind}"
@@ -184,10 +167,7 @@ async fn invalid_utf8_html_pages_wrong_types_and_deep_nesting() {
             b"38\xff\xfe",
         )
     });
-    assert_eq!(
-        failed(&against(&crm, "http").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "http").await, ErrorKind::BadResponse);
 
     let crm = RawCrm::start(|mut s| {
         let page = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>";
@@ -200,10 +180,7 @@ async fn invalid_utf8_html_pages_wrong_types_and_deep_nesting() {
             page,
         )
     });
-    assert_eq!(
-        failed(&against(&crm, "json").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "json").await, ErrorKind::BadResponse);
 
     let crm = RawCrm::start(|mut s| {
         answer(
@@ -212,10 +189,7 @@ async fn invalid_utf8_html_pages_wrong_types_and_deep_nesting() {
             br#"{"n":[1,2,3]} "#,
         )
     });
-    assert_eq!(
-        failed(&against(&crm, "json").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "json").await, ErrorKind::BadResponse);
 
     let crm = RawCrm::start(|mut s| {
         let deep = format!("{{\"n\":{}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
@@ -225,10 +199,7 @@ async fn invalid_utf8_html_pages_wrong_types_and_deep_nesting() {
             deep.as_bytes(),
         )
     });
-    assert_eq!(
-        failed(&against(&crm, "json").await).kind,
-        ErrorKind::BadResponse
-    );
+    assert_eq!(failure_kind(&crm, "json").await, ErrorKind::BadResponse);
 }
 
 #[tokio::test(flavor = "multi_thread")]
