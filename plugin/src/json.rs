@@ -236,9 +236,7 @@ impl Parser<'_> {
     /// After `[`: the items and the closing `]`.
     fn array(&mut self) -> Result<Value, Error> {
         let mut items = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.closes_at_once(b']') {
             return Ok(Value::Array(items));
         }
         loop {
@@ -252,9 +250,7 @@ impl Parser<'_> {
     /// After `{`: the members and the closing `}`.
     fn object(&mut self) -> Result<Value, Error> {
         let mut members = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.closes_at_once(b'}') {
             return Ok(Value::Object(members));
         }
         loop {
@@ -273,6 +269,17 @@ impl Parser<'_> {
                 return Ok(Value::Object(members));
             }
         }
+    }
+
+    /// Right after the opening bracket: whether `close` follows (an empty array or object),
+    /// consumed if so.
+    fn closes_at_once(&mut self, close: u8) -> bool {
+        self.skip_whitespace();
+        let closes = self.peek() == Some(close);
+        if closes {
+            self.pos += 1;
+        }
+        closes
     }
 
     /// After an item: `true` at the closing bracket, `false` at a comma.
