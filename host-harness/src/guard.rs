@@ -68,11 +68,7 @@ impl OutboundGuard {
             _ => return Err(Denial::BadRequest),
         };
         let authority = uri.authority().ok_or(Denial::BadRequest)?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host = normalized_host(authority.host());
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let allowed = self
             .endpoints
@@ -92,6 +88,13 @@ impl OutboundGuard {
         };
         Ok(allowed)
     }
+}
+
+/// A URI's host as endpoints hold it: lower case, an IPv6 address without its brackets.
+pub fn normalized_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 /// `scheme://host:port` of an endpoint: what the guard compares, and all a denial shows.

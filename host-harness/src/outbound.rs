@@ -9,7 +9,7 @@
 //! connecting, the first byte and every body byte, whatever request options the component
 //! asked for. Response headers and bodies are capped.
 
-use crate::guard::{AddressPolicy, Denial, OutboundGuard};
+use crate::guard::{AddressPolicy, Denial, OutboundGuard, normalized_host};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
@@ -170,11 +170,7 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
         let this = self.clone();
         Box::pin(async move {
             let tls = uri.scheme_str() == Some("https");
-            let host = uri.host().ok_or(ConnectError::NoHost)?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase();
+            let host = normalized_host(uri.host().ok_or(ConnectError::NoHost)?);
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
             let addrs = this.resolve(&host, port).await?;
             let mut allowed = Vec::new();
@@ -376,13 +372,14 @@ async fn send(
     deadline: Instant,
     body_deadline: Instant,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Failure> {
-    guard.check_target(request.uri()).map_err(Failure::Denied)?;
+    let endpoint = guard.check_target(request.uri()).map_err(Failure::Denied)?;
     let response = match &client.sender {
         Sender::Network(client) => exchange(client, request, deadline, body_deadline).await?,
         Sender::Canned(answer, policy) => {
-            let host = request.uri().host().unwrap_or_default();
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-                policy.check_addr(host, ip).map_err(Failure::Denied)?;
+            if let Ok(ip) = endpoint.host.parse() {
+                policy
+                    .check_addr(&endpoint.host, ip)
+                    .map_err(Failure::Denied)?;
             }
             let body = http_body_util::Full::new(answer.body.clone())
                 .map_err(|never| match never {})
