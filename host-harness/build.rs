@@ -1,14 +1,16 @@
 //! Builds the routing component (`plugin/`) for `wasm32-wasip2` (see `build/component.rs`),
-//! shrinks it with `wasm-opt` (see `build/optimize.rs`), stamps it with registry metadata
-//! (name, version, description, licence, source, the `wasm-opt` that processed it), and hands
-//! it to the crate as generated items, so the `callroute` binary embeds exactly the component
-//! that `cargo xtask dist` releases.
+//! drops its item names, stamps it with registry metadata (name, version, description,
+//! licence, source), and hands it to the crate as generated items, so the `callroute` binary
+//! embeds exactly the component that `cargo xtask dist` releases.
+//!
+//! Nothing outside Rust's toolchain takes part (no `wasm-opt`): the component is the same bytes
+//! on every machine with the pinned toolchain and `Cargo.lock`, whatever is on `PATH`, and a
+//! test keeps it within its size budget without help.
 //!
 //! The release version is the workspace version, and it must equal the WIT package version
 //! (`package callroute:router@X;`): the build fails if they drift apart.
 
 include!("build/component.rs");
-include!("build/optimize.rs");
 
 use wasm_metadata::{AddMetadata, AddMetadataField};
 
@@ -18,9 +20,15 @@ fn main() {
 
     let built = build_component("callroute-plugin", &["plugin/src", "plugin/Cargo.toml"]);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let (bytes, wasm_opt_version) = optimize_component(&std::fs::read(&built).unwrap(), &out_dir);
+    // The component-level name section names every type and function the component links (10
+    // KiB that no host or tool here needs); clearing it leaves an empty one, which the stamp
+    // below fills with the component's own name.
+    let mut clear_names = AddMetadata::default();
+    clear_names.name = AddMetadataField::Clear;
+    let bytes = clear_names
+        .to_wasm(&std::fs::read(&built).unwrap())
+        .expect("clearing the component's item names");
     let mut metadata = AddMetadata::default();
-    metadata.processed_by = vec![("wasm-opt".to_owned(), wasm_opt_version)];
     metadata.name = AddMetadataField::Set("callroute-router".to_owned());
     metadata.version = AddMetadataField::Set(wasm_metadata::Version::new(version.clone()));
     metadata.description = AddMetadataField::Set(wasm_metadata::Description::new(

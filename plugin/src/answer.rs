@@ -31,10 +31,7 @@ pub struct RawAnswer {
 pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Destination, RouteError> {
     let status = answer.status;
     if !(200..300).contains(&status) {
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
+        let reason = reason_phrase(status);
         return Err(RouteError::HttpStatus {
             status,
             message: format!("the CRM answered {status} {reason}")
@@ -72,6 +69,53 @@ pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Destinat
         target,
         ring_timeout_secs: scheme.ring_timeout_secs,
     })
+}
+
+/// The reason phrase of the statuses a CRM plausibly answers with (RFC 9110, RFC 6585), for
+/// messages; empty for the rest, which are shown by number only.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
 }
 
 fn plain_text(text: &str) -> Result<Target, RouteError> {

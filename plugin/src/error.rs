@@ -1,8 +1,8 @@
 //! Why a call could not be routed: the typed errors every layer shares.
 //!
 //! [`RouteError`] mirrors the WIT `route-error` variant case for case; [`ErrorKind`] names the
-//! kinds as they appear in the CLI's and the server's JSON (`error.kind`), including `trap`,
-//! which only a host can report. Messages never carry a URL query, a header value or a secret.
+//! kinds as they appear in the CLI's and the server's JSON (`error.kind`), including `trap`
+//! and `overloaded`, which only a host can report. Messages never carry a URL query, a header value or a secret.
 
 use std::fmt;
 
@@ -25,11 +25,14 @@ pub enum ErrorKind {
     NoDestination,
     /// The component crashed or broke a sandbox limit (reported by the host only).
     Trap,
+    /// The host had no room for the call: every sandbox slot was busy (reported by the host
+    /// only, at once, instead of making the caller wait).
+    Overloaded,
 }
 
 impl ErrorKind {
-    /// Every kind, in the order of the WIT variant (then `trap`).
-    pub const ALL: [ErrorKind; 8] = [
+    /// Every kind, in the order of the WIT variant (then the host's `trap` and `overloaded`).
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Config,
         ErrorKind::Denied,
         ErrorKind::Timeout,
@@ -38,6 +41,7 @@ impl ErrorKind {
         ErrorKind::BadResponse,
         ErrorKind::NoDestination,
         ErrorKind::Trap,
+        ErrorKind::Overloaded,
     ];
 
     /// The kebab-case name used in JSON output and metrics.
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::BadResponse => "bad-response",
             ErrorKind::NoDestination => "no-destination",
             ErrorKind::Trap => "trap",
+            ErrorKind::Overloaded => "overloaded",
         }
     }
 }
@@ -146,7 +151,8 @@ mod tests {
                 "http-status",
                 "bad-response",
                 "no-destination",
-                "trap"
+                "trap",
+                "overloaded"
             ]
         );
     }

@@ -66,9 +66,9 @@ mod tests {
             ("params.call_id", "{call_id}"),
         ];
         let mut transport = InHand {
-            inspect: |endpoint: &Endpoint, request: &http::Request<Vec<u8>>| {
+            inspect: |endpoint: &Endpoint, request: &crate::request::Request| {
                 assert_eq!(endpoint.host, "crm.example.com");
-                assert_eq!(request.body(), br#"{"call_id":"pkv"}"#);
+                assert_eq!(request.body, br#"{"call_id":"pkv"}"#);
             },
             answer: Ok(RawAnswer {
                 status: 200,
@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn an_invalid_scheme_is_a_config_error_and_sends_nothing() {
         let mut transport = InHand {
-            inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {
+            inspect: |_: &Endpoint, _: &crate::request::Request| {
                 panic!("nothing may be sent for an invalid scheme")
             },
             answer: Err(RouteError::Transport("unused".into())),
@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn transport_errors_pass_through() {
         let mut transport = InHand {
-            inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
+            inspect: |_: &Endpoint, _: &crate::request::Request| {},
             answer: Err(RouteError::Transport("connection refused".into())),
         };
         let err = route([("url", "http://crm/")], &Call::default(), &mut transport).unwrap_err();

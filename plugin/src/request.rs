@@ -7,12 +7,52 @@
 use crate::call::Call;
 use crate::error::RouteError;
 use crate::json;
-use crate::scheme::{Endpoint, Scheme, Submission};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderName, HeaderValue, Request};
+use crate::scheme::{Endpoint, Method, Scheme, Submission};
 
 /// The `User-Agent` every webhook request carries.
 pub const USER_AGENT_VALUE: &str = concat!("callroute/", env!("CARGO_PKG_VERSION"));
+
+/// A webhook request, complete before it is sent; the transport takes the scheme, host and
+/// port from the [`Endpoint`] it sends it to.
+///
+/// Not `http::Request`: the `http` crate (its header tables, URI parser and method type) was an
+/// eighth of the component's code, and a request built from validated parts needs none of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method sent.
+    pub method: Method,
+    /// The path and query (`/route?key=1&caller=%2B380…`).
+    pub path_and_query: String,
+    /// The headers in the order sent, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for none).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.path_and_query.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The absolute URL the request goes to at `endpoint`.
+    pub fn url(&self, endpoint: &Endpoint) -> String {
+        format!(
+            "{}://{}{}",
+            endpoint.uri_scheme(),
+            endpoint.authority(),
+            self.path_and_query
+        )
+    }
+}
 
 /// The JSON-RPC `id` of the request for a call: the call's id, so a CRM can correlate.
 pub fn jsonrpc_id(call: &Call) -> &str {
@@ -34,17 +74,13 @@ pub fn params(scheme: &Scheme, call: &Call) -> Vec<(String, String)> {
     }
 }
 
-/// Build the complete request (absolute URI, headers, body) for a call to the scheme's CRM.
-pub fn build(scheme: &Scheme, call: &Call) -> Result<Request<Vec<u8>>, RouteError> {
+/// Build the complete request (path and query, headers, body) for a call to the scheme's CRM.
+pub fn build(scheme: &Scheme, call: &Call) -> Result<Request, RouteError> {
     build_for(scheme, &scheme.endpoint, call)
 }
 
 /// Build the request for a call to `endpoint` (the scheme's CRM or its `fallback_url`).
-pub fn build_for(
-    scheme: &Scheme,
-    endpoint: &Endpoint,
-    call: &Call,
-) -> Result<Request<Vec<u8>>, RouteError> {
+pub fn build_for(scheme: &Scheme, endpoint: &Endpoint, call: &Call) -> Result<Request, RouteError> {
     let params = params(scheme, call);
     let mut path_and_query = endpoint.path_and_query.clone();
     let (content_type, body) = match scheme.submission {
@@ -74,30 +110,26 @@ pub fn build_for(
             (Some("application/json"), request.into_bytes())
         }
     };
-    let uri = format!(
-        "{}://{}{}",
-        if endpoint.tls { "https" } else { "http" },
-        endpoint.authority(),
-        path_and_query
-    );
     let accept = match scheme.import {
         crate::scheme::Import::Http => "text/plain, */*;q=0.5",
         _ => "application/json, */*;q=0.5",
     };
-    let mut builder = Request::builder()
-        .method(scheme.effective_method().as_http())
-        .uri(uri)
-        .header(USER_AGENT, USER_AGENT_VALUE)
-        .header(ACCEPT, accept);
+    let method = scheme.effective_method();
+    let mut headers = vec![
+        ("user-agent".to_owned(), USER_AGENT_VALUE.to_owned()),
+        ("accept".to_owned(), accept.to_owned()),
+    ];
     if let Some(content_type) = content_type {
-        builder = builder.header(CONTENT_TYPE, content_type);
+        headers.push(("content-type".to_owned(), content_type.to_owned()));
     }
     // The body is complete before sending, so say how long it is: a streamed (chunked) request
     // body is lost on servers that do not read chunked requests (Python's http.server, some
     // PHP setups), and a POST without a length can be refused with 411.
-    if scheme.effective_method() != crate::scheme::Method::Get || !body.is_empty() {
-        builder = builder.header(CONTENT_LENGTH, body.len());
+    if method != Method::Get || !body.is_empty() {
+        headers.push(("content-length".to_owned(), body.len().to_string()));
     }
+    // Header names were checked when the scheme was read (`parse_header`); a call's control
+    // characters are dropped from values, so a caller ID cannot add a header.
     for field in &scheme.headers {
         let value: String = field
             .template
@@ -105,27 +137,13 @@ pub fn build_for(
             .chars()
             .filter(|c| !c.is_control())
             .collect();
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| {
-            RouteError::Config(format!(
-                "scheme field `headers.{}`: invalid header name",
-                field.name
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
-            RouteError::Config(format!(
-                "scheme field `headers.{}`: the rendered value is not a valid header value",
-                field.name
-            ))
-        })?;
-        builder = builder.header(name, value);
+        headers.push((field.name.clone(), value));
     }
-    builder.body(body).map_err(|e| {
-        // The URI is built from a validated endpoint plus percent-encoded parameters, so this
-        // is unreachable in practice; say which part failed without echoing the query.
-        RouteError::Config(format!(
-            "scheme field `url`: cannot build a request for {} ({e})",
-            endpoint.redacted()
-        ))
+    Ok(Request {
+        method,
+        path_and_query,
+        headers,
+        body,
     })
 }
 
@@ -135,23 +153,21 @@ pub const SIGNATURE_HEADER: &str = "x-callroute-signature";
 /// Sign a request: `X-Callroute-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
 /// `"<t>.<payload>"`, where the payload is the body, or the query string (without `?`) when
 /// there is no body. One `v1=` per secret, so a CRM can rotate its secret without downtime.
-pub fn sign(request: &mut Request<Vec<u8>>, secrets: &[String], unix_seconds: u64) {
+pub fn sign(request: &mut Request, secrets: &[String], unix_seconds: u64) {
     if secrets.is_empty() {
         return;
     }
-    let payload: &[u8] = if request.body().is_empty() {
-        request.uri().query().unwrap_or("").as_bytes()
+    let payload: &[u8] = if request.body.is_empty() {
+        request.query().unwrap_or("").as_bytes()
     } else {
-        request.body()
+        &request.body
     };
     let mut value = format!("t={unix_seconds}");
     for secret in secrets {
         value.push_str(",v1=");
         value.push_str(&signature(secret, unix_seconds, payload));
     }
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        request.headers_mut().insert(SIGNATURE_HEADER, value);
-    }
+    request.headers.push((SIGNATURE_HEADER.to_owned(), value));
 }
 
 /// Hex HMAC-SHA256 of `"<t>.<payload>"` with `secret`: what a CRM recomputes to verify.
@@ -199,13 +215,13 @@ mod tests {
         }
     }
 
-    fn build_for(pairs: &[(&str, &str)]) -> Request<Vec<u8>> {
+    fn build_for(pairs: &[(&str, &str)]) -> Request {
         let scheme = Scheme::from_pairs(pairs.iter().copied()).unwrap();
         build(&scheme, &call()).unwrap()
     }
 
-    fn body_json(req: &Request<Vec<u8>>) -> Value {
-        serde_json::from_slice(req.body()).unwrap()
+    fn body_json(req: &Request) -> Value {
+        serde_json::from_slice(&req.body).unwrap()
     }
 
     #[test]
@@ -217,17 +233,14 @@ mod tests {
                 ("params.caller", "{caller}"),
                 ("params.note", "{note}"),
             ]);
-            assert_eq!(req.method().as_str(), method);
+            assert_eq!(req.method.as_str(), method);
             assert_eq!(
-                req.uri().to_string(),
+                req.url(&Endpoint::parse("http://crm.example.com/route?key=k1").unwrap()),
                 "http://crm.example.com:80/route?key=k1&caller=%2B380+50+111&note=%D0%9E%D0%BB%D0%B5%D0%BD%D0%B0+%26+%22co%22%0D%0AX-Evil%3A+1"
             );
-            assert!(req.body().is_empty());
-            assert!(req.headers().get(CONTENT_TYPE).is_none());
-            let length = req
-                .headers()
-                .get(CONTENT_LENGTH)
-                .map(|v| v.to_str().unwrap());
+            assert!(req.body.is_empty());
+            assert!(req.header("content-type").is_none());
+            let length = req.header("content-length");
             assert_eq!(
                 length,
                 if method == "GET" { None } else { Some("0") },
@@ -245,11 +258,11 @@ mod tests {
             ("params.id", "{call_id}"),
             ("params.from", "{caller}"),
         ]);
-        assert_eq!(req.method(), http::Method::PUT);
-        assert_eq!(req.body(), b"from=%2B380+50+111&id=pkv");
+        assert_eq!(req.method, Method::Put);
+        assert_eq!(req.body, b"from=%2B380+50+111&id=pkv");
         assert_eq!(
-            req.headers()[CONTENT_TYPE],
-            "application/x-www-form-urlencoded"
+            req.header("content-type"),
+            Some("application/x-www-form-urlencoded")
         );
     }
 
@@ -264,20 +277,20 @@ mod tests {
             ("params.uuid", "{uuid}"),
             ("params.google_id", "{google_id}"),
         ]);
-        assert_eq!(req.method(), http::Method::POST, "JSON forces POST");
-        assert_eq!(req.uri().path(), "/api/addnumber/");
+        assert_eq!(req.method, Method::Post, "JSON forces POST");
+        assert_eq!(req.path_and_query, "/api/addnumber/");
         assert_eq!(
             body_json(&req),
             serde_json::json!({"call_id":"pkv","step_forward":"webhookNumber:120",
                 "uuid":"842d921d-5334-4eca-812d-9a478dc8c884","google_id":"UA-38222689-2"})
         );
-        assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(req.header("content-type"), Some("application/json"));
         assert_eq!(
-            req.headers()[CONTENT_LENGTH],
-            req.body().len().to_string().as_str()
+            req.header("content-length"),
+            Some(req.body.len().to_string().as_str())
         );
-        assert_eq!(req.headers()[USER_AGENT], USER_AGENT_VALUE);
-        assert_eq!(req.headers()[ACCEPT], "text/plain, */*;q=0.5");
+        assert_eq!(req.header("user-agent"), Some(USER_AGENT_VALUE));
+        assert_eq!(req.header("accept"), Some("text/plain, */*;q=0.5"));
     }
 
     #[test]
@@ -287,7 +300,7 @@ mod tests {
             ("submission", "json"),
             ("params.note", "{note}"),
         ]);
-        let text = String::from_utf8(req.body().clone()).unwrap();
+        let text = String::from_utf8(req.body.clone()).unwrap();
         assert!(text.contains("Олена"), "{text}");
         assert_eq!(body_json(&req)["note"], "Олена & \"co\"\r\nX-Evil: 1");
     }
@@ -325,11 +338,11 @@ mod tests {
             ("headers.X-Note", "{note}"),
             ("headers.X-Call", "{call_id}"),
         ]);
-        assert_eq!(req.headers()["authorization"], "Bearer t0k");
-        assert_eq!(req.headers()["x-call"], "pkv");
-        let note = req.headers()["x-note"].as_bytes();
+        assert_eq!(req.header("authorization"), Some("Bearer t0k"));
+        assert_eq!(req.header("x-call"), Some("pkv"));
+        let note = req.header("x-note").unwrap().as_bytes();
         assert!(!note.contains(&b'\r') && !note.contains(&b'\n'));
-        assert_eq!(req.headers().len(), 6, "{:?}", req.headers());
+        assert_eq!(req.headers.len(), 6, "{:?}", req.headers);
     }
 
     #[test]
@@ -356,7 +369,7 @@ mod tests {
             ("params.id", "{call_id}"),
         ]);
         sign(&mut req, &["s3cret".into(), "next".into()], 1_700_000_000);
-        let header = req.headers()[SIGNATURE_HEADER].to_str().unwrap().to_owned();
+        let header = req.header(SIGNATURE_HEADER).unwrap().to_owned();
         let expected = format!(
             "t=1700000000,v1={},v1={}",
             signature("s3cret", 1_700_000_000, br#"{"id":"pkv"}"#),
@@ -371,13 +384,13 @@ mod tests {
         ]);
         sign(&mut req, &["s3cret".into()], 42);
         assert_eq!(
-            req.headers()[SIGNATURE_HEADER],
-            format!("t=42,v1={}", signature("s3cret", 42, b"k=1&id=pkv")).as_str()
+            req.header(SIGNATURE_HEADER),
+            Some(format!("t=42,v1={}", signature("s3cret", 42, b"k=1&id=pkv")).as_str())
         );
 
         let mut req = build_for(&[("url", "http://crm/")]);
         sign(&mut req, &[], 42);
-        assert!(req.headers().get(SIGNATURE_HEADER).is_none());
+        assert!(req.header(SIGNATURE_HEADER).is_none());
     }
 
     #[test]
@@ -387,6 +400,6 @@ mod tests {
             ("import", "json"),
             ("destination_field", "n"),
         ]);
-        assert_eq!(req.headers()[ACCEPT], "application/json, */*;q=0.5");
+        assert_eq!(req.header("accept"), Some("application/json, */*;q=0.5"));
     }
 }

@@ -36,7 +36,7 @@ pub trait Transport {
     fn send(
         &mut self,
         endpoint: &Endpoint,
-        request: http::Request<Vec<u8>>,
+        request: request::Request,
         timeout: Duration,
     ) -> Result<answer::RawAnswer, RouteError>;
 }
@@ -44,14 +44,14 @@ pub trait Transport {
 /// A transport with the CRM's answer already in hand, on a clock that stands still: the routing
 /// logic alone, for tests and for measuring that logic (`cargo xtask bench`). `inspect` sees each
 /// request before it gets `answer`.
-pub struct InHand<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> {
+pub struct InHand<F: FnMut(&Endpoint, &request::Request)> {
     /// Looks at each request (a test's assertions; `|_, _| {}` otherwise).
     pub inspect: F,
     /// What every request gets.
     pub answer: Result<answer::RawAnswer, RouteError>,
 }
 
-impl<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> Transport for InHand<F> {
+impl<F: FnMut(&Endpoint, &request::Request)> Transport for InHand<F> {
     fn now(&mut self) -> Duration {
         Duration::ZERO
     }
@@ -62,7 +62,7 @@ impl<F: FnMut(&Endpoint, &http::Request<Vec<u8>>)> Transport for InHand<F> {
     fn send(
         &mut self,
         endpoint: &Endpoint,
-        request: http::Request<Vec<u8>>,
+        request: request::Request,
         _: Duration,
     ) -> Result<answer::RawAnswer, RouteError> {
         (self.inspect)(endpoint, &request);
@@ -254,7 +254,7 @@ mod tests {
         fn send(
             &mut self,
             endpoint: &Endpoint,
-            _request: http::Request<Vec<u8>>,
+            _request: request::Request,
             timeout: Duration,
         ) -> Result<answer::RawAnswer, RouteError> {
             self.sent.push((endpoint.host.clone(), timeout));

@@ -30,7 +30,6 @@
 
 use crate::destination::Target;
 use crate::template::Template;
-use http::HeaderName;
 use std::time::Duration;
 
 /// Default for `ring_timeout_secs` (Twilio's and Telnyx's default too).
@@ -62,13 +61,13 @@ pub enum Method {
 }
 
 impl Method {
-    /// The method as the `http` crate spells it.
-    pub fn as_http(self) -> http::Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Method::Get => http::Method::GET,
-            Method::Post => http::Method::POST,
-            Method::Put => http::Method::PUT,
-            Method::Delete => http::Method::DELETE,
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -112,43 +111,50 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parse and check a CRM URL. The error text never repeats the URL's query.
+    ///
+    /// An absolute `http://` or `https://` URL: a host name, IPv4 address or bracketed IPv6
+    /// address, an optional port from 1 to 65535 (else 80 or 443), then the path and query in
+    /// visible ASCII (percent-encode anything else). A `#fragment` is never sent, so it is
+    /// dropped. (Parsed here rather than with the `http` crate's `Uri`: the component is
+    /// size-budgeted, and `Uri` also turned an out-of-range port such as `:65536` into "no
+    /// port", silently calling port 80.)
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            Some(other) => {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("must be an absolute http:// or https:// URL")?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "https" => true,
+            "http" => false,
+            _ if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                return Err("must be an absolute http:// or https:// URL".into());
+            }
+            other => {
                 return Err(format!(
                     "scheme `{other}` is not supported (use http or https)"
                 ));
             }
-            None => return Err("must be an absolute http:// or https:// URL".into()),
         };
-        let authority = uri.authority().ok_or_else(|| "has no host".to_string())?;
-        if authority.as_str().contains('@') {
+        let rest = rest.split('#').next().unwrap_or_default();
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(split);
+        if authority.contains('@') {
             return Err("credentials in the URL are not supported; send them in [headers]".into());
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err("has no host".into());
+        let (host, port) = split_host_port(authority)?;
+        if let Some(bad) = path_and_query.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(format!(
+                "the path or query holds {bad:?}, which a URL cannot carry (percent-encode it)"
+            ));
         }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        if port == 0 {
-            return Err("port 0 is not a valid port".into());
-        }
-        let path_and_query = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/")
-            .to_owned();
+        let path_and_query = match path_and_query {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
         Ok(Endpoint {
             tls,
-            host: host.to_ascii_lowercase(),
-            port,
+            host,
+            port: port.unwrap_or(if tls { 443 } else { 80 }),
             path_and_query,
         })
     }
@@ -162,17 +168,76 @@ impl Endpoint {
         }
     }
 
+    /// `https` or `http`.
+    pub fn uri_scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// The URL without its query string: safe for logs and error messages (queries often
     /// carry API keys).
     pub fn redacted(&self) -> String {
         let path = self.path_and_query.split('?').next().unwrap_or("/");
-        format!(
-            "{}://{}{}",
-            if self.tls { "https" } else { "http" },
-            self.authority(),
-            path
-        )
+        format!("{}://{}{}", self.uri_scheme(), self.authority(), path)
     }
+}
+
+/// Split a URL's authority into its host (lower case, an IPv6 address without brackets) and
+/// its port, if one is written.
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (v6, after) = bracketed
+                .split_once(']')
+                .ok_or("the IPv6 address has no closing `]`")?;
+            if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("`[{v6}]` is not an IPv6 address"));
+            }
+            match after {
+                "" => (v6, None),
+                _ => (
+                    v6,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or("junk after the IPv6 address")?,
+                    ),
+                ),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if !authority.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Err(format!(
+            "`{}` is not a host name or IP address",
+            crate::error::excerpt(host, 64)
+        ));
+    }
+    let port = match port {
+        // `http://host:/` is the default port (RFC 3986).
+        None | Some("") => None,
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0 && port.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    format!(
+                        "port `{}` is not a port number from 1 to 65535",
+                        crate::error::excerpt(port, 16)
+                    )
+                })?,
+        ),
+    };
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 /// A named template (a webhook parameter or an extra header).
@@ -278,7 +343,7 @@ const RESERVED_HEADERS: [&str; 10] = [
     "proxy-connection",
 ];
 
-fn invalid(field: &str, reason: impl Into<String>) -> SchemeError {
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> SchemeError {
     SchemeError::Invalid {
         field: field.to_owned(),
         reason: reason.into(),
@@ -563,79 +628,8 @@ fn list_entries<K: AsRef<str>, V: AsRef<str>>(
     Ok(lists)
 }
 
-/// Where a CRM may route calls: the scheme's `allowed_prefixes` and `allowed_sip_domains`.
-/// Both the component and the host check every destination against it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowlist {
-    /// Phone prefixes (digits, no `+`); empty means any phone number.
-    pub prefixes: Vec<String>,
-    /// SIP domains (lower case); empty means any domain.
-    pub sip_domains: Vec<String>,
-}
-
-impl Allowlist {
-    /// From the entries of the two list fields, each item validated.
-    fn from_entries(
-        prefixes: Vec<(String, String)>,
-        sip_domains: Vec<(String, String)>,
-    ) -> Result<Allowlist, SchemeError> {
-        let prefixes = list_items(prefixes)
-            .into_iter()
-            .map(|(key, prefix)| {
-                let digits = prefix.strip_prefix('+').unwrap_or(&prefix);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(invalid(
-                        &key,
-                        format!("`{prefix}` is not a phone prefix (digits, optional +)"),
-                    ));
-                }
-                Ok(digits.to_owned())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let sip_domains = list_items(sip_domains)
-            .into_iter()
-            .map(|(key, domain)| {
-                let valid = !domain.is_empty()
-                    && domain.split('.').all(|l| {
-                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    });
-                if !valid {
-                    return Err(invalid(&key, format!("`{domain}` is not a domain name")));
-                }
-                Ok(domain.to_ascii_lowercase())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Allowlist {
-            prefixes,
-            sip_domains,
-        })
-    }
-
-    /// Whether a destination is inside the allowlist; `Err` says why not.
-    pub fn check(&self, target: &Target) -> Result<(), String> {
-        match target {
-            Target::Phone(phone) if !self.prefixes.is_empty() => {
-                let digits = phone.strip_prefix('+').unwrap_or(phone);
-                if self.prefixes.iter().any(|p| digits.starts_with(p.as_str())) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the CRM routed to {phone}, outside allowed_prefixes"
-                    ))
-                }
-            }
-            Target::Sip(sip) if !self.sip_domains.is_empty() => match sip_domain(sip) {
-                // A bare login is dialled at the PBX's own domain.
-                None => Ok(()),
-                Some(domain) if self.sip_domains.contains(&domain) => Ok(()),
-                Some(domain) => Err(format!(
-                    "the CRM routed to SIP domain {domain}, outside allowed_sip_domains"
-                )),
-            },
-            _ => Ok(()),
-        }
-    }
-}
+// `Allowlist` lives next to the destinations it checks, over the same parsed SIP address.
+pub use crate::destination::Allowlist;
 
 /// The entries of list fields as they come, `(field, index, key, value)`; a `Vec` rather than
 /// maps, as the lists are a handful of entries and every map type costs component size.
@@ -713,7 +707,7 @@ fn list_key(key: &str) -> Result<Option<(&'static str, usize)>, SchemeError> {
 
 /// The items of a list field's entries, each with the key it came from: an entry may itself
 /// be comma-separated (`allowed_prefixes = "+380, +48"`).
-fn list_items(entries: Vec<(String, String)>) -> Vec<(String, String)> {
+pub(crate) fn list_items(entries: Vec<(String, String)>) -> Vec<(String, String)> {
     entries
         .into_iter()
         .flat_map(|(key, value)| {
@@ -725,29 +719,6 @@ fn list_items(entries: Vec<(String, String)>) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-/// The domain of a SIP address (`alice@pbx.example.com`, `sip:alice@pbx.example.com:5061;…`,
-/// `sip:pbx.example.com`), lower case; `None` for a bare login.
-fn sip_domain(sip: &str) -> Option<String> {
-    let lower = sip.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("sips:")
-        .or_else(|| lower.strip_prefix("sip:"))
-        .map(|r| (r, true))
-        .unwrap_or((&lower, false));
-    let (rest, uri) = rest;
-    let hostpart = match rest.rsplit_once('@') {
-        Some((_, host)) => host,
-        None if uri => rest,
-        None => return None,
-    };
-    let host = hostpart.split(';').next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    Some(host.to_owned())
 }
 
 fn parse_method(value: &str) -> Result<Method, String> {
@@ -774,9 +745,11 @@ fn parse_field_path(value: &str) -> Result<Vec<String>, String> {
 }
 
 fn parse_header(key: &str, name: &str, value: &str) -> Result<Field, SchemeError> {
-    let header = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| invalid(key, format!("`{name}` is not a valid header name")))?;
-    if RESERVED_HEADERS.contains(&header.as_str()) {
+    if !is_token(name) {
+        return Err(invalid(key, format!("`{name}` is not a valid header name")));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
         return Err(invalid(
             key,
             format!("header `{name}` is set by the transport and cannot be overridden"),
@@ -787,9 +760,17 @@ fn parse_header(key: &str, name: &str, value: &str) -> Result<Field, SchemeError
     }
     let template = Template::parse(value).map_err(|r| invalid(key, r))?;
     Ok(Field {
-        name: header.as_str().to_owned(),
+        name: lower,
         template,
     })
+}
+
+/// An HTTP token (RFC 9110 §5.6.2): what a header name is made of.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -992,6 +973,13 @@ mod tests {
         );
         assert!(allowed("sip:evil.example.com").is_err());
         assert!(allowed("sip:bob@[2001:db8::1]").is_err());
+        // A SIP user that is a telephone number is held to allowed_prefixes as well.
+        assert!(
+            allowed("sip:19005551234@pbx.example.com;user=phone")
+                .unwrap_err()
+                .contains("outside allowed_prefixes")
+        );
+        assert!(allowed("sip:380441234567@pbx.example.com").is_ok());
         let open = scheme(&[URL]).unwrap();
         assert!(
             open.allowlist

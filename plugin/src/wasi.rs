@@ -16,8 +16,9 @@ use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, Target};
 use crate::error::{ErrorKind, RouteError};
 use crate::outcome::{self, Failure};
+use crate::request::Request;
 use crate::routing::{Routing, Transport};
-use crate::scheme::Endpoint;
+use crate::scheme::{self, Endpoint};
 use std::time::Duration;
 
 wit_bindgen::generate!({
@@ -221,7 +222,8 @@ fn error_to_wit(error: RouteError) -> wit::RouteError {
     }
 }
 
-/// A fallback cause back into the WIT error (the component never reports `trap` itself).
+/// A fallback cause back into the WIT error (the component never reports the host's kinds,
+/// `trap` and `overloaded`, itself).
 fn failure_to_wit(failure: Failure) -> wit::RouteError {
     let m = failure.message;
     match failure.kind {
@@ -234,7 +236,9 @@ fn failure_to_wit(failure: Failure) -> wit::RouteError {
         }),
         ErrorKind::BadResponse => wit::RouteError::BadResponse(m),
         ErrorKind::NoDestination => wit::RouteError::NoDestination(m),
-        ErrorKind::Transport | ErrorKind::Trap => wit::RouteError::Transport(m),
+        ErrorKind::Transport | ErrorKind::Trap | ErrorKind::Overloaded => {
+            wit::RouteError::Transport(m)
+        }
     }
 }
 
@@ -257,7 +261,7 @@ impl Transport for Wasi {
     fn send(
         &mut self,
         endpoint: &Endpoint,
-        request: http::Request<Vec<u8>>,
+        request: Request,
         timeout: Duration,
     ) -> Result<RawAnswer, RouteError> {
         send(endpoint, request, timeout)
@@ -265,34 +269,29 @@ impl Transport for Wasi {
 }
 
 /// Send the webhook over `wasi:http` and read the whole answer within `timeout`.
-fn send(
-    endpoint: &Endpoint,
-    request: http::Request<Vec<u8>>,
-    timeout: Duration,
-) -> Result<RawAnswer, RouteError> {
+///
+/// What happened is always the response future's to say: a failed body write only means the
+/// host stopped taking the body, because it refused the request, could not reach the CRM, or
+/// already has the CRM's answer (a CRM may answer a 401 or 413 before reading the body). So the
+/// glue never reports the write's failure; it waits for the response or its error code.
+fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawAnswer, RouteError> {
     let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
     let url = endpoint.redacted();
-    let (parts, body) = request.into_parts();
 
-    let headers: Vec<(String, Vec<u8>)> = parts
+    let headers: Vec<(String, Vec<u8>)> = request
         .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
         .collect();
     let fields = Fields::from_list(&headers)
         .map_err(|e| RouteError::Config(format!("the host refused a request header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(fields);
-    let method = match parts.method.as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        _ => Method::Delete,
+    let method = match request.method {
+        scheme::Method::Get => Method::Get,
+        scheme::Method::Post => Method::Post,
+        scheme::Method::Put => Method::Put,
+        scheme::Method::Delete => Method::Delete,
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
     let refused =
         |what: &str| RouteError::Config(format!("the host refused the request {what} for {url}"));
     outgoing
@@ -309,25 +308,14 @@ fn send(
         .set_authority(Some(&endpoint.authority()))
         .map_err(|()| refused("authority"))?;
     outgoing
-        .set_path_with_query(Some(path))
+        .set_path_with_query(Some(&request.path_and_query))
         .map_err(|()| refused("path"))?;
     let outgoing_body = outgoing.body().map_err(|()| refused("body"))?;
 
     let future =
         outgoing_handler::handle(outgoing, None).map_err(|code| error_from_code(&code, &url))?;
-
-    if !body.is_empty() {
-        let stream = outgoing_body.write().map_err(|()| {
-            RouteError::Transport(format!("cannot write the request body to {url}"))
-        })?;
-        // `blocking-write-and-flush` takes at most 4096 bytes per call.
-        for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| stream_error(e, &url))?;
-        }
-    }
-    OutgoingBody::finish(outgoing_body, None).map_err(|code| error_from_code(&code, &url))?;
+    // Whether the whole body went out does not matter here: see above.
+    let _ = write_body(outgoing_body, &request.body);
 
     let timer = monotonic_clock::subscribe_instant(deadline);
     let response = {
@@ -349,6 +337,22 @@ fn send(
         }
     };
     read_body(timeout, response, &timer, &url)
+}
+
+/// Write the whole request body and finish it; `false` when the host stopped taking it.
+fn write_body(body: OutgoingBody, bytes: &[u8]) -> bool {
+    if !bytes.is_empty() {
+        let Ok(stream) = body.write() else {
+            return false;
+        };
+        // `blocking-write-and-flush` takes at most 4096 bytes per call.
+        for chunk in bytes.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return false;
+            }
+        }
+    }
+    OutgoingBody::finish(body, None).is_ok()
 }
 
 /// Read the body up to [`MAX_ANSWER_BYTES`]; a longer one fails without reading the rest.

@@ -149,13 +149,13 @@ proptest! {
         .unwrap();
         let call = Call { caller: caller.clone(), vars: vec![("note".into(), note.clone())], ..Call::default() };
         let req = request::build(&scheme, &call).unwrap();
-        let header = req.headers()["x-note"].as_bytes();
+        let header = req.header("x-note").unwrap().as_bytes();
         prop_assert!(!header.iter().any(|b| *b == b'\r' || *b == b'\n' || *b == 0));
         let received: Vec<(String, String)> = match submission {
-            "http" => form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect(),
-            "form" => form_urlencoded::parse(req.body()).into_owned().collect(),
+            "http" => form_urlencoded::parse(req.query().unwrap_or("").as_bytes()).into_owned().collect(),
+            "form" => form_urlencoded::parse(&req.body).into_owned().collect(),
             _ => {
-                let json: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+                let json: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
                 vec![
                     ("caller".into(), json["caller"].as_str().unwrap().into()),
                     ("note".into(), json["note"].as_str().unwrap().into()),

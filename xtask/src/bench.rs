@@ -193,11 +193,19 @@ impl Transport for Native {
     }
     fn send(
         &mut self,
-        _: &Endpoint,
-        request: http::Request<Vec<u8>>,
+        endpoint: &Endpoint,
+        request: callroute_plugin::request::Request,
         timeout: Duration,
     ) -> Result<RawAnswer, RouteError> {
-        let request = request.map(|body| Full::new(bytes::Bytes::from(body)));
+        let mut builder = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(request.url(endpoint));
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(bytes::Bytes::from(request.body)))
+            .map_err(|e| RouteError::Config(e.to_string()))?;
         let client = self.client.clone();
         self.runtime.block_on(async move {
             let exchange = async {
@@ -381,7 +389,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         1,
         Mode::Threads(Arc::new(move |n| {
             let mut transport = InHand {
-                inspect: |_: &Endpoint, _: &http::Request<Vec<u8>>| {},
+                inspect: |_: &Endpoint, _: &callroute_plugin::request::Request| {},
                 answer: Ok(RawAnswer {
                     status: 200,
                     body: ANSWER.to_vec(),
