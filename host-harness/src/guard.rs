@@ -4,16 +4,65 @@
 //!
 //! - [`OutboundGuard`], per call: the component may reach exactly the host and port of its
 //!   scheme's URL (and of its `fallback_url`, when it has one), nothing else;
-//! - [`AddressPolicy`], per router: by default every address that is not publicly routable is
-//!   refused (loopback, RFC 1918 and CGNAT private ranges, link-local including the cloud
-//!   metadata address 169.254.169.254, ULA, multicast, unspecified, broadcast, and the
-//!   IPv4-mapped and -compatible IPv6 spellings of all of them), so a tenant's webhook URL
-//!   cannot be turned against the host's own network. The outbound client's connector checks
-//!   each resolved address right before connecting to it, so DNS cannot swap in a different
-//!   address after the check.
+//! - [`AddressPolicy`], per router: by default only globally routable unicast addresses pass,
+//!   and never one of this host's own, so a tenant's webhook URL cannot be turned against the
+//!   host or its network. `--allow-private-network` lifts the whole policy (for a CRM on the
+//!   host's own network, such as the local CRM of the demo and the tests on loopback). The
+//!   outbound client's connector checks each resolved address right before connecting to it,
+//!   so DNS cannot swap in a different address after the check.
+//!
+//! # Only global unicast passes
+//!
+//! [`non_public_class`] names the class of every address that is not global unicast, after
+//! the IANA IPv4 and IPv6 Special-Purpose Address Registries (as Rust's unstable
+//! `Ipv4Addr::is_global` and `Ipv6Addr::is_global` read them, and as smokescreen and Spin's
+//! blocked networks decide), a little stricter where noted:
+//!
+//! - IPv4: "this network" `0/8` (and unspecified `0.0.0.0`), private `10/8`, `172.16/12` and
+//!   `192.168/16`, carrier-grade NAT `100.64/10`, loopback `127/8`, link-local `169.254/16`
+//!   (with the cloud metadata address `169.254.169.254`), IETF protocol assignments
+//!   `192.0.0/24` (whole: its two global anycast addresses, PCP and TURN, are no CRM),
+//!   documentation `192.0.2/24`, `198.51.100/24` and `203.0.113/24`, the deprecated 6to4 relay
+//!   anycast `192.88.99/24`, benchmarking `198.18/15`, multicast `224/4`, reserved `240/4`
+//!   and broadcast `255.255.255.255`;
+//! - IPv6: everything outside global unicast `2000::/3` (unspecified `::`, loopback `::1`,
+//!   discard-only `100::/64`, local-use NAT64 `64:ff9b:1::/48`, unique local `fc00::/7`,
+//!   link-local `fe80::/10`, site-local `fec0::/10`, multicast `ff00::/8`, and the rest as
+//!   reserved, such as SRv6 SIDs `5f00::/16`), and inside it IETF protocol assignments
+//!   `2001::/23` (whole, with Teredo `2001::/32` and benchmarking `2001:2::/48`: std keeps a
+//!   few anycast and ORCHID prefixes there global, none of them a CRM), documentation
+//!   `2001:db8::/32` and `3fff::/20`, and 6to4 `2002::/16` (whole, as std does: 6to4 is
+//!   deprecated, and a host with a 6to4 tunnel sends `2002:a00:1::1` to `10.0.0.1` itself).
+//!
+//! IPv6 spellings of IPv4 addresses: an IPv4-mapped `::ffff:a.b.c.d` (which a dual-stack
+//! socket connects to over IPv4) and a NAT64 `64:ff9b::a.b.c.d` (which DNS64 synthesises on
+//! IPv6-only networks) get the verdict of the IPv4 address they embed, so `::ffff:8.8.8.8`
+//! passes and `64:ff9b::10.0.0.1` is private. The deprecated IPv4-compatible `::a.b.c.d` and
+//! the SIIT IPv4-translated `::ffff:0:a.b.c.d` are outside `2000::/3` and only reach anything
+//! through a translator or tunnel on the host's own network, so they are always refused:
+//! named after the embedded address's class when it has one (`::ffff:0:127.0.0.1` is
+//! loopback), else after their own form.
+//!
+//! # This host's own addresses
+//!
+//! An address assigned to one of this host's interfaces is refused too, even a global one: a
+//! connection to it never leaves the host and reaches services that listen on all addresses
+//! behind a firewall that only filters traffic from outside. The policy reads the interface
+//! addresses when it is made and again when they are more than [`HOST_ADDRESSES_TTL`] old at a
+//! check (addresses come and go: DHCP, IPv6 temporary addresses, a cloud's secondary
+//! addresses). If they cannot be read, it logs a warning and keeps what it knew (at first
+//! only loopback, which the classes refuse anyway). An IPv4-mapped or NAT64 spelling of an own
+//! IPv4 address is refused as well.
+//!
+//! Not covered: NAT64 with a network-specific prefix (RFC 6052) looks like global unicast, so
+//! the translator must refuse to reach non-global IPv4 addresses (as RFC 6052 requires), and
+//! other hosts on the host's own public subnet pass.
 
 use callroute_plugin::scheme::Endpoint;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Why the guard refused a connection. The text is safe to show: it names the host and
 /// port, never a path or query.
@@ -30,7 +79,8 @@ pub enum Denial {
     /// The scheme's URL is invalid, so nothing may be reached.
     #[error("the scheme has no valid URL, so no request is allowed")]
     NoScheme,
-    /// The address is not publicly routable and private networks are not allowed.
+    /// The address is not global unicast, or is one of this host's own, and private networks
+    /// are not allowed.
     #[error(
         "{host} resolves to {addr}, a {class} address; pass --allow-private-network to allow it"
     )]
@@ -39,8 +89,17 @@ pub enum Denial {
         host: String,
         /// The address it resolved to.
         addr: IpAddr,
-        /// What kind of address it is (`loopback`, `private`, …).
-        class: &'static str,
+        /// What kind of address it is (its [`AddressClass::name`] is in the text).
+        class: AddressClass,
+    },
+    /// The address is where this `callroute serve` itself listens: refused under every
+    /// policy, as a scheme calling its own server would loop.
+    #[error("{host} resolves to {addr}, where this callroute server itself listens")]
+    OwnListener {
+        /// The host as written in the URL.
+        host: String,
+        /// The address and port it resolved to.
+        addr: SocketAddr,
     },
     /// The request's URI has no host or an unsupported scheme.
     #[error("the request has no valid http(s) authority")]
@@ -103,94 +162,358 @@ fn origin(endpoint: &Endpoint) -> String {
     format!("{scheme}://{}", endpoint.authority())
 }
 
+/// How long the host's interface addresses are trusted before a check reads them again.
+pub const HOST_ADDRESSES_TTL: Duration = Duration::from_secs(5);
+
 /// The host's address policy, the same for every call of a router: which resolved addresses
-/// a connection may go to.
-#[derive(Debug, Clone, Copy, Default)]
+/// a connection may go to. Cheap to clone: clones share the host's addresses.
+#[derive(Debug, Clone)]
 pub struct AddressPolicy {
-    /// Let connections reach loopback, private and link-local addresses.
-    pub allow_private_network: bool,
+    /// Let connections reach any address: loopback, private, link-local, this host's own.
+    allow_private_network: bool,
+    /// This host's interface addresses; `None` when private networks are allowed.
+    own: Option<Arc<HostAddresses>>,
 }
 
 impl AddressPolicy {
-    /// Check one resolved address before connecting to it.
-    pub fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), Denial> {
-        if self.allow_private_network {
-            return Ok(());
+    /// The policy of a router: with `allow_private_network`, every address passes; without
+    /// it, only global unicast addresses that are not this host's own (see the
+    /// [module docs](self)). Reads this host's interface addresses now (a warning is logged
+    /// if they cannot be read), and again at a check once they are [`HOST_ADDRESSES_TTL`] old.
+    pub fn new(allow_private_network: bool) -> Self {
+        Self::with_reader(
+            allow_private_network,
+            read_host_addresses,
+            HOST_ADDRESSES_TTL,
+        )
+    }
+
+    /// [`AddressPolicy::new`] reading the host's addresses with `read`, cached for `ttl`.
+    fn with_reader(allow_private_network: bool, read: AddressReader, ttl: Duration) -> Self {
+        let own = (!allow_private_network).then(|| {
+            let own = HostAddresses {
+                read,
+                ttl,
+                known: Mutex::new(Known::default()),
+            };
+            own.refresh(&mut own.lock());
+            Arc::new(own)
+        });
+        AddressPolicy {
+            allow_private_network,
+            own,
         }
-        match non_public_class(addr) {
-            None => Ok(()),
-            Some(class) => Err(Denial::PrivateAddress {
+    }
+
+    /// Whether every address may be reached (`--allow-private-network`).
+    pub fn allow_private_network(&self) -> bool {
+        self.allow_private_network
+    }
+
+    /// Check one resolved address and port before connecting to it: never where this process
+    /// serves ([`Listening`]), and then [`AddressPolicy::check_addr`].
+    pub fn check_socket(&self, host: &str, addr: SocketAddr) -> Result<(), Denial> {
+        if is_own_listener(addr) {
+            return Err(Denial::OwnListener {
                 host: host.to_owned(),
                 addr,
-                class,
-            }),
+            });
+        }
+        self.check_addr(host, addr.ip())
+    }
+
+    /// Check one resolved address before connecting to it: [`Denial::PrivateAddress`] for an
+    /// address that is not global unicast or is this host's own, unless private networks
+    /// are allowed.
+    pub fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), Denial> {
+        let Some(own) = &self.own else {
+            return Ok(());
+        };
+        let class = match non_public_class(addr) {
+            Some(class) => class,
+            None if own.contains(addr) => AddressClass::HostOwn,
+            None => return Ok(()),
+        };
+        Err(Denial::PrivateAddress {
+            host: host.to_owned(),
+            addr,
+            class,
+        })
+    }
+}
+
+impl Default for AddressPolicy {
+    /// The strict policy, [`AddressPolicy::new`]`(false)`.
+    fn default() -> Self {
+        AddressPolicy::new(false)
+    }
+}
+
+/// Reads this host's interface addresses.
+type AddressReader = fn() -> std::io::Result<Vec<IpAddr>>;
+
+/// This host's interface addresses, read again when they are older than `ttl`.
+#[derive(Debug)]
+struct HostAddresses {
+    read: AddressReader,
+    ttl: Duration,
+    known: Mutex<Known>,
+}
+
+/// The host's addresses as last read, and when that read was (successful or not).
+#[derive(Debug, Default)]
+struct Known {
+    addrs: HashSet<IpAddr>,
+    read_at: Option<Instant>,
+}
+
+impl HostAddresses {
+    /// The lock on what is known (nothing panics while holding it, but a poisoned lock still
+    /// holds a consistent set).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Read the addresses again; on failure, warn and keep what was known.
+    fn refresh(&self, known: &mut Known) {
+        match (self.read)() {
+            Ok(addrs) => known.addrs = addrs.into_iter().collect(),
+            Err(error) => tracing::warn!(
+                %error,
+                known = known.addrs.len(),
+                "cannot read this host's interface addresses: the outbound guard refuses its own \
+                 global addresses only as far as it knew them (loopback is always refused)"
+            ),
+        }
+        known.read_at = Some(Instant::now());
+    }
+
+    /// Whether `addr` is one of the host's addresses, or an IPv6 spelling of one of its IPv4
+    /// addresses that the classes let pass (IPv4-mapped or NAT64).
+    fn contains(&self, addr: IpAddr) -> bool {
+        let mut known = self.lock();
+        if known.read_at.is_none_or(|at| at.elapsed() >= self.ttl) {
+            self.refresh(&mut known);
+        }
+        known.addrs.contains(&addr)
+            || matches!(addr, IpAddr::V6(v6)
+                if embedded_v4(v6).is_some_and(|v4| known.addrs.contains(&IpAddr::V4(v4))))
+    }
+}
+
+/// The addresses this process serves on (`callroute serve`), while it does.
+static LISTENING: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+
+/// A listening address of this process that webhooks may not reach (see
+/// [`AddressPolicy::check_socket`]), for as long as this value lives.
+#[derive(Debug)]
+pub struct Listening(SocketAddr);
+
+impl Listening {
+    /// Refuse webhooks to `addr` (an unspecified address stands for every address of this
+    /// host, on its port) until the returned value is dropped.
+    pub fn register(addr: SocketAddr) -> Listening {
+        LISTENING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(addr);
+        Listening(addr)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let mut listening = LISTENING.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = listening.iter().position(|a| *a == self.0) {
+            listening.swap_remove(i);
         }
     }
 }
 
-/// The class of an address that is not publicly routable, or `None` for a public address.
-pub fn non_public_class(addr: IpAddr) -> Option<&'static str> {
+/// Whether a connection to `addr` would reach one of this process's listening sockets.
+fn is_own_listener(addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    let listening = LISTENING.lock().unwrap_or_else(PoisonError::into_inner);
+    listening.iter().any(|l| {
+        l.port() == addr.port()
+            && (l.ip().to_canonical() == ip
+                || (l.ip().is_unspecified()
+                    && (ip.is_loopback()
+                        || ip.is_unspecified()
+                        || read_host_addresses().is_ok_and(|own| own.contains(&ip)))))
+    })
+}
+
+/// This host's interface addresses, as `getifaddrs` lists them.
+fn read_host_addresses() -> std::io::Result<Vec<IpAddr>> {
+    Ok(if_addrs::get_if_addrs()?
+        .iter()
+        .map(if_addrs::Interface::ip)
+        .collect())
+}
+
+/// The IPv4 address that an IPv4-mapped (`::ffff:a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`)
+/// address reaches.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    match ip.segments() {
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(last_32_bits(ip)),
+        _ => None,
+    }
+}
+
+/// The IPv4 address in the last 32 bits of an IPv6 address.
+fn last_32_bits(ip: Ipv6Addr) -> Ipv4Addr {
+    let [.., a, b, c, d] = ip.octets();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// Why an address is refused without `--allow-private-network`: the kind of address that is
+/// not global unicast (see the [module docs](self)), or this host's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressClass {
+    /// `0.0.0.0` or `::` (which Linux connects to loopback).
+    Unspecified,
+    /// The rest of "this network", `0/8`.
+    ThisNetwork,
+    /// `127/8` or `::1`.
+    Loopback,
+    /// RFC 1918: `10/8`, `172.16/12`, `192.168/16`.
+    Private,
+    /// Shared address space (RFC 6598), `100.64/10`.
+    CarrierGradeNat,
+    /// `169.254/16` (with the cloud metadata address) or `fe80::/10`.
+    LinkLocal,
+    /// IETF protocol assignments, `192.0.0/24` or `2001::/23` (outside Teredo and
+    /// benchmarking).
+    ProtocolAssignment,
+    /// `192.0.2/24`, `198.51.100/24`, `203.0.113/24`, `2001:db8::/32` or `3fff::/20`.
+    Documentation,
+    /// The deprecated 6to4 relay anycast, `192.88.99/24`.
+    Relay6to4,
+    /// `198.18/15` or `2001:2::/48`.
+    Benchmarking,
+    /// `224/4` or `ff00::/8`.
+    Multicast,
+    /// `240/4`, or IPv6 outside `2000::/3` with no other class.
+    Reserved,
+    /// `255.255.255.255`.
+    Broadcast,
+    /// The deprecated IPv4-compatible `::a.b.c.d` of a global IPv4 address.
+    Ipv4Compatible,
+    /// The SIIT IPv4-translated `::ffff:0:a.b.c.d` of a global IPv4 address.
+    Ipv4Translated,
+    /// Local-use NAT64, `64:ff9b:1::/48`.
+    Nat64LocalUse,
+    /// Discard-only, `100::/64`.
+    Discard,
+    /// Teredo, `2001::/32`.
+    Teredo,
+    /// 6to4, `2002::/16`.
+    SixToFour,
+    /// Unique local, `fc00::/7`.
+    UniqueLocal,
+    /// The deprecated site-local `fec0::/10`.
+    SiteLocal,
+    /// An address of one of this host's interfaces.
+    HostOwn,
+}
+
+impl AddressClass {
+    /// The class as a denial names it: "… resolves to 10.0.0.1, a *private* address".
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressClass::Unspecified => "unspecified",
+            AddressClass::ThisNetwork => "this-network",
+            AddressClass::Loopback => "loopback",
+            AddressClass::Private => "private",
+            AddressClass::CarrierGradeNat => "carrier-grade NAT",
+            AddressClass::LinkLocal => "link-local",
+            AddressClass::ProtocolAssignment => "IETF protocol assignment",
+            AddressClass::Documentation => "documentation",
+            AddressClass::Relay6to4 => "6to4 relay anycast",
+            AddressClass::Benchmarking => "benchmarking",
+            AddressClass::Multicast => "multicast",
+            AddressClass::Reserved => "reserved",
+            AddressClass::Broadcast => "broadcast",
+            AddressClass::Ipv4Compatible => "IPv4-compatible",
+            AddressClass::Ipv4Translated => "IPv4-translated (SIIT)",
+            AddressClass::Nat64LocalUse => "local-use NAT64",
+            AddressClass::Discard => "discard-only",
+            AddressClass::Teredo => "Teredo",
+            AddressClass::SixToFour => "6to4",
+            AddressClass::UniqueLocal => "unique local",
+            AddressClass::SiteLocal => "site-local",
+            AddressClass::HostOwn => "this host's own",
+        }
+    }
+}
+
+impl std::fmt::Display for AddressClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The class of an address that is not global unicast, or `None` for a global unicast
+/// address (which may still be this host's own: only [`AddressPolicy`] knows those).
+pub fn non_public_class(addr: IpAddr) -> Option<AddressClass> {
     match addr {
         IpAddr::V4(v4) => v4_class(v4),
         IpAddr::V6(v6) => v6_class(v6),
     }
 }
 
-fn v4_class(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
-    if ip.is_unspecified() || a == 0 {
-        Some("unspecified")
-    } else if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_private() {
-        Some("private")
-    } else if a == 100 && (64..128).contains(&b) {
-        Some("carrier-grade NAT")
-    } else if ip.is_link_local() {
-        Some("link-local")
-    } else if ip.is_multicast() {
-        Some("multicast")
-    } else if ip.is_broadcast() || a >= 240 {
-        Some("reserved")
-    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
-        Some("IETF protocol assignment")
-    } else if a == 198 && (18..20).contains(&b) {
-        Some("benchmarking")
-    } else {
-        None
-    }
+/// The class of an IPv4 address that is not global unicast.
+fn v4_class(ip: Ipv4Addr) -> Option<AddressClass> {
+    use AddressClass::*;
+    let class = match ip.octets() {
+        [0, 0, 0, 0] => Unspecified,
+        [0, ..] => ThisNetwork,
+        [10, ..] | [172, 16..=31, ..] | [192, 168, ..] => Private,
+        [100, 64..=127, ..] => CarrierGradeNat,
+        [127, ..] => Loopback,
+        [169, 254, ..] => LinkLocal,
+        [192, 0, 0, _] => ProtocolAssignment,
+        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => Documentation,
+        [192, 88, 99, _] => Relay6to4,
+        [198, 18..=19, ..] => Benchmarking,
+        [224..=239, ..] => Multicast,
+        [255, 255, 255, 255] => Broadcast,
+        [240..=255, ..] => Reserved,
+        _ => return None,
+    };
+    Some(class)
 }
 
-fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
-    if ip.is_unspecified() {
-        return Some("unspecified");
-    }
-    if ip.is_loopback() {
-        return Some("loopback");
-    }
-    // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible (::a.b.c.d) forms reach
-    // the IPv4 address they embed, so they get its verdict.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return v4_class(v4);
-    }
-    let segments = ip.segments();
-    if segments[..6].iter().all(|&s| s == 0) {
-        return v4_class(Ipv4Addr::from(
-            ((segments[6] as u32) << 16) | segments[7] as u32,
-        ))
-        .or(Some("IPv4-compatible"));
-    }
-    match segments[0] {
-        s if s & 0xfe00 == 0xfc00 => Some("unique local"),
-        s if s & 0xffc0 == 0xfe80 => Some("link-local"),
-        s if s & 0xffc0 == 0xfec0 => Some("site-local"),
-        s if s & 0xff00 == 0xff00 => Some("multicast"),
-        // NAT64 (64:ff9b::/96) embeds an IPv4 address too.
-        0x0064 if segments[1] == 0xff9b && segments[2..6].iter().all(|&s| s == 0) => v4_class(
-            Ipv4Addr::from(((segments[6] as u32) << 16) | segments[7] as u32),
-        ),
-        _ => None,
-    }
+/// The class of an IPv6 address that is not global unicast: anything outside `2000::/3`, and
+/// the special ranges inside it.
+fn v6_class(ip: Ipv6Addr) -> Option<AddressClass> {
+    use AddressClass::*;
+    let class = match ip.segments() {
+        [0, 0, 0, 0, 0, 0, 0, 0] => Unspecified,
+        [0, 0, 0, 0, 0, 0, 0, 1] => Loopback,
+        // IPv4-mapped and NAT64 addresses reach the IPv4 address they embed.
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
+            return v4_class(last_32_bits(ip));
+        }
+        // IPv4-compatible and SIIT addresses are never global, whatever they embed.
+        [0, 0, 0, 0, 0, 0, ..] => v4_class(last_32_bits(ip)).unwrap_or(Ipv4Compatible),
+        [0, 0, 0, 0, 0xffff, 0, ..] => v4_class(last_32_bits(ip)).unwrap_or(Ipv4Translated),
+        [0x64, 0xff9b, 1, ..] => Nat64LocalUse,
+        [0x100, 0, 0, 0, ..] => Discard,
+        [0x2001, 0, ..] => Teredo,
+        [0x2001, 2, 0, ..] => Benchmarking,
+        [0x2001, 0..=0x1ff, ..] => ProtocolAssignment,
+        [0x2001, 0xdb8, ..] | [0x3fff, 0..=0xfff, ..] => Documentation,
+        [0x2002, ..] => SixToFour,
+        [0x2000..=0x3fff, ..] => return None,
+        [0xfc00..=0xfdff, ..] => UniqueLocal,
+        [0xfe80..=0xfebf, ..] => LinkLocal,
+        [0xfec0..=0xfeff, ..] => SiteLocal,
+        [0xff00..=0xffff, ..] => Multicast,
+        _ => Reserved,
+    };
+    Some(class)
 }
 
 #[cfg(test)]
@@ -233,26 +556,74 @@ mod tests {
     }
 
     #[test]
-    fn non_public_addresses_are_classified() {
+    fn only_global_unicast_passes() {
+        use AddressClass::*;
         for (addr, class) in [
-            ("127.0.0.1", "loopback"),
-            ("10.1.2.3", "private"),
-            ("172.16.0.1", "private"),
-            ("192.168.1.1", "private"),
-            ("100.64.0.1", "carrier-grade NAT"),
-            ("169.254.169.254", "link-local"),
-            ("0.0.0.0", "unspecified"),
-            ("224.0.0.1", "multicast"),
-            ("255.255.255.255", "reserved"),
-            ("::1", "loopback"),
-            ("::", "unspecified"),
-            ("fd00::1", "unique local"),
-            ("fe80::1", "link-local"),
-            ("ff02::1", "multicast"),
-            ("::ffff:127.0.0.1", "loopback"),
-            ("::ffff:169.254.169.254", "link-local"),
-            ("::10.0.0.1", "private"),
-            ("64:ff9b::10.0.0.1", "private"),
+            // IPv4
+            ("0.0.0.0", Unspecified),
+            ("0.1.2.3", ThisNetwork),
+            ("10.1.2.3", Private),
+            ("172.16.0.1", Private),
+            ("172.31.255.255", Private),
+            ("192.168.1.1", Private),
+            ("100.64.0.1", CarrierGradeNat),
+            ("100.127.255.254", CarrierGradeNat),
+            ("127.0.0.1", Loopback),
+            ("127.255.0.1", Loopback),
+            ("169.254.169.254", LinkLocal),
+            ("192.0.0.1", ProtocolAssignment),
+            ("192.0.0.9", ProtocolAssignment),
+            ("192.0.2.1", Documentation),
+            ("198.51.100.1", Documentation),
+            ("203.0.113.1", Documentation),
+            ("192.88.99.1", Relay6to4),
+            ("198.18.0.1", Benchmarking),
+            ("198.19.255.1", Benchmarking),
+            ("224.0.0.1", Multicast),
+            ("239.255.255.250", Multicast),
+            ("240.0.0.1", Reserved),
+            ("255.255.255.254", Reserved),
+            ("255.255.255.255", Broadcast),
+            // IPv6
+            ("::", Unspecified),
+            ("::1", Loopback),
+            ("::ffff:127.0.0.1", Loopback),
+            ("::ffff:169.254.169.254", LinkLocal),
+            ("::ffff:10.0.0.1", Private),
+            ("::10.0.0.1", Private),
+            ("::8.8.8.8", Ipv4Compatible),
+            ("::ffff:0:7f00:1", Loopback),
+            ("::ffff:0:a9fe:a9fe", LinkLocal),
+            ("::ffff:0:8.8.8.8", Ipv4Translated),
+            ("64:ff9b::10.0.0.1", Private),
+            ("64:ff9b::7f00:1", Loopback),
+            ("64:ff9b:1::a00:1", Nat64LocalUse),
+            ("64:ff9b:1::808:808", Nat64LocalUse),
+            ("64:ff9b:0:1::808:808", Reserved),
+            ("100::1", Discard),
+            ("100:0:0:1::1", Reserved),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Teredo),
+            ("2001:2::1", Benchmarking),
+            ("2001:1::1", ProtocolAssignment),
+            ("2001:4:112::1", ProtocolAssignment),
+            ("2001:20::1", ProtocolAssignment),
+            ("2001:1ff:ffff::1", ProtocolAssignment),
+            ("2001:db8::1", Documentation),
+            ("3fff::1", Documentation),
+            ("3fff:fff:ffff::1", Documentation),
+            ("2002:7f00:1::1", SixToFour),
+            ("2002:a00:1::1", SixToFour),
+            ("2002:0808:0808::1", SixToFour),
+            ("5f00::1", Reserved),
+            ("1000::1", Reserved),
+            ("4000::1", Reserved),
+            ("fc00::1", UniqueLocal),
+            ("fd00::1", UniqueLocal),
+            ("fe80::1", LinkLocal),
+            ("febf::1", LinkLocal),
+            ("fec0::1", SiteLocal),
+            ("ff02::1", Multicast),
+            ("ff0e::1", Multicast),
         ] {
             assert_eq!(
                 non_public_class(addr.parse().unwrap()),
@@ -263,29 +634,217 @@ mod tests {
         for public in [
             "93.184.216.34",
             "8.8.8.8",
+            "1.1.1.1",
+            "1.0.0.1",
+            "9.255.255.255",
+            "11.0.0.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "126.255.255.255",
+            "128.0.0.1",
+            "169.253.255.255",
+            "172.15.255.255",
+            "172.32.0.1",
+            "192.0.1.1",
+            "192.0.3.1",
+            "192.167.255.255",
+            "192.169.0.1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "223.255.255.255",
             "2606:4700::1111",
+            "2a00:1450:4001::1",
+            "2001:200::1",
+            "2001:db7::1",
+            "2003::1",
+            "2000::1",
+            "3ffe::1",
+            "3fff:1000::1",
             "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
         ] {
             assert_eq!(non_public_class(public.parse().unwrap()), None, "{public}");
         }
     }
 
     #[test]
-    fn private_addresses_are_refused_unless_allowed() {
-        let strict = AddressPolicy {
-            allow_private_network: false,
+    fn classes_have_names() {
+        assert_eq!(AddressClass::Private.to_string(), "private");
+        assert_eq!(AddressClass::HostOwn.name(), "this host's own");
+        let denial = Denial::PrivateAddress {
+            host: "crm".into(),
+            addr: "2002:a00:1::1".parse().unwrap(),
+            class: AddressClass::SixToFour,
         };
-        let err = strict
-            .check_addr("crm", "127.0.0.1".parse().unwrap())
-            .unwrap_err();
-        assert!(err.to_string().contains("--allow-private-network"), "{err}");
+        assert_eq!(
+            denial.to_string(),
+            "crm resolves to 2002:a00:1::1, a 6to4 address; pass --allow-private-network to \
+             allow it"
+        );
+    }
+
+    #[test]
+    fn private_addresses_are_refused_unless_allowed() {
+        let strict = AddressPolicy::new(false);
+        assert!(!strict.allow_private_network());
+        for refused in ["127.0.0.1", "10.0.0.1", "2002:a00:1::1", "::ffff:0:7f00:1"] {
+            let err = strict
+                .check_addr("crm", refused.parse().unwrap())
+                .unwrap_err();
+            assert!(
+                matches!(err, Denial::PrivateAddress { .. }),
+                "{refused}: {err}"
+            );
+            assert!(err.to_string().contains("--allow-private-network"), "{err}");
+        }
         strict
             .check_addr("crm", "8.8.8.8".parse().unwrap())
             .unwrap();
-        let open = AddressPolicy {
-            allow_private_network: true,
-        };
+        let open = AddressPolicy::new(true);
+        assert!(open.allow_private_network());
         open.check_addr("crm", "127.0.0.1".parse().unwrap())
             .unwrap();
+        open.check_addr("crm", "2002:a00:1::1".parse().unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_refused_unless_allowed() {
+        // A non-loopback address of this host if it has one (a global one is refused as this
+        // host's own, a private one for its class), else loopback.
+        let own = read_host_addresses()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|ip| !ip.is_loopback())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let err = AddressPolicy::new(false)
+            .check_addr("crm", own)
+            .unwrap_err();
+        let Denial::PrivateAddress { class, .. } = err else {
+            panic!("{own}: {err}");
+        };
+        if non_public_class(own).is_none() {
+            assert_eq!(class, AddressClass::HostOwn, "{own}");
+        }
+        AddressPolicy::new(true).check_addr("crm", own).unwrap();
+    }
+
+    fn global_host() -> std::io::Result<Vec<IpAddr>> {
+        Ok(vec![
+            "127.0.0.1".parse().unwrap(),
+            "8.8.4.4".parse().unwrap(),
+            "2606:4700::1001".parse().unwrap(),
+        ])
+    }
+
+    #[test]
+    fn a_global_address_of_this_host_is_its_own() {
+        let strict = AddressPolicy::with_reader(false, global_host, HOST_ADDRESSES_TTL);
+        for own in [
+            "8.8.4.4",
+            "2606:4700::1001",
+            "::ffff:8.8.4.4",
+            "64:ff9b::8.8.4.4",
+        ] {
+            let err = strict.check_addr("crm", own.parse().unwrap()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Denial::PrivateAddress {
+                        class: AddressClass::HostOwn,
+                        ..
+                    }
+                ),
+                "{own}: {err}"
+            );
+            assert!(err.to_string().contains("this host's own"), "{err}");
+        }
+        for other in ["8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            strict.check_addr("crm", other.parse().unwrap()).unwrap();
+        }
+        // Loopback keeps its own class.
+        let err = strict
+            .check_addr("crm", "127.0.0.1".parse().unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Denial::PrivateAddress {
+                    class: AddressClass::Loopback,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let open = AddressPolicy::with_reader(true, global_host, HOST_ADDRESSES_TTL);
+        open.check_addr("crm", "8.8.4.4".parse().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn unreadable_interfaces_leave_the_classes() {
+        fn broken() -> std::io::Result<Vec<IpAddr>> {
+            Err(std::io::Error::other("no netlink here"))
+        }
+        let strict = AddressPolicy::with_reader(false, broken, Duration::ZERO);
+        strict
+            .check_addr("crm", "8.8.8.8".parse().unwrap())
+            .unwrap();
+        strict
+            .check_addr("crm", "127.0.0.1".parse().unwrap())
+            .unwrap_err();
+    }
+
+    #[test]
+    fn the_hosts_addresses_are_read_once_per_ttl() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static READS: AtomicUsize = AtomicUsize::new(0);
+        fn counted() -> std::io::Result<Vec<IpAddr>> {
+            READS.fetch_add(1, Ordering::SeqCst);
+            Ok(vec!["8.8.4.4".parse().unwrap()])
+        }
+        let strict = AddressPolicy::with_reader(false, counted, Duration::from_secs(3600));
+        assert_eq!(READS.load(Ordering::SeqCst), 1);
+        for _ in 0..3 {
+            strict
+                .check_addr("crm", "8.8.4.4".parse().unwrap())
+                .unwrap_err();
+            strict
+                .clone()
+                .check_addr("crm", "1.0.0.1".parse().unwrap())
+                .unwrap();
+        }
+        assert_eq!(READS.load(Ordering::SeqCst), 1, "read again before the TTL");
+        AddressPolicy::with_reader(true, counted, Duration::ZERO)
+            .check_addr("crm", "8.8.4.4".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            READS.load(Ordering::SeqCst),
+            1,
+            "read with private networks allowed"
+        );
+    }
+
+    #[test]
+    fn stale_addresses_are_read_again_and_kept_when_unreadable() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static READS: AtomicUsize = AtomicUsize::new(0);
+        fn changing() -> std::io::Result<Vec<IpAddr>> {
+            match READS.fetch_add(1, Ordering::SeqCst) {
+                0 => Ok(vec!["8.8.4.4".parse().unwrap()]),
+                1 => Ok(vec!["1.0.0.1".parse().unwrap()]),
+                _ => Err(std::io::Error::other("gone")),
+            }
+        }
+        // With a TTL of zero, every check reads the addresses again.
+        let strict = AddressPolicy::with_reader(false, changing, Duration::ZERO);
+        // The second read replaced 8.8.4.4 by 1.0.0.1.
+        strict
+            .check_addr("crm", "8.8.4.4".parse().unwrap())
+            .unwrap();
+        // The third read failed and kept 1.0.0.1.
+        strict
+            .check_addr("crm", "1.0.0.1".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(READS.load(Ordering::SeqCst), 3);
     }
 }

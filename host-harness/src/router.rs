@@ -11,8 +11,9 @@
 
 use crate::EMBEDDED_PLUGIN;
 use crate::bindings::{PluginPre, wit};
+use crate::guard::AddressPolicy;
 use crate::guard::OutboundGuard;
-use crate::outbound::{CannedAnswer, DenialSlot, Outbound, OutboundClient, tls_config};
+use crate::outbound::{CannedAnswer, DetailSlot, Outbound, OutboundClient, tls_config};
 use crate::report::{RouteFailure, RouteReport};
 use callroute_plugin::call::Call;
 use callroute_plugin::destination::{Destination, Target};
@@ -93,6 +94,9 @@ pub enum LoadError {
 /// needs from it (the endpoints the sandbox may reach, the deadline, the static fallback).
 #[derive(Clone)]
 pub struct PreparedScheme {
+    /// This scheme's identity: its calls share keep-alive connections with each other and
+    /// with no other scheme (clones are the same scheme).
+    id: u64,
     /// Why the scheme cannot be used at all (an unresolvable secret reference).
     problem: Option<String>,
     vars: Arc<WasiConfigVariables>,
@@ -136,7 +140,9 @@ impl PreparedScheme {
         // component to nothing.
         let allowlist = parse_allowlist(pair_refs.clone());
         let problem = problem.or_else(|| allowlist.as_ref().err().map(ToString::to_string));
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         PreparedScheme {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             problem,
             guard: Arc::new(OutboundGuard::new(endpoints)),
             response_timeout: field("response_timeout_secs")
@@ -169,9 +175,46 @@ struct CallState {
     outbound: Outbound,
     config: Arc<WasiConfigVariables>,
     limits: StoreLimits,
-    /// Epoch ticks the component has been caught running.
-    cpu_ticks: u64,
+    /// The time the component has spent running.
+    cpu: CpuMeter,
 }
+
+/// The time a call's component spends running wasm code, measured at each transition between
+/// wasm and the host (wasmtime's call hook). Time in host calls, waiting on the CRM above all,
+/// is not counted, however often the component is woken.
+#[derive(Debug, Default)]
+struct CpuMeter {
+    /// Time counted so far, not including the current stretch.
+    used: Duration,
+    /// When the component started running this stretch, while it runs.
+    running_since: Option<std::time::Instant>,
+}
+
+impl CpuMeter {
+    /// Account a transition: wasm starts or resumes running, or stops (calls the host, returns).
+    fn on(&mut self, hook: wasmtime::CallHook) {
+        let now = std::time::Instant::now();
+        if let Some(since) = self.running_since.take() {
+            self.used += now - since;
+        }
+        if hook.exiting_host() {
+            self.running_since = Some(now);
+        }
+    }
+
+    /// The time used so far, the current stretch included.
+    fn used(&self) -> Duration {
+        self.used
+            + self
+                .running_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// A call's component ran longer than its CPU budget.
+#[derive(Debug, thiserror::Error)]
+#[error("the component ran for more than its CPU budget of {} ms", .0.as_millis())]
+struct CpuBudgetExceeded(Duration);
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -231,6 +274,9 @@ impl Drop for EpochTicker {
 struct Loaded {
     engine: Engine,
     pre: PluginPre<CallState>,
+    /// One permit per instance slot of the pool: a call that finds none is `overloaded` at
+    /// once, rather than failing inside the allocator and being taken for a crash.
+    slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -276,6 +322,7 @@ impl Router {
         let pre = PluginPre::new(instance_pre).map_err(LoadError::Component)?;
         Ok(Router {
             loaded: Arc::new(Loaded {
+                slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS as usize)),
                 _ticker: EpochTicker::start(engine.clone()),
                 engine,
                 pre,
@@ -310,10 +357,10 @@ impl Router {
             };
         }
         let deadline = start + scheme.response_timeout;
-        let denial = DenialSlot::default();
+        let detail = DetailSlot::default();
         let result = match tokio::time::timeout_at(
             deadline + CALL_GRACE,
-            self.run(scheme, call, deadline, denial.clone()),
+            self.run(scheme, call, deadline, detail.clone()),
         )
         .await
         {
@@ -326,12 +373,12 @@ impl Router {
                 ),
             )),
         };
-        // The guard's reason for a denial is only known here: add it to the error.
+        // The host's reason for a refusal or a failed TLS handshake is only known here: add it
+        // to the error the component made of the bare error code.
         let explain = |failure: &mut RouteFailure| {
-            if failure.kind == ErrorKind::Denied
-                && let Some(reason) = denial.lock().unwrap_or_else(|e| e.into_inner()).take()
-            {
-                failure.message = format!("{}: {reason}", failure.message);
+            let mut detail = detail.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(found) = detail.take_if(|d| d.kind == failure.kind) {
+                failure.message = format!("{}: {}", failure.message, found.reason);
             }
         };
         let result = result.and_then(|routing| check_allowlist(scheme, routing));
@@ -363,36 +410,40 @@ impl Router {
         &self,
         scheme: &PreparedScheme,
         deadline: Instant,
-        denial: DenialSlot,
+        detail: DetailSlot,
     ) -> (Store<CallState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = CallState {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            outbound: Outbound::new(scheme.guard.clone(), deadline, self.client.clone(), denial),
+            outbound: Outbound::new(
+                scheme.guard.clone(),
+                scheme.id,
+                deadline,
+                self.client.clone(),
+                detail,
+            ),
             config: scheme.vars.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.config.memory_limit)
                 .instances(8)
                 .build(),
-            cpu_ticks: 0,
+            cpu: CpuMeter::default(),
         };
         let mut store = Store::new(&self.loaded.engine, state);
         store.limiter(|s| &mut s.limits);
-        // Each tick the component is caught running counts against its CPU budget; within it,
-        // it yields so the executor (and the call's deadline) keep going.
-        let budget = (self.config.cpu_limit.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64;
+        store.call_hook(|mut ctx, hook| {
+            ctx.data_mut().cpu.on(hook);
+            Ok(())
+        });
+        // At every epoch tick the running component is held to its CPU budget; within it, it
+        // yields, so the executor (and the call's deadline) keep going.
         let cpu_limit = self.config.cpu_limit;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            state.cpu_ticks += 1;
-            if state.cpu_ticks > budget {
-                return Err(wasmtime::format_err!(
-                    "the component ran for more than its CPU budget of {} ms",
-                    cpu_limit.as_millis()
-                ));
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().cpu.used() > cpu_limit {
+                return Err(CpuBudgetExceeded(cpu_limit).into());
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -404,9 +455,10 @@ impl Router {
         scheme: &PreparedScheme,
         call: &Call,
         deadline: Instant,
-        denial: DenialSlot,
+        detail: DetailSlot,
     ) -> Result<Routing, RouteFailure> {
-        let (mut store, stderr) = self.new_store(scheme, deadline, denial);
+        let _slot = self.slot()?;
+        let (mut store, stderr) = self.new_store(scheme, deadline, detail);
         let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
         let plugin = self
             .loaded
@@ -431,6 +483,15 @@ impl Router {
         }
     }
 
+    /// A free instance slot for one call, held until the call's store is dropped.
+    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RouteFailure> {
+        self.loaded
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| overloaded(format_args!("all {MAX_CONCURRENT_CALLS} are routing calls")))
+    }
+
     /// Hand one HTTP request to the component's own `wasi:http/incoming-handler` export, the
     /// way `wasmtime serve` runs it (a fresh instance, the scheme in `wasi:config`), and
     /// collect its answer. Bounded like [`Router::route`].
@@ -443,7 +504,8 @@ impl Router {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme as UriScheme;
 
         let deadline = Instant::now() + scheme.response_timeout;
-        let (mut store, stderr) = self.new_store(scheme, deadline, DenialSlot::default());
+        let _slot = self.slot()?;
+        let (mut store, stderr) = self.new_store(scheme, deadline, DetailSlot::default());
         let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
         let work = async {
             let plugin = self
@@ -511,17 +573,15 @@ impl Router {
 }
 
 /// Most calls in flight in one router at once: the size of the instance pool. A call beyond
-/// it cannot get an instance and is reported as a `trap` (and gets the scheme's fallback).
+/// it is answered at once as `overloaded` (and gets the scheme's fallback).
 pub const MAX_CONCURRENT_CALLS: u32 = 1000;
 
 /// The outbound client a router's policy asks for: the CRM over the network, or a canned answer.
 fn outbound_client(config: &RouterConfig) -> OutboundClient {
+    let policy = AddressPolicy::new(config.allow_private_network);
     match &config.canned_answer {
-        Some(answer) => OutboundClient::canned(answer.clone(), config.allow_private_network),
-        None => OutboundClient::new(
-            config.allow_private_network,
-            tls_config(&config.extra_roots),
-        ),
+        Some(answer) => OutboundClient::canned(answer.clone(), policy),
+        None => OutboundClient::new(policy, tls_config(&config.extra_roots)),
     }
 }
 
@@ -634,12 +694,23 @@ fn error_from_wit(error: wit::RouteError) -> RouteError {
     }
 }
 
-/// A crash or broken limit inside the component, with what it printed (a Rust panic message).
+/// A crash or broken limit inside the component, in one line, with what it printed (a Rust
+/// panic message); the full error, with its wasm backtrace, is logged at debug level. The pool
+/// having no free slot is not the component's doing: that is `overloaded`.
 fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailure {
-    let reason = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return overloaded(full.to_string());
+    }
+    tracing::debug!(error = ?error, "component trapped");
+    let reason = match (
+        error.downcast_ref::<wasmtime::Trap>(),
+        error.downcast_ref::<CpuBudgetExceeded>(),
+    ) {
+        (Some(trap), _) => trap.to_string(),
+        (None, Some(budget)) => budget.to_string(),
+        (None, None) => error.root_cause().to_string(),
     };
+    let reason = reason.lines().next().unwrap_or_default();
     let said = String::from_utf8_lossy(&stderr.contents())
         .trim()
         .to_owned();
@@ -653,4 +724,12 @@ fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailu
     };
     tracing::warn!(%message, "component trapped");
     RouteFailure::new(ErrorKind::Trap, message)
+}
+
+/// A call the host has no room for: answered at once, never queued past its deadline.
+fn overloaded(reason: impl std::fmt::Display) -> RouteFailure {
+    RouteFailure::new(
+        ErrorKind::Overloaded,
+        format!("no sandbox free for this call: {reason}"),
+    )
 }

@@ -17,6 +17,7 @@
 //! finish, and exits.
 
 use crate::Call;
+use crate::outbound::HOP_HEADER;
 use crate::report::RouteReport;
 use crate::router::{CALL_GRACE, PreparedScheme, Router};
 use crate::scheme_file::SchemeFile;
@@ -102,6 +103,17 @@ impl Service {
                 );
                 response
             }
+            // A webhook of a callroute (this one or another) routed back into a callroute: a
+            // scheme pointed at its own server. Answering would call it again, without end.
+            (_, p) if p.starts_with("/v1/route/") && request.headers().contains_key(HOP_HEADER) => {
+                rejection(
+                    StatusCode::LOOP_DETECTED,
+                    "loop-detected",
+                    "this request is a callroute webhook: a scheme's url points at a callroute \
+                     server, which would call it again"
+                        .into(),
+                )
+            }
             (_, p) if p.starts_with("/v1/route/") => {
                 let name = p.trim_start_matches("/v1/route/").to_owned();
                 self.route(&name, request).await
@@ -119,15 +131,13 @@ impl Service {
             .map(|(_, v)| v.into_owned())
             .next()
             .unwrap_or_default();
+        // Which tenants a server holds is not for its callers to learn: the answer names only
+        // what was asked for.
         let Some(scheme) = self.schemes.get(&name) else {
             return rejection(
                 StatusCode::NOT_FOUND,
                 "unknown-scheme",
-                format!(
-                    "no scheme named `{}` (serving: {})",
-                    excerpt(&name, 64),
-                    self.scheme_names().join(", ")
-                ),
+                format!("no scheme named `{}`", excerpt(&name, 64)),
             );
         };
         let wants_text = outcome::prefers_text(
@@ -251,6 +261,11 @@ pub async fn run(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // No scheme may send its webhook here.
+    let _listening = listener
+        .local_addr()
+        .ok()
+        .map(crate::guard::Listening::register);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

@@ -1,0 +1,211 @@
+//! Keep-alive connections to the CRMs, one pool per scheme, and the rules for reusing them.
+//!
+//! A new TCP and TLS handshake is most of a webhook's cost, so a connection is kept after an
+//! exchange, but only on terms that keep one call's answer from reaching another:
+//!
+//! - **Never across schemes.** Connections are pooled by scheme and origin ([`PoolKey`]): a
+//!   CRM shared by two tenants gets a connection per tenant, so nothing a CRM sends on one
+//!   tenant's connection can answer the other's call.
+//! - **Only after a complete exchange.** A connection goes back to the pool when its response
+//!   body was read to its end, well framed ([`PooledBody`]); one whose body was cut short, cut
+//!   off or not read to the end is closed.
+//! - **Nothing unread.** An answer must arrive after its request: when the response to a
+//!   request on a reused connection was already waiting in the connection's buffer (the socket
+//!   delivered nothing after the request went out), the CRM had sent a response nobody asked
+//!   for. That connection is out of step with the CRM; it is closed and the request goes again
+//!   on a fresh one. (hyper also closes a connection on which bytes arrive while it is idle.)
+//! - **A stale connection costs nothing.** A request that fails on a reused connection before
+//!   any byte of an answer (the CRM closed it while it was idle) is sent once more on a fresh
+//!   connection, within the call's deadline, as browsers and hyper-util do.
+
+use super::connector::{Conn, ConnectError, Connector, Origin};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::time::Instant;
+
+/// How long an idle connection to a CRM is kept for the next call.
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most idle connections kept per scheme and origin.
+pub const MAX_IDLE_PER_KEY: usize = 256;
+
+/// A pool's key: one scheme's connections to one origin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The scheme ([`crate::router::PreparedScheme`]'s identity).
+    pub scheme: u64,
+    /// Where the connections go.
+    pub origin: Origin,
+}
+
+/// The idle connections of a router, by scheme and origin.
+#[derive(Default)]
+pub struct Pools {
+    idle: Mutex<HashMap<PoolKey, Vec<(Conn, Instant)>>>,
+}
+
+impl Pools {
+    /// An idle connection for `key` that is still open, if there is one.
+    fn checkout(&self, key: &PoolKey) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.get_mut(key)?;
+        let found = std::iter::from_fn(|| conns.pop())
+            .find(|(conn, since)| since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed());
+        if conns.is_empty() {
+            idle.remove(key);
+        }
+        found.map(|(conn, _)| conn)
+    }
+
+    /// Keep `conn` for the next call of the same scheme to the same origin.
+    fn checkin(&self, key: PoolKey, conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.entry(key).or_default();
+        conns.retain(|(conn, since)| {
+            since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed()
+        });
+        if conns.len() < MAX_IDLE_PER_KEY {
+            conns.push((conn, Instant::now()));
+        }
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No connection could be made.
+    Connect(ConnectError),
+    /// The exchange failed on an open connection.
+    Http(hyper::Error),
+    /// The CRM sent a response before the request, on a fresh connection.
+    Unasked,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// Send `request` to `key`'s origin over one of its scheme's connections (or a new one), by
+/// `deadline`, by the rules in the [module docs](self).
+pub async fn exchange(
+    pools: &Arc<Pools>,
+    connector: &Connector,
+    key: PoolKey,
+    request: http::Request<Full<Bytes>>,
+    deadline: Instant,
+) -> Result<http::Response<PooledBody>, ExchangeError> {
+    let mut fresh_only = false;
+    loop {
+        let pooled = if fresh_only {
+            None
+        } else {
+            pools.checkout(&key)
+        };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => tokio::time::timeout_at(deadline, connector.connect(&key.origin))
+                .await
+                .map_err(|_| ExchangeError::Timeout)?
+                .map_err(ExchangeError::Connect)?,
+        };
+        // An idle connection may have closed since; then the next one (or a new one) is used.
+        match tokio::time::timeout_at(deadline, conn.sender.ready()).await {
+            Err(_) => return Err(ExchangeError::Timeout),
+            Ok(Err(_)) if reused => continue,
+            Ok(Err(e)) => return Err(ExchangeError::Http(e)),
+            Ok(Ok(())) => {}
+        }
+        let before = conn.bytes_read();
+        let sent = tokio::time::timeout_at(deadline, conn.sender.send_request(request.clone()))
+            .await
+            .map_err(|_| ExchangeError::Timeout)?;
+        let answered = conn.bytes_read() != before;
+        match sent {
+            Ok(_) if !answered => {
+                tracing::warn!(
+                    crm = %origin_text(&key.origin),
+                    "the CRM sent a response nobody asked for; its connection is closed"
+                );
+                if fresh_only {
+                    return Err(ExchangeError::Unasked);
+                }
+                fresh_only = true;
+            }
+            Ok(response) => {
+                return Ok(response.map(|body| PooledBody {
+                    inner: body,
+                    ended: false,
+                    home: Some((pools.clone(), key, conn)),
+                }));
+            }
+            Err(_) if reused && !answered && !fresh_only => {
+                tracing::debug!(
+                    crm = %origin_text(&key.origin),
+                    "a kept-alive connection failed before any answer; sending again on a new one"
+                );
+                fresh_only = true;
+            }
+            Err(e) => return Err(ExchangeError::Http(e)),
+        }
+    }
+}
+
+/// `scheme://host:port`, for logs.
+fn origin_text(origin: &Origin) -> String {
+    let scheme = if origin.tls { "https" } else { "http" };
+    if origin.host.contains(':') {
+        format!("{scheme}://[{}]:{}", origin.host, origin.port)
+    } else {
+        format!("{scheme}://{}:{}", origin.host, origin.port)
+    }
+}
+
+/// A response body that hands its connection back to the pool once it has been read to its
+/// end, and closes it otherwise.
+pub struct PooledBody {
+    inner: Incoming,
+    ended: bool,
+    home: Option<(Arc<Pools>, PoolKey, Conn)>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if (self.ended || self.inner.is_end_stream())
+            && let Some((pools, key, conn)) = self.home.take()
+        {
+            pools.checkin(key, conn);
+        }
+    }
+}
