@@ -6,6 +6,7 @@
 //! - [`cache`]: precompiled components, so a restart does not recompile;
 //! - [`guard`]: the outbound guard, the sandbox's only door to the network;
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
+//! - [`logging`]: logs on stderr that never hold a secret, at any level;
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
 //! - [`secrets`]: `${env:NAME}` references in schemes, resolved from the host's environment;
 //! - [`report`]: the outcome of a call and its JSON form;
@@ -20,6 +21,7 @@ pub mod client;
 pub mod crm;
 pub mod demo;
 pub mod guard;
+pub mod logging;
 pub mod outbound;
 pub mod report;
 pub mod router;

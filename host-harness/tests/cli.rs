@@ -584,3 +584,62 @@ fn the_cache_dir_keeps_the_compiled_component_between_runs() {
     assert_eq!(entries.len(), 1, "one precompiled component: {entries:?}");
     assert!(entries[0].file_name().to_string_lossy().ends_with(".cwasm"));
 }
+
+/// Secrets never reach the logs, at any level: with `RUST_LOG=trace`, dependencies trace every
+/// WASI call with its arguments (the URL with its query, header values, the call's numbers).
+#[test]
+fn nothing_secret_is_logged_even_at_trace_level() {
+    let crm = TestCrm::start(|_| CrmReply::new(200, "text/plain", "380123456789")).unwrap();
+    let dir = Scratch::new("trace");
+    let scheme = dir.file(
+        "s.toml",
+        &format!(
+            "url = \"{}\"\nsubmission = \"json\"\nsigning_secret = \"${{env:CALLROUTE_TEST_SIGNING}}\"\n\
+             [headers]\nAuthorization = \"Bearer ${{env:CALLROUTE_TEST_TOKEN}}\"\n",
+            crm.url("/route?api_key=QUERYSECRET42")
+        ),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_callroute"))
+        .args([
+            "route",
+            "--scheme",
+            &scheme,
+            "--call",
+            "-",
+            "--allow-private-network",
+        ])
+        .env("RUST_LOG", "trace")
+        .env("CALLROUTE_TEST_SIGNING", "SIGNINGSECRET42")
+        .env("CALLROUTE_TEST_TOKEN", "TOKENSECRET42")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(CALL.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let logged = stderr(&output);
+    // Trace logging was on: callroute's own debug events are there.
+    assert!(logged.contains("component ready"), "{logged}");
+    for secret in [
+        "QUERYSECRET42",
+        "SIGNINGSECRET42",
+        "TOKENSECRET42",
+        "380501112233",
+        "380441234567",
+    ] {
+        assert!(
+            !logged.contains(secret),
+            "`{secret}` was logged:\n{}",
+            logged
+                .lines()
+                .filter(|l| l.contains(secret))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
