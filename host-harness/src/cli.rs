@@ -124,7 +124,7 @@ impl SandboxArgs {
             cpu_limit: std::time::Duration::from_millis(self.cpu_limit_ms),
             extra_roots,
             cache_dir: self.cache_dir.clone(),
-            canned_answer: None,
+            ..RouterConfig::default()
         })
     }
 }
@@ -137,14 +137,7 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+    crate::logging::init(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

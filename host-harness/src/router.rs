@@ -64,6 +64,10 @@ pub struct RouterConfig {
     /// Answer every webhook the guard allows with this instead of calling the CRM
     /// ([`CannedAnswer`]); `None` calls the CRM.
     pub canned_answer: Option<CannedAnswer>,
+    /// Most calls routed at once; a call beyond it is `overloaded` at once. The engine's
+    /// instance pool is sized by the router that creates it ([`Router::new`]); a router made
+    /// with [`Router::with_config`] shares that pool and can use at most its size.
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for RouterConfig {
@@ -75,6 +79,7 @@ impl Default for RouterConfig {
             extra_roots: Vec::new(),
             cache_dir: None,
             canned_answer: None,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }
@@ -274,9 +279,6 @@ impl Drop for EpochTicker {
 struct Loaded {
     engine: Engine,
     pre: PluginPre<CallState>,
-    /// One permit per instance slot of the pool: a call that finds none is `overloaded` at
-    /// once, rather than failing inside the allocator and being taken for a crash.
-    slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -287,6 +289,9 @@ pub struct Router {
     loaded: Arc<Loaded>,
     config: RouterConfig,
     client: OutboundClient,
+    /// One permit per call this router may route at once: a call that finds none is
+    /// `overloaded` at once, rather than failing inside the allocator as if it had crashed.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Router {
@@ -322,12 +327,12 @@ impl Router {
         let pre = PluginPre::new(instance_pre).map_err(LoadError::Component)?;
         Ok(Router {
             loaded: Arc::new(Loaded {
-                slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS as usize)),
                 _ticker: EpochTicker::start(engine.clone()),
                 engine,
                 pre,
             }),
             client: outbound_client(&config),
+            slots: slots(&config),
             config,
         })
     }
@@ -337,6 +342,7 @@ impl Router {
         Router {
             loaded: self.loaded.clone(),
             client: outbound_client(&config),
+            slots: slots(&config),
             config,
         }
     }
@@ -485,11 +491,12 @@ impl Router {
 
     /// A free instance slot for one call, held until the call's store is dropped.
     fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RouteFailure> {
-        self.loaded
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| overloaded(format_args!("all {MAX_CONCURRENT_CALLS} are routing calls")))
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            overloaded(format_args!(
+                "all {} are routing calls",
+                self.config.max_concurrent_calls
+            ))
+        })
     }
 
     /// Hand one HTTP request to the component's own `wasi:http/incoming-handler` export, the
@@ -572,9 +579,16 @@ impl Router {
     }
 }
 
-/// Most calls in flight in one router at once: the size of the instance pool. A call beyond
-/// it is answered at once as `overloaded` (and gets the scheme's fallback).
-pub const MAX_CONCURRENT_CALLS: u32 = 1000;
+/// Default for [`RouterConfig::max_concurrent_calls`]: the size of the instance pool. A call
+/// beyond it is answered at once as `overloaded` (and gets the scheme's fallback).
+pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 1000;
+
+/// The permits for a router's calls in flight.
+fn slots(config: &RouterConfig) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        config.max_concurrent_calls.max(1) as usize,
+    ))
+}
 
 /// The outbound client a router's policy asks for: the CRM over the network, or a canned answer.
 fn outbound_client(config: &RouterConfig) -> OutboundClient {
@@ -596,12 +610,13 @@ pub fn engine_config(router: &RouterConfig) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     let memory = router.memory_limit.max(64 * 1024);
+    let calls = router.max_concurrent_calls.max(1);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
-    pool.total_component_instances(MAX_CONCURRENT_CALLS)
-        .total_core_instances(MAX_CONCURRENT_CALLS * 4)
-        .total_memories(MAX_CONCURRENT_CALLS)
-        .total_tables(MAX_CONCURRENT_CALLS * 4)
-        .total_stacks(MAX_CONCURRENT_CALLS)
+    pool.total_component_instances(calls)
+        .total_core_instances(calls * 4)
+        .total_memories(calls)
+        .total_tables(calls * 4)
+        .total_stacks(calls)
         .max_memory_size(memory)
         // A call touches a few dozen pages. Resetting just those with `memcpy` when the
         // instance is dropped (Linux's PAGEMAP_SCAN finds them) instead of `madvise` on the
