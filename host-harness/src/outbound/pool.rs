@@ -46,6 +46,8 @@ pub struct PoolKey {
 #[derive(Default)]
 pub struct Pools {
     idle: Mutex<HashMap<PoolKey, Vec<(Conn, Instant)>>>,
+    /// Whether the task that closes expired connections runs.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl Pools {
@@ -62,9 +64,15 @@ impl Pools {
     }
 
     /// Keep `conn` for the next call of the same scheme to the same origin.
-    fn checkin(&self, key: PoolKey, conn: Conn) {
+    fn checkin(self: &Arc<Self>, key: PoolKey, conn: Conn) {
         if conn.sender.is_closed() {
             return;
+        }
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.start_sweeping();
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.entry(key).or_default();
@@ -75,6 +83,33 @@ impl Pools {
             conns.push((conn, Instant::now()));
         }
     }
+}
+
+impl Pools {
+    /// Close expired connections every half [`POOL_IDLE_TIMEOUT`], whether or not their
+    /// scheme still calls (a scheme may be gone), until the pools are dropped.
+    fn start_sweeping(self: &Arc<Self>) {
+        let pools = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POOL_IDLE_TIMEOUT / 2);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pools) = pools.upgrade() else { return };
+                let mut idle = pools.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.retain(|_, conns| {
+                    conns.retain(usable);
+                    !conns.is_empty()
+                });
+            }
+        });
+    }
+}
+
+/// Whether an idle connection may still be used: open, and idle for less than
+/// [`POOL_IDLE_TIMEOUT`].
+fn usable((conn, since): &(Conn, Instant)) -> bool {
+    since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed()
 }
 
 /// Why an exchange failed.
