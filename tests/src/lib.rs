@@ -212,6 +212,37 @@ impl RawCrm {
             }
         }
     }
+
+    /// Read one whole request, its head and the body its `Content-Length` announces, so that
+    /// the next request on a kept-alive connection can be read after it. Returns the head as
+    /// text (request line first), or `None` when the connection ends or fails first.
+    pub fn read_full_request(stream: &mut std::net::TcpStream) -> Option<String> {
+        use std::io::Read;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() >= 65536 {
+                return None;
+            }
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return None,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let length = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if length > 1024 * 1024 {
+            return None;
+        }
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).ok()?;
+        Some(head)
+    }
 }
 
 impl Drop for RawCrm {
@@ -225,8 +256,9 @@ impl Drop for RawCrm {
 }
 
 /// An HTTPS CRM on 127.0.0.1 with the test certificate in `tests/fixtures/tls/` (for
-/// `localhost` and `127.0.0.1`, signed by the test CA `ca.pem`). It answers every request
-/// with `body` as plain text; stops on drop.
+/// `localhost` and `127.0.0.1`, signed by the test CA `ca.pem`), or another one of those
+/// fixtures ([`TlsCrm::start_with`]). It answers every request with `body` as plain text;
+/// stops on drop.
 pub struct TlsCrm {
     addr: std::net::SocketAddr,
     _server: ServerThread,
@@ -235,6 +267,13 @@ pub struct TlsCrm {
 /// The test CA's certificate, as `--ca-cert` would load it.
 pub fn test_ca() -> Vec<rustls::pki_types::CertificateDer<'static>> {
     callroute_host::outbound::load_ca_certs(&fixture("ca.pem")).unwrap()
+}
+
+/// The second test CA (`ca2.pem`), which signs the fixtures that fail verification for one
+/// reason each: `wrong-name.pem` (for `other.example` only) and `expired.pem` (for
+/// `localhost` and `127.0.0.1`, valid only during 2020).
+pub fn second_test_ca() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    callroute_host::outbound::load_ca_certs(&fixture("ca2.pem")).unwrap()
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -246,13 +285,18 @@ fn fixture(name: &str) -> std::path::PathBuf {
 impl TlsCrm {
     /// Start it.
     pub fn start(body: &'static str) -> TlsCrm {
+        TlsCrm::start_with("crm.pem", "crm.key", body)
+    }
+
+    /// Start it with another certificate and key of `tests/fixtures/tls/` (file names).
+    pub fn start_with(cert: &str, key: &str, body: &'static str) -> TlsCrm {
         use rustls::pki_types::pem::PemObject;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(fixture("crm.pem"))
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(fixture(cert))
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(fixture("crm.key")).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(fixture(key)).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
