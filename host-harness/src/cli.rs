@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--plugin FILE] [--allow-private-network]
-//! callroute serve --schemes FILE --listen ADDR [--plugin FILE] [--allow-private-network]
+//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--plugin FILE] [--allow-private-network]
 //!
 //! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
 //! callroute demo
@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// The address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// Most client connections at once; more wait for one to close (kept within the
+    /// file-descriptor limit).
+    #[arg(long, value_name = "N", default_value_t = crate::serve::ServeLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// Most seconds a request's head, and then its body, may take to arrive (an idle
+    /// keep-alive connection is closed after as long).
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::ServeLimits::default().read_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub read_timeout_secs: u64,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -233,8 +242,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };
+    let limits = crate::serve::ServeLimits {
+        max_connections: args.max_connections,
+        read_timeout: std::time::Duration::from_secs(args.read_timeout_secs),
+    };
     let service = match crate::serve::Service::new(router, &file) {
-        Ok(service) => std::sync::Arc::new(service),
+        Ok(service) => std::sync::Arc::new(service.with_limits(limits)),
         Err(e) => return usage_error(format!("{}: {e}", args.schemes.display())),
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

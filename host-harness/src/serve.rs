@@ -43,12 +43,39 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 /// How long shutdown waits for calls in flight: the longest a call can take.
 pub const DRAIN_LIMIT: Duration = MAX_RESPONSE_TIMEOUT.saturating_add(CALL_GRACE);
+/// Once the calls in flight are answered, how long shutdown still lets their answers go out
+/// and a request whose body is arriving become a call.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Most connections open at once; further clients wait (in the kernel's accept queue) for
+    /// one to close. Also kept below what the process's file-descriptor limit allows (see
+    /// [`connection_limit`]).
+    pub max_connections: usize,
+    /// Most time a request's head, and then its body, may take to arrive; after it a
+    /// request is answered 408 and its connection closed, so a client that stalls cannot
+    /// hold a connection.
+    pub read_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 1024,
+            read_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// The routing service: the component, the tenants' schemes, and counters.
 pub struct Service {
     router: Router,
     schemes: HashMap<String, PreparedScheme>,
     metrics: Metrics,
+    limits: ServeLimits,
+    calls: InFlight,
 }
 
 /// A schemes file that cannot be served.
@@ -80,7 +107,15 @@ impl Service {
             router,
             metrics: Metrics::new(schemes.keys()),
             schemes,
+            limits: ServeLimits::default(),
+            calls: InFlight::default(),
         })
+    }
+
+    /// The same service under other limits.
+    pub fn with_limits(mut self, limits: ServeLimits) -> Service {
+        self.limits = limits;
+        self
     }
 
     /// The names of the schemes served, sorted.
@@ -147,14 +182,17 @@ impl Service {
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
         );
-        let call = match read_call(request).await {
+        let call = match read_call(request, self.limits.read_timeout).await {
             Ok(call) => call,
             Err(e) => {
                 let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
                 return rejection(status, "bad-request", e.message);
             }
         };
-        let report = self.router.route(scheme, &call).await;
+        let report = {
+            let _in_flight = self.calls.enter();
+            self.router.route(scheme, &call).await
+        };
         self.metrics.observe(&name, &report);
         log_call(&name, &report);
         if wants_text {
@@ -194,13 +232,20 @@ fn log_call(scheme: &str, report: &RouteReport) {
     }
 }
 
-/// Read the request body (at most [`MAX_CALL_BODY`] bytes) and parse the call it carries.
-async fn read_call(request: Request<Incoming>) -> Result<Call, RequestError> {
+/// Read the request body (at most [`MAX_CALL_BODY`] bytes, within `timeout`) and parse the
+/// call it carries.
+async fn read_call(request: Request<Incoming>, timeout: Duration) -> Result<Call, RequestError> {
     let (parts, body) = request.into_parts();
     let body = if parts.method == Method::POST {
-        Limited::new(body, MAX_CALL_BODY)
-            .collect()
+        tokio::time::timeout(timeout, Limited::new(body, MAX_CALL_BODY).collect())
             .await
+            .map_err(|_| RequestError {
+                status: 408,
+                message: format!(
+                    "the call body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            })?
             .map_err(|_| RequestError {
                 status: 413,
                 message: format!(
@@ -252,8 +297,9 @@ fn rejection(status: StatusCode, kind: &str, message: String) -> Response<Full<B
     response
 }
 
-/// Serve until `shutdown` resolves, then stop accepting and let connections in flight finish
-/// (at most [`DRAIN_LIMIT`]).
+/// Serve until `shutdown` resolves, then stop accepting, let the calls in flight finish (at
+/// most [`DRAIN_LIMIT`]) and their answers go out (at most [`ANSWER_GRACE`] more): a client
+/// that stalls mid-request does not hold the server up.
 pub async fn run(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
@@ -266,46 +312,161 @@ pub async fn run(
         .local_addr()
         .ok()
         .map(crate::guard::Listening::register);
+    let connections = Arc::new(tokio::sync::Semaphore::new(connection_limit(
+        service.limits.max_connections,
+    )));
     loop {
-        tokio::select! {
+        // At the limit, wait for a connection to close before accepting another.
+        let permit = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let handler = service_fn(move |request| {
-                    let service = service.clone();
-                    async move { Ok::<_, Infallible>(service.handle(request).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler_service = service.clone();
+        let handler = service_fn(move |request| {
+            let service = handler_service.clone();
+            async move { Ok::<_, Infallible>(service.handle(request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(service.limits.read_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
     }
     drop(listener);
     tracing::info!("shutting down: finishing calls in flight");
-    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+    let drained = async {
+        let all_closed = graceful.shutdown();
+        let answered = async {
+            service.calls.idle().await;
+            tokio::time::sleep(ANSWER_GRACE).await;
+        };
+        tokio::select! {
+            _ = all_closed => {}
+            _ = answered => {}
+        }
+    };
+    if tokio::time::timeout(DRAIN_LIMIT + ANSWER_GRACE, drained)
         .await
         .is_err()
     {
         tracing::warn!("calls still in flight after {DRAIN_LIMIT:?}; exiting anyway");
     }
+}
+
+/// The calls being routed, and a way to wait until there are none.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Count a call until the returned guard is dropped.
+    fn enter(&self) -> impl Drop + '_ {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        struct Leave<'a>(&'a InFlight);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                if self
+                    .0
+                    .count
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                    == 1
+                {
+                    self.0.idle.notify_waiters();
+                }
+            }
+        }
+        Leave(self)
+    }
+
+    /// Resolves when no call is being routed.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// File descriptors kept for everything but client connections and their calls' CRM
+/// connections (the listener, the pools' idle connections, files): at most this many, and at
+/// most a quarter of the limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// The most client connections the server takes at once: `wanted`, unless the process's
+/// file-descriptor limit (raised towards what `wanted` needs, up to its hard limit) cannot
+/// hold that many beside a CRM connection for each and some reserve; then fewer, with a
+/// warning. Running out of descriptors would fail every call, not just the excess.
+pub fn connection_limit(wanted: usize) -> usize {
+    let wanted = wanted.max(1);
+    let Some(available) = descriptor_limit(2 * wanted as u64 + RESERVED_DESCRIPTORS) else {
+        return wanted;
+    };
+    let reserve = RESERVED_DESCRIPTORS.min(available / 4);
+    let fits = (available.saturating_sub(reserve) / 2).max(1) as usize;
+    if fits < wanted {
+        tracing::warn!(
+            wanted,
+            limit = fits,
+            descriptors = available,
+            "the file-descriptor limit (ulimit -n) holds fewer connections than asked for"
+        );
+    }
+    wanted.min(fits)
+}
+
+/// The process's open-file limit, raised towards `needed` (not past the hard limit).
+#[cfg(unix)]
+fn descriptor_limit(needed: u64) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < needed && limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: needed.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit(_: u64) -> Option<u64> {
+    None
 }
 
 /// Resolves on SIGTERM or SIGINT.

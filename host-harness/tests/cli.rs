@@ -339,8 +339,22 @@ struct ServeProcess {
 
 impl ServeProcess {
     fn start(schemes: &str) -> ServeProcess {
+        ServeProcess::start_with(schemes, &[], None)
+    }
+
+    /// With more options, and at most `open_files` file descriptors (`ulimit -n`).
+    fn start_with(schemes: &str, extra: &[&str], open_files: Option<u32>) -> ServeProcess {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
+        let limit = open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(match open_files {
+                Some(_) => r#"ulimit -n "$0" && exec "$@""#,
+                None => r#"exec "$@""#,
+            })
+            .arg(limit)
+            .arg(env!("CARGO_BIN_EXE_callroute"))
             .args([
                 "serve",
                 "--schemes",
@@ -349,6 +363,8 @@ impl ServeProcess {
                 "127.0.0.1:0",
                 "--allow-private-network",
             ])
+            .args(extra);
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -431,6 +447,43 @@ fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
         crm.single_request().header("authorization"),
         Some("Bearer HEADERSECRET")
     );
+}
+
+/// 150 clients that send a request head and stall, against a server allowed only 128 open
+/// files: the server keeps its connections within that, times the stalled ones out, and a
+/// legitimate call gets through (they used to take every descriptor, and every request after
+/// them timed out).
+#[test]
+fn stalled_clients_cannot_exhaust_the_file_descriptors() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let dir = Scratch::new("stalled");
+    let schemes = dir.file(
+        "schemes.toml",
+        &format!("[[scheme]]\nname = \"acme\"\nurl = \"{}\"\n", crm.url("/")),
+    );
+    let server = ServeProcess::start_with(&schemes, &["--read-timeout-secs", "1"], Some(128));
+    let stalled: Vec<std::net::TcpStream> = (0..150)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+            stream
+                .write_all(
+                    b"POST /v1/route/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let response =
+        callroute_host::client::request(server.addr, "GET", "/v1/route/acme?call_id=1", &[], b"")
+            .unwrap();
+    assert_eq!(response.json()["destination"]["target"], "101");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(8),
+        "the call waited {:?}",
+        start.elapsed()
+    );
+    drop(stalled);
 }
 
 #[test]

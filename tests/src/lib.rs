@@ -120,9 +120,21 @@ pub struct Served {
 impl Served {
     /// Serve the schemes of `toml` with `router`.
     pub fn start(router: Router, toml: &str) -> Served {
+        Served::start_with(router, toml, callroute_host::serve::ServeLimits::default())
+    }
+
+    /// Serve the schemes of `toml` with `router`, under `limits`.
+    pub fn start_with(
+        router: Router,
+        toml: &str,
+        limits: callroute_host::serve::ServeLimits,
+    ) -> Served {
         let file = callroute_host::scheme_file::SchemeFile::parse(toml, "test.toml").unwrap();
-        let service =
-            std::sync::Arc::new(callroute_host::serve::Service::new(router, &file).unwrap());
+        let service = std::sync::Arc::new(
+            callroute_host::serve::Service::new(router, &file)
+                .unwrap()
+                .with_limits(limits),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

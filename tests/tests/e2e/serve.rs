@@ -134,6 +134,9 @@ fn unknown_schemes_and_malformed_requests_are_refused_with_a_reason() {
     let response = t.served.request("POST", "/v1/route/initech", &[], CALL);
     assert_eq!(response.status, 404);
     assert_eq!(response.json()["error"]["kind"], "unknown-scheme");
+    // Which tenants a server holds is not for its callers to learn.
+    let text = response.text();
+    assert!(!text.contains("acme") && !text.contains("globex"), "{text}");
     assert!(
         response.json()["error"]["message"]
             .as_str()
@@ -317,5 +320,119 @@ fn a_fallback_is_served_and_counted() {
     assert!(
         metrics.contains("callroute_route_errors_total{scheme=\"fb\",kind=\"http-status\"} 2"),
         "{metrics}"
+    );
+}
+
+/// A scheme pointed at a callroute server would call it again without end (one request became
+/// 1,001 nested calls): every webhook carries a hop header that `serve` refuses (508), and
+/// the guard refuses this process's own listening address outright.
+#[test]
+fn a_scheme_cannot_route_through_a_callroute_server() {
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let served = Served::start(
+        router(),
+        &format!("name = \"acme\"\nurl = \"{}\"\n", crm.url("/")),
+    );
+    // Webhooks say they are webhooks.
+    let response = served.request("GET", "/v1/route/acme?call_id=1", &[], "");
+    assert_eq!(response.json()["outcome"], "routed", "{}", response.text());
+    assert_eq!(crm.single_request().header("x-callroute-hop"), Some("1"));
+
+    // One that reaches a callroute server (another process's, behind a proxy) is refused.
+    let looped = served.request(
+        "GET",
+        "/v1/route/acme?call_id=2",
+        &[("x-callroute-hop", "1")],
+        "",
+    );
+    assert_eq!(looped.status, 508, "{}", looped.text());
+    assert_eq!(looped.json()["error"]["kind"], "loop-detected");
+    assert_eq!(
+        crm.requests().len(),
+        1,
+        "the looped request reached the CRM"
+    );
+
+    // And one aimed straight at this process's own server never leaves the sandbox.
+    let direct = tokio::runtime::Runtime::new().unwrap().block_on(route(
+        &[("url", &format!("http://{}/v1/route/acme", served.addr()))],
+        &seed_call(),
+    ));
+    let error = failed(&direct);
+    assert_eq!(error.kind, ErrorKind::Denied, "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("where this callroute server itself listens"),
+        "{}",
+        error.message
+    );
+    assert_eq!(crm.requests().len(), 1);
+}
+
+/// A POST whose body never comes is answered 408 once the read timeout passes, and clients
+/// beyond the connection limit wait for a free connection instead of exhausting the process's
+/// file descriptors: a legitimate call still gets through.
+#[test]
+fn stalled_request_bodies_cannot_hold_the_server() {
+    use std::io::{Read, Write};
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let limits = callroute_host::serve::ServeLimits {
+        max_connections: 8,
+        read_timeout: Duration::from_millis(400),
+    };
+    let served = Served::start_with(
+        router(),
+        &format!("name = \"acme\"\nurl = \"{}\"\n", crm.url("/")),
+        limits,
+    );
+    let stalled: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(served.addr()).unwrap();
+            stream
+                .write_all(
+                    b"POST /v1/route/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let response = served.request("GET", "/v1/route/acme?call_id=1", &[], "");
+    assert_eq!(response.json()["destination"]["target"], "101");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a legitimate call waited {:?}",
+        start.elapsed()
+    );
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "a stalled request got {answer:?}"
+        );
+    }
+}
+
+/// Shutdown waits for the calls being routed, not for clients that stall mid-request.
+#[test]
+fn shutdown_does_not_wait_for_stalled_clients() {
+    use std::io::Write;
+    let served = Served::start(router(), "name = \"acme\"\nurl = \"http://crm.invalid/\"\n");
+    let mut stalled = std::net::TcpStream::connect(served.addr()).unwrap();
+    stalled
+        .write_all(b"POST /v1/route/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    drop(served);
+    assert!(
+        start.elapsed() < callroute_host::serve::ANSWER_GRACE + Duration::from_secs(1),
+        "shutdown took {:?}",
+        start.elapsed()
     );
 }
