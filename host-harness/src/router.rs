@@ -726,9 +726,13 @@ fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailu
         (None, None) => error.root_cause().to_string(),
     };
     let reason = reason.lines().next().unwrap_or_default();
-    let said = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_owned();
+    let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
+    // Rust's advice to set RUST_BACKTRACE is no use to whoever reads the error.
+    let said = said
+        .split("\nnote: run with `RUST_BACKTRACE")
+        .next()
+        .unwrap_or_default()
+        .trim();
     let message = if said.is_empty() {
         format!("the component crashed: {reason}")
     } else {

@@ -1026,6 +1026,69 @@ mod tests {
     }
 
     #[test]
+    fn ports_out_of_range_are_config_errors_not_the_default_port() {
+        for (port, shown) in [
+            ("65536", "65536"),
+            ("99999999999", "99999999999"),
+            ("-1", "-1"),
+            ("0", "0"),
+            ("80a", "80a"),
+            ("+80", "+80"),
+        ] {
+            let msg = err(&[(
+                "url",
+                &format!("http://crm.example.com:{port}/route?k=SECRET"),
+            )]);
+            assert!(
+                msg.contains("`url`") && msg.contains(&format!("port `{shown}`")),
+                "{port}: {msg}"
+            );
+            assert!(!msg.contains("SECRET"), "{msg}");
+            let msg = err(&[
+                ("url", "http://crm/"),
+                ("fallback_url", &format!("https://b:{port}/")),
+            ]);
+            assert!(msg.contains("`fallback_url`"), "{port}: {msg}");
+        }
+        for (url, port) in [
+            ("http://crm:65535/", 65535),
+            ("http://crm:1/", 1),
+            ("http://crm:/", 80),
+            ("https://crm/", 443),
+            ("https://[::1]:8443/", 8443),
+        ] {
+            assert_eq!(Endpoint::parse(url).unwrap().port, port, "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_are_parsed_without_the_http_crate() {
+        let e = Endpoint::parse("HTTPS://CRM.Example.com:8443/a/b?x=1&y=%20#frag").unwrap();
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.path_and_query.as_str()),
+            (true, "crm.example.com", 8443, "/a/b?x=1&y=%20")
+        );
+        let e = Endpoint::parse("http://10.0.0.5?k=1").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.path_and_query.as_str()),
+            ("10.0.0.5", "/?k=1")
+        );
+        for bad in [
+            "http://",
+            "http:///path",
+            "http://[::1/",
+            "http://[zz]/",
+            "http://crm/ä",
+            "http://crm/a b",
+            "http://cr m/",
+            "//crm/",
+            "mailto:x@y",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
     fn redacted_url_drops_the_query() {
         let e = Endpoint::parse("https://crm.example.com/api/route?token=SECRET").unwrap();
         assert_eq!(e.redacted(), "https://crm.example.com:443/api/route");

@@ -50,6 +50,28 @@ fn imports_neither_filesystem_nor_sockets() {
     );
 }
 
+/// The component imports exactly what `wit/world.wit` declares for the `plugin` world (with the
+/// interfaces those use): the contract never understates what a host must provide.
+#[test]
+fn imports_exactly_what_the_world_declares() {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .unwrap();
+    let world = resolve.select_world(&[package], Some("plugin")).unwrap();
+    let declared: std::collections::BTreeSet<String> = resolve.worlds[world]
+        .imports
+        .values()
+        .filter_map(|item| match item {
+            wit_parser::WorldItem::Interface { id, .. } => resolve.id_of(*id),
+            _ => None,
+        })
+        .collect();
+    let imported: std::collections::BTreeSet<String> =
+        interface_names("imports").into_iter().collect();
+    assert_eq!(imported, declared);
+}
+
 #[test]
 fn fits_its_size_budget() {
     let size = EMBEDDED_PLUGIN.len();

@@ -172,3 +172,52 @@ async fn an_invalid_scheme_never_falls_back() {
     .await;
     assert_eq!(failed(&report).kind, ErrorKind::Config);
 }
+
+/// A call the host has no room for is answered at once as `overloaded`, with the scheme's
+/// fallback when it has one: never taken for a crash (`trap`), never kept waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_beyond_the_routers_capacity_is_overloaded_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CONNECTED: AtomicUsize = AtomicUsize::new(0);
+    let crm = RawCrm::start(|mut s| {
+        CONNECTED.fetch_add(1, Ordering::SeqCst);
+        RawCrm::read_request(&mut s);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let router = router().with_config(callroute_host::RouterConfig {
+        allow_private_network: true,
+        max_concurrent_calls: 2,
+        ..Default::default()
+    });
+    let url = crm.url();
+    let busy = scheme(&[("url", &url), ("response_timeout_secs", "2")]);
+    let holding: Vec<_> = (0..2)
+        .map(|_| {
+            let (router, busy) = (router.clone(), busy.clone());
+            tokio::spawn(async move { router.route(&busy, &seed_call()).await })
+        })
+        .collect();
+    while CONNECTED.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let other = scheme(&[("url", &url), ("fallback", "reception")]);
+    let report = router.route(&other, &seed_call()).await;
+    let routing = fell_back(&report);
+    let cause = routing.fallback_cause.as_ref().unwrap();
+    assert_eq!(cause.kind, ErrorKind::Overloaded, "{cause}");
+    assert_within(&report, std::time::Duration::from_millis(100));
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["error"]["kind"], "overloaded", "{json}");
+
+    let report = router.route(&busy, &seed_call()).await;
+    assert_eq!(failed(&report).kind, ErrorKind::Overloaded);
+    assert_eq!(
+        CONNECTED.load(Ordering::SeqCst),
+        2,
+        "an overloaded call reached the CRM"
+    );
+    for call in holding {
+        assert_eq!(failed(&call.await.unwrap()).kind, ErrorKind::Timeout);
+    }
+}

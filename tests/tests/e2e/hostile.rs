@@ -19,6 +19,7 @@ async fn a_panicking_component_is_a_trap_with_its_message() {
     let error = failed(&report);
     assert_eq!(error.kind, ErrorKind::Trap);
     assert!(error.message.contains("panicked on purpose"), "{error}");
+    assert_one_line(&error.message);
     // The same loaded component keeps routing.
     assert_eq!(
         routed(&behave("behave", "2").await).0,
@@ -31,12 +32,35 @@ async fn an_unreachable_instruction_is_a_trap() {
     let error = failed(&behave("unreachable", "2").await).clone();
     assert_eq!(error.kind, ErrorKind::Trap);
     assert!(error.message.contains("unreachable"), "{error}");
+    assert_one_line(&error.message);
+}
+
+/// A trap's message is one line in the JSON and the logs; its wasm backtrace goes to the
+/// debug log only.
+fn assert_one_line(message: &str) {
+    assert!(
+        !message.contains('\n') && !message.contains("backtrace") && !message.contains("BACKTRACE"),
+        "{message}"
+    );
+}
+
+/// The CPU budget counts the time the component runs: a spinning one is stopped by it (200
+/// ms), long before its 2 s deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_component_is_stopped_by_its_cpu_budget() {
+    let report = behave("loop", "2").await;
+    let error = failed(&report);
+    assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+    assert!(error.message.contains("CPU budget of 200 ms"), "{error}");
+    assert_one_line(&error.message);
+    assert_within(&report, Duration::from_millis(1000));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_that_allocates_without_end_hits_the_memory_limit() {
     let report = behave("alloc", "5").await;
     assert_eq!(failed(&report).kind, ErrorKind::Trap);
+    assert_one_line(&failed(&report).message);
     assert_eq!(
         routed(&behave("behave", "2").await).0,
         Target::Phone("380123456789".into())
