@@ -738,7 +738,7 @@ fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailu
     } else {
         format!(
             "the component crashed: {reason}; it said: {}",
-            excerpt(&said, 300)
+            excerpt(said, 300)
         )
     };
     tracing::warn!(%message, "component trapped");
