@@ -79,8 +79,9 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     /// Most client connections at once; more wait for one to close (kept within the
     /// file-descriptor limit).
-    #[arg(long, value_name = "N", default_value_t = crate::serve::ServeLimits::default().max_connections)]
-    pub max_connections: usize,
+    #[arg(long, value_name = "N", default_value_t = crate::serve::ServeLimits::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..=crate::serve::MAX_CONNECTIONS as i64))]
+    pub max_connections: u32,
     /// Most seconds a request's head, and then its body, may take to arrive (an idle
     /// keep-alive connection is closed after as long).
     #[arg(long, value_name = "SECS", default_value_t = crate::serve::ServeLimits::default().read_timeout.as_secs(),
@@ -243,7 +244,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let limits = crate::serve::ServeLimits {
-        max_connections: args.max_connections,
+        max_connections: args.max_connections as usize,
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs),
     };
     let service = match crate::serve::Service::new(router, &file) {

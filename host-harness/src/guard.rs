@@ -59,7 +59,6 @@
 //! other hosts on the host's own public subnet pass.
 
 use callroute_plugin::scheme::Endpoint;
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -141,8 +140,8 @@ impl OutboundGuard {
                 path_and_query: String::new(),
             };
             return Err(Denial::NotTheScheme {
-                requested: origin(&requested),
-                allowed: origin(primary),
+                requested: requested.origin(),
+                allowed: primary.origin(),
             });
         };
         Ok(allowed)
@@ -154,12 +153,6 @@ pub fn normalized_host(host: &str) -> String {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase()
-}
-
-/// `scheme://host:port` of an endpoint: what the guard compares, and all a denial shows.
-fn origin(endpoint: &Endpoint) -> String {
-    let scheme = if endpoint.tls { "https" } else { "http" };
-    format!("{scheme}://{}", endpoint.authority())
 }
 
 /// How long the host's interface addresses are trusted before a check reads them again.
@@ -191,11 +184,7 @@ impl AddressPolicy {
     /// [`AddressPolicy::new`] reading the host's addresses with `read`, cached for `ttl`.
     fn with_reader(allow_private_network: bool, read: AddressReader, ttl: Duration) -> Self {
         let own = (!allow_private_network).then(|| {
-            let own = HostAddresses {
-                read,
-                ttl,
-                known: Mutex::new(Known::default()),
-            };
+            let own = HostAddresses::new(read, ttl);
             own.refresh(&mut own.lock());
             Arc::new(own)
         });
@@ -263,11 +252,24 @@ struct HostAddresses {
 /// The host's addresses as last read, and when that read was (successful or not).
 #[derive(Debug, Default)]
 struct Known {
-    addrs: HashSet<IpAddr>,
+    /// A handful: a `Vec` (unlike a set, it can start empty in a `static`).
+    addrs: Vec<IpAddr>,
     read_at: Option<Instant>,
 }
 
 impl HostAddresses {
+    /// Addresses read with `read`, trusted for `ttl`; nothing is read yet.
+    const fn new(read: AddressReader, ttl: Duration) -> Self {
+        HostAddresses {
+            read,
+            ttl,
+            known: Mutex::new(Known {
+                addrs: Vec::new(),
+                read_at: None,
+            }),
+        }
+    }
+
     /// The lock on what is known (nothing panics while holding it, but a poisoned lock still
     /// holds a consistent set).
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -277,7 +279,7 @@ impl HostAddresses {
     /// Read the addresses again; on failure, warn and keep what was known.
     fn refresh(&self, known: &mut Known) {
         match (self.read)() {
-            Ok(addrs) => known.addrs = addrs.into_iter().collect(),
+            Ok(addrs) => known.addrs = addrs,
             Err(error) => tracing::warn!(
                 %error,
                 known = known.addrs.len(),
@@ -330,6 +332,9 @@ impl Drop for Listening {
     }
 }
 
+/// This host's addresses as the listener check sees them (under every policy).
+static HOST_ADDRESSES: HostAddresses = HostAddresses::new(read_host_addresses, HOST_ADDRESSES_TTL);
+
 /// Whether a connection to `addr` would reach one of this process's listening sockets.
 fn is_own_listener(addr: SocketAddr) -> bool {
     let ip = addr.ip().to_canonical();
@@ -338,9 +343,7 @@ fn is_own_listener(addr: SocketAddr) -> bool {
         l.port() == addr.port()
             && (l.ip().to_canonical() == ip
                 || (l.ip().is_unspecified()
-                    && (ip.is_loopback()
-                        || ip.is_unspecified()
-                        || read_host_addresses().is_ok_and(|own| own.contains(&ip)))))
+                    && (ip.is_loopback() || ip.is_unspecified() || HOST_ADDRESSES.contains(ip))))
     })
 }
 

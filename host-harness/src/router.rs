@@ -99,8 +99,8 @@ pub enum LoadError {
 /// needs from it (the endpoints the sandbox may reach, the deadline, the static fallback).
 #[derive(Clone)]
 pub struct PreparedScheme {
-    /// This scheme's identity: its calls share keep-alive connections with each other and
-    /// with no other scheme (clones are the same scheme).
+    /// This scheme's identity (see [`identity`]): its calls share keep-alive connections
+    /// with each other and with no other scheme.
     id: u64,
     /// Why the scheme cannot be used at all (an unresolvable secret reference).
     problem: Option<String>,
@@ -145,9 +145,8 @@ impl PreparedScheme {
         // component to nothing.
         let allowlist = parse_allowlist(pair_refs.clone());
         let problem = problem.or_else(|| allowlist.as_ref().err().map(ToString::to_string));
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         PreparedScheme {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: identity(&pairs),
             problem,
             guard: Arc::new(OutboundGuard::new(endpoints)),
             response_timeout: field("response_timeout_secs")
@@ -169,6 +168,16 @@ impl PreparedScheme {
     pub fn problem(&self) -> Option<&str> {
         self.problem.as_deref()
     }
+}
+
+/// A scheme's identity: a hash of all its pairs, its name among them, so two tenants never
+/// share connections, while the same scheme prepared again (per call, or at a reload) finds
+/// its connections where it left them.
+fn identity(pairs: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    pairs.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The per-call store data: a bare WASI context (no files, sockets, env or args), the HTTP

@@ -54,9 +54,9 @@ pub struct ServeLimits {
     /// one to close. Also kept below what the process's file-descriptor limit allows (see
     /// [`connection_limit`]).
     pub max_connections: usize,
-    /// Most time a request's head, and then its body, may take to arrive; after it a
-    /// request is answered 408 and its connection closed, so a client that stalls cannot
-    /// hold a connection.
+    /// Most time a request's head, and then its body, may take to arrive: a head that does
+    /// not closes the connection (as does a keep-alive connection idle that long), a body that
+    /// does not is answered 408, so a client that stalls cannot hold a connection.
     pub read_timeout: Duration,
 }
 
@@ -356,9 +356,16 @@ pub async fn run(
     tracing::info!("shutting down: finishing calls in flight");
     let drained = async {
         let all_closed = graceful.shutdown();
+        // A request whose body was still arriving may become a call during the grace: wait
+        // for it too.
         let answered = async {
-            service.calls.idle().await;
-            tokio::time::sleep(ANSWER_GRACE).await;
+            loop {
+                service.calls.idle().await;
+                tokio::time::sleep(ANSWER_GRACE).await;
+                if service.calls.is_idle() {
+                    break;
+                }
+            }
         };
         tokio::select! {
             _ = all_closed => {}
@@ -400,17 +407,25 @@ impl InFlight {
         Leave(self)
     }
 
+    /// Whether no call is being routed.
+    fn is_idle(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+
     /// Resolves when no call is being routed.
     async fn idle(&self) {
         loop {
             let notified = self.idle.notified();
-            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            if self.is_idle() {
                 return;
             }
             notified.await;
         }
     }
 }
+
+/// The most `max_connections` can be.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// File descriptors kept for everything but client connections and their calls' CRM
 /// connections (the listener, the pools' idle connections, files): at most this many, and at
@@ -422,7 +437,7 @@ const RESERVED_DESCRIPTORS: u64 = 256;
 /// hold that many beside a CRM connection for each and some reserve; then fewer, with a
 /// warning. Running out of descriptors would fail every call, not just the excess.
 pub fn connection_limit(wanted: usize) -> usize {
-    let wanted = wanted.max(1);
+    let wanted = wanted.clamp(1, MAX_CONNECTIONS);
     let Some(available) = descriptor_limit(2 * wanted as u64 + RESERVED_DESCRIPTORS) else {
         return wanted;
     };

@@ -302,6 +302,17 @@ impl TlsCrm {
 
     /// Start it with another certificate and key of `tests/fixtures/tls/` (file names).
     pub fn start_with(cert: &str, key: &str, body: &'static str) -> TlsCrm {
+        TlsCrm::serve(cert, key, body, false)
+    }
+
+    /// Start one that keeps each connection alive after its first answer, and closes it
+    /// (TLS close_notify, then FIN) without answering when a second request comes: every
+    /// kept-alive connection fails its next request before any byte of an answer.
+    pub fn start_closing_when_reused(body: &'static str) -> TlsCrm {
+        TlsCrm::serve("crm.pem", "crm.key", body, true)
+    }
+
+    fn serve(cert: &str, key: &str, body: &'static str, close_when_reused: bool) -> TlsCrm {
         use rustls::pki_types::pem::PemObject;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let certs = rustls::pki_types::CertificateDer::pem_file_iter(fixture(cert))
@@ -345,6 +356,10 @@ impl TlsCrm {
                                 }
                                 let answer = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                                 let _ = tls.write_all(answer.as_bytes()).await;
+                                if close_when_reused {
+                                    // Wait for the next request on this connection, then hang up.
+                                    let _ = tls.read(&mut byte).await;
+                                }
                                 let _ = tls.shutdown().await;
                             });
                         }

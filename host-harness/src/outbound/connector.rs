@@ -31,6 +31,25 @@ pub struct Origin {
     pub port: u16,
 }
 
+impl Origin {
+    /// The origin of `endpoint`.
+    pub fn of(endpoint: &callroute_plugin::scheme::Endpoint) -> Origin {
+        Origin {
+            tls: endpoint.tls,
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&callroute_plugin::scheme::origin(
+            self.tls, &self.host, self.port,
+        ))
+    }
+}
+
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -54,9 +73,9 @@ pub enum ConnectError {
     Http(hyper::Error),
 }
 
-/// One HTTP/1.1 connection to a CRM: hyper's request side, and how many bytes its socket has
-/// delivered (which tells an answer to the request just sent from one that was already
-/// waiting; see `pool`).
+/// One HTTP/1.1 connection to a CRM: hyper's request side, and how many bytes the CRM has sent
+/// on it (counted above TLS), which tells an answer to the request just sent from one that was
+/// already waiting (see `pool`).
 pub struct Conn {
     /// Sends requests; the connection itself is driven by its own task.
     pub sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
@@ -119,10 +138,11 @@ impl Connector {
             };
             let tls = self
                 .tls
-                .connect(name, Counted::new(tcp, read.clone()))
+                .connect(name, tcp)
                 .await
                 .map_err(|e| ConnectError::Tls(tls_failure(&e, &origin.host)))?;
-            Box::new(tls)
+            // Counted above TLS: what the CRM sent, not alerts or session tickets.
+            Box::new(Counted::new(tls, read.clone()))
         } else {
             Box::new(Counted::new(tcp, read.clone()))
         };

@@ -229,15 +229,17 @@ async fn send(
     body_deadline: Instant,
 ) -> Result<http::Response<WasiBody>, Failure> {
     let endpoint = guard.check_target(request.uri()).map_err(Failure::Denied)?;
-    let origin = Origin {
-        tls: endpoint.tls,
-        host: endpoint.host.clone(),
-        port: endpoint.port,
-    };
+    let origin = Origin::of(endpoint);
     match &client.sender {
         Sender::Network(connector, pools) => {
             let (mut parts, body) = request.into_parts();
             let body = read_request_body(body, deadline).await?;
+            // The request line names the path and query only (origin form): a URI with scheme
+            // and authority is for proxies, and hyper sends the URI as it is given.
+            parts.uri = http::Uri::builder()
+                .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+                .build()
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
             parts
                 .headers
                 .insert(HOP_HEADER, http::HeaderValue::from_static("1"));

@@ -9,11 +9,14 @@
 //! - **Only after a complete exchange.** A connection goes back to the pool when its response
 //!   body was read to its end, well framed ([`PooledBody`]); one whose body was cut short, cut
 //!   off or not read to the end is closed.
-//! - **Nothing unread.** An answer must arrive after its request: when the response to a
-//!   request on a reused connection was already waiting in the connection's buffer (the socket
-//!   delivered nothing after the request went out), the CRM had sent a response nobody asked
-//!   for. That connection is out of step with the CRM; it is closed and the request goes again
-//!   on a fresh one. (hyper also closes a connection on which bytes arrive while it is idle.)
+//! - **Nothing unread.** A response nobody asked for (a CRM that answers twice) must not become
+//!   the answer to the connection's next request. hyper closes a connection on which bytes
+//!   arrive while it is idle, or that still holds unread bytes when it goes idle; and should
+//!   such a response still be waiting when a request goes out (the socket delivered nothing
+//!   after the request was sent, counted above TLS), the connection is closed and the request
+//!   goes again on a fresh one. (One that arrives only after the next request went out cannot
+//!   be told from its answer: it can only mislead the same scheme's next call, never another
+//!   scheme's.)
 //! - **A stale connection costs nothing.** A request that fails on a reused connection before
 //!   any byte of an answer (the CRM closed it while it was idle) is sent once more on a fresh
 //!   connection, within the call's deadline, as browsers and hyper-util do.
@@ -30,8 +33,12 @@ use tokio::time::Instant;
 
 /// How long an idle connection to a CRM is kept for the next call.
 pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// The most idle connections kept per scheme and origin.
-pub const MAX_IDLE_PER_KEY: usize = 256;
+/// The most idle connections a router keeps, all schemes together (each holds a file
+/// descriptor, which `serve` budgets for).
+pub const MAX_IDLE: usize = 256;
+/// How long a kept-alive connection may take to be ready for the next request before another
+/// (or a new) one is used instead.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A pool's key: one scheme's connections to one origin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,53 +58,56 @@ pub struct Pools {
 }
 
 impl Pools {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<(Conn, Instant)>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// An idle connection for `key` that is still open, if there is one.
     fn checkout(&self, key: &PoolKey) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.lock();
         let conns = idle.get_mut(key)?;
-        let found = std::iter::from_fn(|| conns.pop())
-            .find(|(conn, since)| since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed());
+        let found = std::iter::from_fn(|| conns.pop()).find(usable);
         if conns.is_empty() {
             idle.remove(key);
         }
         found.map(|(conn, _)| conn)
     }
 
-    /// Keep `conn` for the next call of the same scheme to the same origin.
+    /// Keep `conn` for the next call of the same scheme to the same origin, if the router
+    /// keeps fewer than [`MAX_IDLE`].
     fn checkin(self: &Arc<Self>, key: PoolKey, conn: Conn) {
         if conn.sender.is_closed() {
             return;
         }
-        if !self
-            .sweeping
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.start_sweeping();
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(key).or_default();
-        conns.retain(|(conn, since)| {
-            since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed()
-        });
-        if conns.len() < MAX_IDLE_PER_KEY {
-            conns.push((conn, Instant::now()));
+        self.start_sweeping();
+        let mut idle = self.lock();
+        if idle.values().map(Vec::len).sum::<usize>() < MAX_IDLE {
+            idle.entry(key).or_default().push((conn, Instant::now()));
         }
     }
-}
 
-impl Pools {
     /// Close expired connections every half [`POOL_IDLE_TIMEOUT`], whether or not their
-    /// scheme still calls (a scheme may be gone), until the pools are dropped.
+    /// scheme still calls (a scheme may be gone), until the pools are dropped. Once: the first
+    /// check-in made on a runtime starts it.
     fn start_sweeping(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.sweeping.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let pools = Arc::downgrade(self);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut tick = tokio::time::interval(POOL_IDLE_TIMEOUT / 2);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(pools) = pools.upgrade() else { return };
-                let mut idle = pools.idle.lock().unwrap_or_else(|e| e.into_inner());
-                idle.retain(|_, conns| {
+                pools.lock().retain(|_, conns| {
                     conns.retain(usable);
                     !conns.is_empty()
                 });
@@ -149,12 +159,18 @@ pub async fn exchange(
                 .map_err(|_| ExchangeError::Timeout)?
                 .map_err(ExchangeError::Connect)?,
         };
-        // An idle connection may have closed since; then the next one (or a new one) is used.
-        match tokio::time::timeout_at(deadline, conn.sender.ready()).await {
-            Err(_) => return Err(ExchangeError::Timeout),
-            Ok(Err(_)) if reused => continue,
-            Ok(Err(e)) => return Err(ExchangeError::Http(e)),
+        // An idle connection may have closed since, or still be finishing its last request;
+        // then the next one (or a new one) is used.
+        let ready_by = if reused {
+            deadline.min(Instant::now() + READY_WAIT)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(ready_by, conn.sender.ready()).await {
             Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) if reused => continue,
+            Ok(Err(e)) => return Err(ExchangeError::Http(e)),
+            Err(_) => return Err(ExchangeError::Timeout),
         }
         let before = conn.bytes_read();
         let sent = tokio::time::timeout_at(deadline, conn.sender.send_request(request.clone()))
@@ -164,7 +180,7 @@ pub async fn exchange(
         match sent {
             Ok(_) if !answered => {
                 tracing::warn!(
-                    crm = %origin_text(&key.origin),
+                    crm = %key.origin,
                     "the CRM sent a response nobody asked for; its connection is closed"
                 );
                 if fresh_only {
@@ -179,25 +195,15 @@ pub async fn exchange(
                     home: Some((pools.clone(), key, conn)),
                 }));
             }
-            Err(_) if reused && !answered && !fresh_only => {
+            Err(e) if reused && !fresh_only && (!answered || e.is_canceled()) => {
                 tracing::debug!(
-                    crm = %origin_text(&key.origin),
+                    crm = %key.origin,
                     "a kept-alive connection failed before any answer; sending again on a new one"
                 );
                 fresh_only = true;
             }
             Err(e) => return Err(ExchangeError::Http(e)),
         }
-    }
-}
-
-/// `scheme://host:port`, for logs.
-fn origin_text(origin: &Origin) -> String {
-    let scheme = if origin.tls { "https" } else { "http" };
-    if origin.host.contains(':') {
-        format!("{scheme}://[{}]:{}", origin.host, origin.port)
-    } else {
-        format!("{scheme}://{}:{}", origin.host, origin.port)
     }
 }
 

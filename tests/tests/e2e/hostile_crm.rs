@@ -576,3 +576,19 @@ async fn an_answer_in_many_small_segments_stays_within_the_cpu_budget() {
     );
     assert_within(&report, Duration::from_millis(3500));
 }
+
+/// The request line names the path and query only, as HTTP/1.1 servers expect from a client
+/// (the absolute form is for proxies, and simple CRMs route on the raw target).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_line_carries_the_path_only() {
+    static LINE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    let crm = RawCrm::start(|mut s| {
+        let head = RawCrm::read_full_request(&mut s).unwrap_or_default();
+        *LINE.lock().unwrap() = head.lines().next().unwrap_or_default().to_owned();
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n101");
+    });
+    let url = format!("{}route?key=1", crm.url());
+    let report = route(&[("url", &url), ("submission", "json")], &seed_call()).await;
+    assert_eq!(routed(&report).0, Target::Phone("101".into()));
+    assert_eq!(*LINE.lock().unwrap(), "POST /route?key=1 HTTP/1.1");
+}

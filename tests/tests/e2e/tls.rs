@@ -86,3 +86,25 @@ async fn an_expired_certificate_is_refused() {
         );
     }
 }
+
+/// A kept-alive HTTPS connection that the CRM closes (with TLS's close_notify) as the next
+/// request arrives fails that request before any byte of an answer: it goes once more on a
+/// fresh connection, and every call is routed. (The alert is bytes on the socket, but not an
+/// answer: what the CRM sends is counted above TLS.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_alive_https_connection_the_crm_closed_is_replaced() {
+    let crm = TlsCrm::start_closing_when_reused("380123456789");
+    let router = trusting(test_ca());
+    let scheme = scheme(&[
+        ("url", &crm.url("localhost")),
+        ("response_timeout_secs", "2"),
+    ]);
+    for call in 0..10 {
+        let report = router.route(&scheme, &seed_call()).await;
+        assert_eq!(
+            routed(&report).0,
+            Target::Phone("380123456789".into()),
+            "call {call}"
+        );
+    }
+}
