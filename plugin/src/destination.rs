@@ -295,50 +295,33 @@ fn check_params(params: &str) -> Result<(), String> {
 /// A host name, IPv4 literal or bracketed IPv6 literal (returned without its brackets), with
 /// an optional `:port` from 1 to 65535.
 fn host_and_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = match s.strip_prefix('[') {
-        Some(rest) => {
-            let (v6, after) = rest.split_once(']')?;
-            v6.parse::<std::net::Ipv6Addr>().ok()?;
-            match after {
-                "" => (v6, None),
-                _ => (v6, Some(after.strip_prefix(':')?)),
-            }
+    let split = crate::hostport::split(s).ok()?;
+    if !split.ipv6 {
+        let host = split.host;
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        // RFC 3261's `toplabel` starts with a letter: an all-digit host is an IPv4 address in
+        // its four-octet form or nothing (not `3232235777` or `010.0.0.1`, which resolvers
+        // read as other addresses).
+        let top = host.rsplit('.').next().unwrap_or_default();
+        let named = top.starts_with(|c: char| c.is_ascii_alphabetic());
+        if host.len() > 253
+            || !host.split('.').all(label)
+            || !(named || host.parse::<std::net::Ipv4Addr>().is_ok())
+        {
+            return None;
         }
-        None => {
-            let (host, port) = match s.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (s, None),
-            };
-            let label = |l: &str| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            };
-            // RFC 3261's `toplabel` starts with a letter: an all-digit host is an IPv4 address
-            // in its four-octet form or nothing (not `3232235777` or `010.0.0.1`, which
-            // resolvers read as other addresses).
-            let top = host.rsplit('.').next().unwrap_or_default();
-            let named = top.starts_with(|c: char| c.is_ascii_alphabetic());
-            if host.len() > 253
-                || !host.split('.').all(label)
-                || !(named || host.parse::<std::net::Ipv4Addr>().is_ok())
-            {
-                return None;
-            }
-            (host, port)
-        }
-    };
-    let port = match port {
+    }
+    let port = match split.port {
         None => None,
-        // `u16::from_str` would take a `+80`: digits only.
-        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().ok().filter(|&p| p > 0)?)
-        }
-        Some(_) => return None,
+        Some(p) => Some(crate::hostport::port(p)?),
     };
-    Some((host, port))
+    Some((split.host, port))
 }
 
 /// Where a CRM may route calls: the scheme's `allowed_prefixes` and `allowed_sip_domains`.

@@ -21,6 +21,7 @@ pub mod answer;
 pub mod call;
 pub mod destination;
 pub mod error;
+pub mod hostport;
 pub mod json;
 pub mod outcome;
 pub mod request;

@@ -113,9 +113,9 @@ impl Endpoint {
     /// Parse and check a CRM URL. The error text never repeats the URL's query.
     ///
     /// An absolute `http://` or `https://` URL: a host name, IPv4 address or bracketed IPv6
-    /// address, an optional port from 1 to 65535 (else 80 or 443), then the path and query in
-    /// visible ASCII (percent-encode anything else). A `#fragment` is never sent, so it is
-    /// dropped. (Parsed here rather than with the `http` crate's `Uri`: the component is
+    /// address, an optional port from 1 to 65535 (else 80 or 443), then the path and query,
+    /// where what a URL cannot carry as is (a space, `<`, `"`, non-ASCII text…) is
+    /// percent-encoded as a browser would. A `#fragment` is never sent, so it is dropped. (Parsed here rather than with the `http` crate's `Uri`: the component is
     /// size-budgeted, and `Uri` also turned an out-of-range port such as `:65536` into "no
     /// port", silently calling port 80.)
     pub fn parse(url: &str) -> Result<Endpoint, String> {
@@ -141,15 +141,13 @@ impl Endpoint {
             return Err("credentials in the URL are not supported; send them in [headers]".into());
         }
         let (host, port) = split_host_port(authority)?;
-        if let Some(bad) = path_and_query.chars().find(|c| !c.is_ascii_graphic()) {
-            return Err(format!(
-                "the path or query holds {bad:?}, which a URL cannot carry (percent-encode it)"
-            ));
+        if path_and_query.chars().any(char::is_control) {
+            return Err("the path or query holds a control character".into());
         }
-        let path_and_query = match path_and_query {
-            "" => "/".to_owned(),
+        let path_and_query = match percent_encoded(path_and_query) {
+            p if p.is_empty() => "/".to_owned(),
             p if p.starts_with('?') => format!("/{p}"),
-            p => p.to_owned(),
+            p => p,
         };
         Ok(Endpoint {
             tls,
@@ -161,16 +159,18 @@ impl Endpoint {
 
     /// `host:port`, with brackets around an IPv6 literal.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority(&self.host, self.port)
     }
 
     /// `https` or `http`.
     pub fn uri_scheme(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
+        uri_scheme(self.tls)
+    }
+
+    /// `scheme://host:port`: where requests go, without the path (what the host's guard
+    /// compares, and all a denial shows).
+    pub fn origin(&self) -> String {
+        origin(self.tls, &self.host, self.port)
     }
 
     /// The URL without its query string: safe for logs and error messages (queries often
@@ -181,63 +181,71 @@ impl Endpoint {
     }
 }
 
+/// A path and query with every byte that RFC 3986 does not allow there as is percent-encoded
+/// (`%` is kept: what is already encoded stays so).
+fn percent_encoded(path_and_query: &str) -> String {
+    let mut out = String::with_capacity(path_and_query.len());
+    for byte in path_and_query.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    out
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `https` for TLS, else `http`.
+pub fn uri_scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+/// `scheme://host:port`.
+pub fn origin(tls: bool, host: &str, port: u16) -> String {
+    format!("{}://{}", uri_scheme(tls), authority(host, port))
+}
+
 /// Split a URL's authority into its host (lower case, an IPv6 address without brackets) and
 /// its port, if one is written.
 fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(bracketed) => {
-            let (v6, after) = bracketed
-                .split_once(']')
-                .ok_or("the IPv6 address has no closing `]`")?;
-            if v6.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(format!("`[{v6}]` is not an IPv6 address"));
-            }
-            match after {
-                "" => (v6, None),
-                _ => (
-                    v6,
-                    Some(
-                        after
-                            .strip_prefix(':')
-                            .ok_or("junk after the IPv6 address")?,
-                    ),
-                ),
-            }
-        }
-        None => match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() {
+    let split = crate::hostport::split(authority)?;
+    if split.host.is_empty() {
         return Err("has no host".into());
     }
-    if !authority.starts_with('[')
-        && !host
+    if !split.ipv6
+        && !split
+            .host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
     {
         return Err(format!(
             "`{}` is not a host name or IP address",
-            crate::error::excerpt(host, 64)
+            crate::error::excerpt(split.host, 64)
         ));
     }
-    let port = match port {
+    let port = match split.port {
         // `http://host:/` is the default port (RFC 3986).
         None | Some("") => None,
-        Some(port) => Some(
-            port.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0 && port.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| {
-                    format!(
-                        "port `{}` is not a port number from 1 to 65535",
-                        crate::error::excerpt(port, 16)
-                    )
-                })?,
-        ),
+        Some(port) => Some(crate::hostport::port(port).ok_or_else(|| {
+            format!(
+                "port `{}` is not a port number from 1 to 65535",
+                crate::error::excerpt(port, 16)
+            )
+        })?),
     };
-    Ok((host.to_ascii_lowercase(), port))
+    Ok((split.host.to_ascii_lowercase(), port))
 }
 
 /// A named template (a webhook parameter or an extra header).
@@ -330,8 +338,12 @@ pub const MAX_SIGNING_SECRETS: usize = 2;
 
 /// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
 /// a second request or confuse the CRM's framing.
-const RESERVED_HEADERS: [&str; 10] = [
+const RESERVED_HEADERS: [&str; 12] = [
     "host",
+    // The request's signature (`signing_secret`) and the host's hop header: a scheme setting
+    // them would send a second, forged copy.
+    "x-callroute-signature",
+    "x-callroute-hop",
     "content-length",
     "transfer-encoding",
     "connection",
@@ -1073,13 +1085,23 @@ mod tests {
             (e.host.as_str(), e.path_and_query.as_str()),
             ("10.0.0.5", "/?k=1")
         );
+        // What a URL cannot carry as is goes percent-encoded, as a browser sends it.
+        for (url, sent) in [
+            (
+                "http://crm/ä?city=Київ",
+                "/%C3%A4?city=%D0%9A%D0%B8%D1%97%D0%B2",
+            ),
+            ("http://crm/a b?q=<\"x\">", "/a%20b?q=%3C%22x%22%3E"),
+            ("http://crm/a%20b?k=`{}`", "/a%20b?k=%60%7B%7D%60"),
+        ] {
+            assert_eq!(Endpoint::parse(url).unwrap().path_and_query, sent, "{url}");
+        }
         for bad in [
             "http://",
             "http:///path",
             "http://[::1/",
             "http://[zz]/",
-            "http://crm/ä",
-            "http://crm/a b",
+            "http://crm/a\tb",
             "http://cr m/",
             "//crm/",
             "mailto:x@y",

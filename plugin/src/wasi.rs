@@ -35,7 +35,7 @@ use wasi::http::types::{
     OutgoingResponse, ResponseOutparam, Scheme as UriScheme,
 };
 use wasi::io::poll;
-use wasi::io::streams::StreamError;
+use wasi::io::streams::{OutputStream, StreamError};
 
 struct Plugin;
 
@@ -176,11 +176,7 @@ impl Answer {
         };
         ResponseOutparam::set(out, Ok(response));
         if let Ok(stream) = body.write() {
-            for chunk in self.body.as_bytes().chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    break;
-                }
-            }
+            write_all(&stream, self.body.as_bytes());
         }
         let _ = OutgoingBody::finish(body, None);
     }
@@ -345,14 +341,19 @@ fn write_body(body: OutgoingBody, bytes: &[u8]) -> bool {
         let Ok(stream) = body.write() else {
             return false;
         };
-        // `blocking-write-and-flush` takes at most 4096 bytes per call.
-        for chunk in bytes.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                return false;
-            }
+        if !write_all(&stream, bytes) {
+            return false;
         }
     }
     OutgoingBody::finish(body, None).is_ok()
+}
+
+/// Write `bytes` to `stream`; `false` when the other side stopped taking them.
+fn write_all(stream: &OutputStream, bytes: &[u8]) -> bool {
+    // `blocking-write-and-flush` takes at most 4096 bytes per call.
+    bytes
+        .chunks(4096)
+        .all(|chunk| stream.blocking_write_and_flush(chunk).is_ok())
 }
 
 /// Read the body up to [`MAX_ANSWER_BYTES`]; a longer one fails without reading the rest.
