@@ -5,7 +5,9 @@
 // - a nested `cargo build` with its own target directory (under `OUT_DIR`), so it never
 //   contends for the outer build's lock and never mixes host and wasm artifacts;
 // - no inherited `RUSTFLAGS`: flags meant for the host (`-C target-cpu=native`, sanitizers)
-//   must not leak into the wasm build;
+//   must not leak into the wasm build; the only flags remap the workspace and cargo's home
+//   (panic locations in dependencies carry their paths), so the component is the same bytes
+//   wherever the source and the registry live;
 // - `rerun-if-changed` on every input;
 // - if the toolchain lacks the `wasm32-wasip2` target it is added with rustup, or the build
 //   fails with the exact command to run.
@@ -31,6 +33,7 @@ fn build_component(package: &str, inputs: &[&str]) -> PathBuf {
         rerun_if_changed(&root.join(input));
     }
     println!("cargo:rerun-if-env-changed=CALLROUTE_PLUGIN_PROFILE");
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
     ensure_target();
 
     let profile = env::var("CALLROUTE_PLUGIN_PROFILE").unwrap_or_else(|_| "plugin".into());
@@ -41,8 +44,8 @@ fn build_component(package: &str, inputs: &[&str]) -> PathBuf {
         .args(["build", "--package", package, "--lib"])
         .args(["--target", TARGET, "--profile", &profile])
         .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", remapped_paths(&root))
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -62,6 +65,19 @@ fn build_component(package: &str, inputs: &[&str]) -> PathBuf {
         .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(wasm.exists(), "the component was not produced at {}", wasm.display());
     wasm
+}
+
+/// `--remap-path-prefix` flags (as `CARGO_ENCODED_RUSTFLAGS`) that replace the workspace's
+/// and cargo's home's paths with fixed ones.
+fn remapped_paths(root: &Path) -> String {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut flags = vec![format!("--remap-path-prefix={}=/callroute", root.display())];
+    if let Some(home) = cargo_home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags.join("\u{1f}")
 }
 
 fn rerun_if_changed(path: &Path) {
