@@ -2,10 +2,8 @@
 //! go.
 //!
 //! The released component is stripped, so the breakdown comes from a build of the same code
-//! with its symbol names kept (`target/size/`, the `plugin` profile without `strip`). That
-//! build is measured before `wasm-opt`, which takes about a sixth off the total, so its
-//! figures are larger than the release's but rank the same: by crate, then the largest
-//! functions.
+//! with its symbol names kept (`target/size/`, the `plugin` profile without `strip`): the same
+//! code, by crate, then the largest functions.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,7 +35,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let module = largest_core_module(&wasm)?;
     let profile = profile(module)?;
     println!(
-        "core module before wasm-opt: code {} bytes, data {} bytes",
+        "core module: code {} bytes, data {} bytes",
         profile.code, profile.data
     );
     let mut by_crate: HashMap<String, usize> = HashMap::new();
