@@ -41,7 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Route one call through a scheme and print the outcome as JSON.
     Route(RouteArgs),
-    /// Serve routing over HTTP for call platforms (see `callroute_host::serve`).
+    /// Serve routing over HTTP for call platforms: `POST` or `GET /v1/route/{scheme}`,
+    /// `/healthz`, `/metrics`.
     Serve(ServeArgs),
     /// Start a local CRM and route a sample call through every submission × import type.
     Demo,
