@@ -450,10 +450,11 @@ async fn route_in_turn(calls: &[(&PreparedScheme, &str)]) {
     }
 }
 
-/// A response a CRM sends that nobody asked for never answers another call: neither the next
-/// call of another tenant of the same CRM (connections are never shared between schemes) nor
-/// the next call of the same tenant (a connection with an answer already waiting before its
-/// request is closed, and the request goes again on a fresh one). None gets 380999999999.
+/// A response nobody asked for that comes with an answer (in the same write) never answers a
+/// later call, of the same tenant or another: a connection holding unread bytes is closed
+/// rather than reused (hyper's idle check, and the pool's check that an answer arrives after
+/// its request). None gets 380999999999. For the stray no client can catch, see
+/// [`another_tenants_call_never_shares_a_connection`].
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stray_response_never_answers_another_call() {
     let crm = RawCrm::start(answers_twice_at_first);
@@ -468,6 +469,47 @@ async fn a_stray_response_never_answers_another_call() {
     let crm = RawCrm::start(answers_twice_at_first);
     let a = tenant(&crm, "a");
     route_in_turn(&[(&a, "380111111111"), (&a, "380111111111")]).await;
+}
+
+/// A CRM that, on a kept-alive connection, puts a response nobody asked for ([`STRAY`]) ahead
+/// of every answer after the first: it arrives only once the next request has gone out, so
+/// no client can tell it from that request's answer on that connection.
+fn answers_twice_when_reused(mut s: TcpStream) {
+    let mut answered = 0;
+    while let Some(head) = RawCrm::read_full_request(&mut s) {
+        let request_line = head.lines().next().unwrap_or_default();
+        let number = if request_line.contains("tenant=b") {
+            "380222222222"
+        } else {
+            "380111111111"
+        };
+        let stray = if answered > 0 { STRAY } else { "" };
+        let out = format!("{stray}HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{number}");
+        if s.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+        answered += 1;
+    }
+}
+
+/// Another tenant's call never goes on a connection a CRM has used for a tenant: when tenant
+/// B's call follows tenant A's to the same CRM, it opens its own connection, so whatever the
+/// CRM still sends on A's (here, a response nobody asked for, ahead of the next answer)
+/// cannot answer B. (On a connection shared by every scheme, B got 380999999999 every time.)
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_call_never_shares_a_connection() {
+    for run in 0..20 {
+        let crm = RawCrm::start(answers_twice_when_reused);
+        for (name, number) in [("a", "380111111111"), ("b", "380222222222")] {
+            let report = router().route(&tenant(&crm, name), &seed_call()).await;
+            assert_eq!(
+                routed(&report).0,
+                Target::Phone(number.into()),
+                "run {run}, tenant {name}: {}",
+                report.to_json()
+            );
+        }
+    }
 }
 
 /// Requests on kept-alive connections that [`closes_on_the_next_request`] closed unanswered.
