@@ -32,8 +32,14 @@ impl Drop for Scratch {
 }
 
 fn callroute(args: &[&str], stdin: Option<&str>) -> Output {
+    callroute_with_env(args, stdin, &[])
+}
+
+/// [`callroute`] with these environment variables set.
+fn callroute_with_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,9 +53,14 @@ fn callroute(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// `callroute route --scheme <scheme> --call - <extra>` with [`CALL`] on stdin.
 fn route_stdin(scheme: &str, extra: &[&str]) -> Output {
+    route_stdin_with_env(scheme, extra, &[])
+}
+
+/// [`route_stdin`] with these environment variables set.
+fn route_stdin_with_env(scheme: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut args = vec!["route", "--scheme", scheme, "--call", "-"];
     args.extend_from_slice(extra);
-    callroute(&args, Some(CALL))
+    callroute_with_env(&args, Some(CALL), env)
 }
 
 fn stdout_json(output: &Output) -> Value {
@@ -526,31 +537,8 @@ fn secrets_come_from_the_environment_and_never_reach_the_output() {
             crm.url("/?key=querysecret")
         ),
     );
-    let run = |env: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callroute"));
-        cmd.args([
-            "route",
-            "--scheme",
-            &scheme,
-            "--call",
-            "-",
-            "--allow-private-network",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(CALL.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let run =
+        |env: &[(&str, &str)]| route_stdin_with_env(&scheme, &["--allow-private-network"], env);
     let out = run(&[
         ("CALLROUTE_TEST_TOKEN", "env-token-123"),
         ("CALLROUTE_TEST_SIGNING", "env-signing-456"),
@@ -652,27 +640,15 @@ fn nothing_secret_is_logged_even_at_trace_level() {
             crm.url("/route?api_key=QUERYSECRET42")
         ),
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_callroute"))
-        .args([
-            "route",
-            "--scheme",
-            &scheme,
-            "--call",
-            "-",
-            "--allow-private-network",
-        ])
-        .env("RUST_LOG", "trace")
-        .env("CALLROUTE_TEST_SIGNING", "SIGNINGSECRET42")
-        .env("CALLROUTE_TEST_TOKEN", "TOKENSECRET42")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(CALL.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let output = route_stdin_with_env(
+        &scheme,
+        &["--allow-private-network"],
+        &[
+            ("RUST_LOG", "trace"),
+            ("CALLROUTE_TEST_SIGNING", "SIGNINGSECRET42"),
+            ("CALLROUTE_TEST_TOKEN", "TOKENSECRET42"),
+        ],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let logged = stderr(&output);
     // Trace logging was on: callroute's own debug events are there.

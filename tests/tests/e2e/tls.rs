@@ -28,25 +28,33 @@ async fn a_crm_signed_by_a_trusted_extra_ca_works() {
     }
 }
 
-/// A certificate from a CA the host does not trust is a `transport` error that says so and
-/// names the remedy, not just "TLS failed".
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_ca_is_a_transport_error() {
-    let crm = TlsCrm::start("380123456789");
+/// Calls to `crm`, under each of its names, fail as `transport` errors naming TLS and saying
+/// `why(host)`.
+async fn refused_saying(
+    router: callroute_host::Router,
+    crm: &TlsCrm,
+    why: impl Fn(&str) -> String,
+) {
     for host in ["localhost", "127.0.0.1"] {
-        let report = router()
+        let report = router
             .route(&scheme(&[("url", &crm.url(host))]), &seed_call())
             .await;
         let error = failed(&report);
         assert_eq!(error.kind, ErrorKind::Transport, "{host}: {error}");
         assert!(error.message.contains("TLS"), "{host}: {error}");
-        assert!(
-            error
-                .message
-                .contains("certificate not trusted (unknown issuer; `--ca-cert` adds a CA)"),
-            "{host}: {error}"
-        );
+        assert!(error.message.contains(&why(host)), "{host}: {error}");
     }
+}
+
+/// A certificate from a CA the host does not trust is a `transport` error that says so and
+/// names the remedy, not just "TLS failed".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_ca_is_a_transport_error() {
+    let crm = TlsCrm::start("380123456789");
+    refused_saying(router(), &crm, |_| {
+        "certificate not trusted (unknown issuer; `--ca-cert` adds a CA)".into()
+    })
+    .await;
 }
 
 /// A certificate from a trusted CA for another name (`other.example` only) is refused as a
@@ -55,36 +63,20 @@ async fn an_unknown_ca_is_a_transport_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_for_another_name_is_refused() {
     let crm = TlsCrm::start_with("wrong-name.pem", "wrong-name.key", "380123456789");
-    for host in ["localhost", "127.0.0.1"] {
-        let report = trusting(second_test_ca())
-            .route(&scheme(&[("url", &crm.url(host))]), &seed_call())
-            .await;
-        let error = failed(&report);
-        assert_eq!(error.kind, ErrorKind::Transport, "{host}: {error}");
-        assert!(
-            error
-                .message
-                .contains(&format!("certificate name mismatch (not valid for {host})")),
-            "{host}: {error}"
-        );
-    }
+    refused_saying(trusting(second_test_ca()), &crm, |host| {
+        format!("certificate name mismatch (not valid for {host})")
+    })
+    .await;
 }
 
 /// An expired certificate from a trusted CA, for the right name, is refused as expired.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_certificate_is_refused() {
     let crm = TlsCrm::start_with("expired.pem", "expired.key", "380123456789");
-    for host in ["localhost", "127.0.0.1"] {
-        let report = trusting(second_test_ca())
-            .route(&scheme(&[("url", &crm.url(host))]), &seed_call())
-            .await;
-        let error = failed(&report);
-        assert_eq!(error.kind, ErrorKind::Transport, "{host}: {error}");
-        assert!(
-            error.message.contains("certificate expired"),
-            "{host}: {error}"
-        );
-    }
+    refused_saying(trusting(second_test_ca()), &crm, |_| {
+        "certificate expired".into()
+    })
+    .await;
 }
 
 /// A kept-alive HTTPS connection that the CRM closes (with TLS's close_notify) as the next
