@@ -492,13 +492,13 @@ fn v4_class(ip: Ipv4Addr) -> Option<AddressClass> {
 /// the special ranges inside it.
 fn v6_class(ip: Ipv6Addr) -> Option<AddressClass> {
     use AddressClass::*;
+    // IPv4-mapped and NAT64 addresses reach the IPv4 address they embed.
+    if let Some(v4) = embedded_v4(ip) {
+        return v4_class(v4);
+    }
     let class = match ip.segments() {
         [0, 0, 0, 0, 0, 0, 0, 0] => Unspecified,
         [0, 0, 0, 0, 0, 0, 0, 1] => Loopback,
-        // IPv4-mapped and NAT64 addresses reach the IPv4 address they embed.
-        [0, 0, 0, 0, 0, 0xffff, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
-            return v4_class(last_32_bits(ip));
-        }
         // IPv4-compatible and SIIT addresses are never global, whatever they embed.
         [0, 0, 0, 0, 0, 0, ..] => v4_class(last_32_bits(ip)).unwrap_or(Ipv4Compatible),
         [0, 0, 0, 0, 0xffff, 0, ..] => v4_class(last_32_bits(ip)).unwrap_or(Ipv4Translated),
