@@ -195,16 +195,11 @@ impl Service {
         };
         self.metrics.observe(&name, &report);
         log_call(&name, &report);
-        if wants_text {
-            plain_answer(&report)
-        } else {
-            let mut response = Response::new(Full::new(Bytes::from(report.to_json())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        response(outcome::http_answer(
+            &report.result,
+            report.elapsed_ms(),
+            wants_text,
+        ))
     }
 }
 
@@ -259,10 +254,16 @@ async fn read_call(request: Request<Incoming>, timeout: Duration) -> Result<Call
     Call::from_http(parts.method.as_str(), parts.uri.query(), &body)
 }
 
-fn plain_answer(report: &RouteReport) -> Response<Full<Bytes>> {
-    let (status, body, ring_timeout) = outcome::plain_text(&report.result);
-    let mut response = text(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
-    if let Some(secs) = ring_timeout {
+/// The HTTP response for an answer (see [`outcome::http_answer`]).
+fn response(answer: outcome::HttpAnswer) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(answer.content_type),
+    );
+    if let Some(secs) = answer.ring_timeout {
         response
             .headers_mut()
             .insert("x-ring-timeout", header::HeaderValue::from(secs));
@@ -275,20 +276,14 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        header::HeaderValue::from_static(outcome::TEXT),
     );
     response
 }
 
-/// A request the server will not route: `{"error":{"kind":…,"message":…}}`.
+/// A request the server will not route (see [`outcome::http_rejection`]).
 fn rejection(status: StatusCode, kind: &str, message: String) -> Response<Full<Bytes>> {
-    let body = outcome::rejection_json(kind, &message);
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    let mut response = response(outcome::http_rejection(status.as_u16(), kind, &message));
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response
             .headers_mut()

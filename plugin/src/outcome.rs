@@ -1,5 +1,7 @@
 //! The outcome of routing one call, as JSON: the one format that `callroute route` prints,
-//! `callroute serve` answers, and the component's own `wasi:http` handler answers.
+//! `callroute serve` answers, and the component's own `wasi:http` handler answers; and the
+//! whole HTTP answer those two front ends give ([`http_answer`], [`http_rejection`]), so they
+//! answer alike by construction.
 //!
 //! ```json
 //! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}
@@ -111,6 +113,62 @@ pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
     }
 }
 
+/// What an HTTP front end answers: status, content type, body, and the ring timeout for the
+/// `X-Ring-Timeout` header of a plain-text answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// `X-Ring-Timeout`, for a plain-text destination.
+    pub ring_timeout: Option<u32>,
+}
+
+/// The `Content-Type` of JSON answers.
+pub const JSON: &str = "application/json";
+/// The `Content-Type` of plain-text answers.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The answer to a routing request: the outcome JSON with 200 whatever the outcome (so a PBX
+/// can tell "CRM down" from "our bug"), or, for a client that [`prefers_text`], the
+/// [`plain_text`] answer.
+pub fn http_answer(
+    result: &Result<Routing, Failure>,
+    elapsed_ms: u64,
+    prefers_text: bool,
+) -> HttpAnswer {
+    if prefers_text {
+        let (status, body, ring_timeout) = plain_text(result);
+        HttpAnswer {
+            status,
+            content_type: TEXT,
+            body,
+            ring_timeout,
+        }
+    } else {
+        HttpAnswer {
+            status: 200,
+            content_type: JSON,
+            body: to_json(result, elapsed_ms),
+            ring_timeout: None,
+        }
+    }
+}
+
+/// The answer to a request that is not routed at all (malformed, unknown scheme, a loop):
+/// `status` with `{"error":{"kind":…,"message":…}}`.
+pub fn http_rejection(status: u16, kind: &str, message: &str) -> HttpAnswer {
+    HttpAnswer {
+        status,
+        content_type: JSON,
+        body: rejection_json(kind, message),
+        ring_timeout: None,
+    }
+}
+
 /// Whether a client asked for the plain-text answer: the first of `text/plain` and
 /// `application/json` among its `Accept` values is `text/plain`.
 pub fn prefers_text<'a>(accept: impl IntoIterator<Item = &'a str>) -> bool {
@@ -188,6 +246,41 @@ mod tests {
         assert_eq!(json["error"]["kind"], "trap");
         assert!(json["error"].get("status").is_none());
         assert_eq!(json["elapsed_ms"], 5001);
+    }
+
+    #[test]
+    fn both_front_ends_answer_alike() {
+        let routed = Ok(Routing::direct(Destination {
+            target: Target::Phone("380123456789".into()),
+            ring_timeout_secs: 25,
+        }));
+        assert_eq!(
+            http_answer(&routed, 9, true),
+            HttpAnswer {
+                status: 200,
+                content_type: TEXT,
+                body: "380123456789".into(),
+                ring_timeout: Some(25),
+            }
+        );
+        let json = http_answer(&routed, 9, false);
+        assert_eq!((json.status, json.content_type), (200, JSON));
+        assert_eq!(json.body, to_json(&routed, 9));
+        assert_eq!(json.ring_timeout, None);
+        let failed = Err(Failure::new(ErrorKind::Transport, "down"));
+        assert_eq!(
+            (
+                http_answer(&failed, 1, false).status,
+                http_answer(&failed, 1, true).status
+            ),
+            (200, 503)
+        );
+        let rejected = http_rejection(404, "unknown-scheme", "no scheme named `x`");
+        assert_eq!((rejected.status, rejected.content_type), (404, JSON));
+        assert_eq!(
+            rejected.body,
+            rejection_json("unknown-scheme", "no scheme named `x`")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, Target};
 use crate::error::{ErrorKind, RouteError};
-use crate::outcome::{self, Failure};
+use crate::outcome::{self, Failure, HttpAnswer};
 use crate::request::Request;
 use crate::routing::{Routing, Transport};
 use crate::scheme::{self, Endpoint};
@@ -72,34 +72,15 @@ impl exports::wasi::http::incoming_handler::Guest for Plugin {
         let call = read_request_body(request, method)
             .and_then(|body| Call::from_http(method, query, &body));
         let answer = match call {
-            Err(e) => Answer {
-                status: e.status,
-                content_type: "application/json",
-                body: outcome::rejection_json("bad-request", &e.message),
-                ring_timeout: None,
-            },
+            Err(e) => outcome::http_rejection(e.status, "bad-request", &e.message),
             Ok(call) => {
                 let result = route_call(&call).map_err(Failure::from);
-                if outcome::prefers_text(accept.iter().map(String::as_str)) {
-                    let (status, body, ring_timeout) = outcome::plain_text(&result);
-                    Answer {
-                        status,
-                        content_type: "text/plain; charset=utf-8",
-                        body,
-                        ring_timeout,
-                    }
-                } else {
-                    let elapsed_ms = monotonic_clock::now().saturating_sub(start) / 1_000_000;
-                    Answer {
-                        status: 200,
-                        content_type: "application/json",
-                        body: outcome::to_json(&result, elapsed_ms),
-                        ring_timeout: None,
-                    }
-                }
+                let elapsed_ms = monotonic_clock::now().saturating_sub(start) / 1_000_000;
+                let prefers_text = outcome::prefers_text(accept.iter().map(String::as_str));
+                outcome::http_answer(&result, elapsed_ms, prefers_text)
             }
         };
-        answer.send(response_out);
+        send_answer(answer, response_out);
     }
 }
 
@@ -150,36 +131,27 @@ fn read_request_body(request: IncomingRequest, method: &str) -> Result<Vec<u8>, 
     Ok(body)
 }
 
-/// An HTTP answer from the component's handler.
-struct Answer {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    ring_timeout: Option<u32>,
-}
-
-impl Answer {
-    fn send(self, out: ResponseOutparam) {
-        let mut headers = vec![(
-            "content-type".to_owned(),
-            self.content_type.as_bytes().to_vec(),
-        )];
-        if let Some(secs) = self.ring_timeout {
-            headers.push(("x-ring-timeout".to_owned(), secs.to_string().into_bytes()));
-        }
-        let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
-        let response = OutgoingResponse::new(fields);
-        let _ = response.set_status_code(self.status);
-        let Ok(body) = response.body() else {
-            ResponseOutparam::set(out, Ok(response));
-            return;
-        };
-        ResponseOutparam::set(out, Ok(response));
-        if let Ok(stream) = body.write() {
-            write_all(&stream, self.body.as_bytes());
-        }
-        let _ = OutgoingBody::finish(body, None);
+/// Send the handler's answer.
+fn send_answer(answer: HttpAnswer, out: ResponseOutparam) {
+    let mut headers = vec![(
+        "content-type".to_owned(),
+        answer.content_type.as_bytes().to_vec(),
+    )];
+    if let Some(secs) = answer.ring_timeout {
+        headers.push(("x-ring-timeout".to_owned(), secs.to_string().into_bytes()));
     }
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(answer.status);
+    let Ok(body) = response.body() else {
+        ResponseOutparam::set(out, Ok(response));
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = body.write() {
+        write_all(&stream, answer.body.as_bytes());
+    }
+    let _ = OutgoingBody::finish(body, None);
 }
 
 fn destination_to_wit(destination: Destination) -> wit::Destination {
