@@ -4,7 +4,7 @@
 use callroute_plugin::routing::Routing;
 use std::time::Duration;
 
-pub use callroute_plugin::outcome::Failure as RouteFailure;
+pub use callroute_plugin::error::Failure as RouteFailure;
 
 /// The result of routing one call and how long it took.
 #[derive(Debug, Clone)]

@@ -1,8 +1,10 @@
 //! Why a call could not be routed: the typed errors every layer shares.
 //!
-//! [`RouteError`] mirrors the WIT `route-error` variant case for case; [`ErrorKind`] names the
-//! kinds as they appear in the CLI's and the server's JSON (`error.kind`), including `trap`
-//! and `overloaded`, which only a host can report. Messages never carry a URL query, a header value or a secret.
+//! [`RouteError`] mirrors the WIT `route-error` variant case for case; [`Failure`] is any
+//! failure by kind (the component's, or the host's own), as outputs carry it; [`ErrorKind`]
+//! names the kinds as they appear in the CLI's and the server's JSON (`error.kind`), including
+//! `trap` and `overloaded`, which only a host can report. Messages never carry a URL query, a
+//! header value or a secret.
 
 use std::fmt;
 
@@ -117,6 +119,46 @@ impl RouteError {
             RouteError::HttpStatus { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// Why a call was not routed, by kind: a component's [`RouteError`], or a host-side failure
+/// (`trap`, `overloaded`, the host's own timeout). What the outcome JSON and the routing's
+/// `fallback_cause` carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error kind.
+    pub kind: ErrorKind,
+    /// A description safe to log.
+    pub message: String,
+    /// The CRM's status, for [`ErrorKind::HttpStatus`].
+    pub status: Option<u16>,
+}
+
+impl Failure {
+    /// A failure of `kind` without a status.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+impl From<RouteError> for Failure {
+    fn from(error: RouteError) -> Self {
+        Failure {
+            kind: error.kind(),
+            status: error.status(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
     }
 }
 

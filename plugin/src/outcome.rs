@@ -13,48 +13,9 @@
 //! `alternatives` (the rest of a fallback list, in order) only when there are some.
 
 use crate::destination::Destination;
-use crate::error::{ErrorKind, RouteError};
+use crate::error::Failure;
 use crate::json::string;
 use crate::routing::Routing;
-
-/// Why a call was not routed: a component's [`RouteError`], or a host-side failure (`trap`,
-/// the host's own timeout).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The error kind.
-    pub kind: ErrorKind,
-    /// A description safe to log.
-    pub message: String,
-    /// The CRM's status, for [`ErrorKind::HttpStatus`].
-    pub status: Option<u16>,
-}
-
-impl Failure {
-    /// A failure of `kind` without a status.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Failure {
-            kind,
-            message: message.into(),
-            status: None,
-        }
-    }
-}
-
-impl From<RouteError> for Failure {
-    fn from(error: RouteError) -> Self {
-        Failure {
-            kind: error.kind(),
-            status: error.status(),
-            message: error.to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
 
 /// `"routed"`, `"fallback"` or `"failed"`.
 pub fn outcome_name(result: &Result<Routing, Failure>) -> &'static str {
@@ -210,6 +171,7 @@ pub fn rejection_json(kind: &str, message: &str) -> String {
 mod tests {
     use super::*;
     use crate::destination::Target;
+    use crate::error::{ErrorKind, RouteError};
     use serde_json::Value;
 
     #[test]

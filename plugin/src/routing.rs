@@ -13,8 +13,7 @@
 use crate::answer;
 use crate::call::Call;
 use crate::destination::{Destination, Target};
-use crate::error::RouteError;
-use crate::outcome::Failure;
+use crate::error::{Failure, RouteError};
 use crate::request;
 use crate::scheme::{Endpoint, Scheme};
 use std::time::Duration;
