@@ -541,28 +541,33 @@ fn closes_when_idle(mut s: TcpStream) {
 /// `transport` error.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_alive_connection_the_crm_closed_is_replaced() {
-    let router = router();
-    let crm = RawCrm::start(closes_on_the_next_request);
-    let closing = scheme(&[("url", &crm.url()), ("response_timeout_secs", DEADLINE)]);
-    for run in 0..30 {
-        let report = router.route(&closing, &seed_call()).await;
-        assert!(report.is_routed(), "run {run}: {}", report.to_json());
-        assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
-        assert_within(&report, LIMIT);
-    }
+    routes_every_call(
+        &RawCrm::start(closes_on_the_next_request),
+        30,
+        Duration::ZERO,
+    )
+    .await;
     assert!(
         CLOSED_UNANSWERED.load(Ordering::SeqCst) > 0,
         "the calls reused kept-alive connections (the case this test is about)"
     );
+    routes_every_call(
+        &RawCrm::start(closes_when_idle),
+        10,
+        Duration::from_millis(150),
+    )
+    .await;
+}
 
-    let crm = RawCrm::start(closes_when_idle);
-    let idle = scheme(&[("url", &crm.url()), ("response_timeout_secs", DEADLINE)]);
-    for run in 0..10 {
-        let report = router.route(&idle, &seed_call()).await;
-        assert!(report.is_routed(), "idle, run {run}: {}", report.to_json());
+/// Route `calls` calls to `crm`, `pause` apart: every one is routed within the deadline.
+async fn routes_every_call(crm: &RawCrm, calls: usize, pause: Duration) {
+    let scheme = scheme(&[("url", &crm.url()), ("response_timeout_secs", DEADLINE)]);
+    for run in 0..calls {
+        let report = router().route(&scheme, &seed_call()).await;
+        assert!(report.is_routed(), "run {run}: {}", report.to_json());
         assert_eq!(routed(&report).0, Target::Phone("380123456789".into()));
         assert_within(&report, LIMIT);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
