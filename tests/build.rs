@@ -1,12 +1,16 @@
 //! Builds the hostile test guest (`tests/hostile-guest/`) for `wasm32-wasip2`, the same way
-//! the harness builds the routing component (see `host-harness/build/component.rs`).
+//! the artifact crate builds the routing component (see `artifact/build/component.rs`).
 
-include!("../host-harness/build/component.rs");
+include!("../artifact/build/component.rs");
 
 fn main() {
     let wasm = build_component(
         "callroute-hostile-guest",
-        &["tests/hostile-guest/src", "tests/hostile-guest/Cargo.toml"],
+        &[
+            "tests/hostile-guest/src",
+            "tests/hostile-guest/Cargo.toml",
+            "artifact/build",
+        ],
     );
     let generated = format!(
         "/// Path of the hostile test guest built for `{TARGET}` by `build.rs`.\n\

@@ -29,12 +29,8 @@ pub mod scheme_file;
 pub mod secrets;
 pub mod serve;
 
-include!(concat!(env!("OUT_DIR"), "/plugin_artifact.rs"));
-
-/// The size budget of the released component, in bytes: it is fetched by every platform that
-/// loads it and compiled at every cold start. A test holds it; `cargo xtask size` shows where
-/// the bytes go.
-pub const COMPONENT_SIZE_BUDGET: usize = 256 * 1024;
+/// The routing component this harness embeds (built by the `callroute-artifact` crate).
+pub use callroute_artifact::{COMPONENT_SIZE_BUDGET, EMBEDDED_PLUGIN, PLUGIN_WASM_PATH};
 
 pub use callroute_plugin::call::Call;
 pub use report::{RouteFailure, RouteReport};

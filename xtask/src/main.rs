@@ -1,22 +1,26 @@
 //! Release and reliability tasks.
 //!
-//! - `cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]`: the load test (see
-//!   [`load`]).
-//! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
-//!   benchmark (see [`bench`]). It measures release code only: run from a debug build (as the
-//!   `cargo xtask` alias builds it), it builds the workspace's release binaries and hands over
-//!   to `target/release/xtask`.
+//! - `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
+//!   exactly as the `callroute` binary embeds it (built and stamped with its metadata by the
+//!   `callroute-artifact` crate), and `dist/callroute-router-<version>.wasm.sha256` in
+//!   `sha256sum` format. It checks that the component's embedded version is the workspace
+//!   version first.
 //! - `cargo xtask size [--top N]`: the component's size against its budget, and where the
 //!   bytes go (see [`size`]).
+//! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
+//!   benchmark, and `cargo xtask load [...]`, the load test. Both measure release code only:
+//!   they build the release binaries (`callroute-bench` from `xtask/bench/`, and `callroute`
+//!   for `callroute serve`) and hand over to `target/release/callroute-bench`.
 //!
-//! `cargo xtask dist` writes `dist/callroute-router-<version>.wasm`, the routing component
-//! exactly as the `callroute` binary embeds it (built and stamped with its metadata by
-//! `host-harness/build.rs`), and `dist/callroute-router-<version>.wasm.sha256` in `sha256sum`
-//! format. It checks that the component's embedded version is the workspace version first.
+//! `xtask` itself links only the component (`callroute-artifact`), never the harness, so
+//! `dist` and `size` do not compile wasmtime.
 
-mod bench;
-mod load;
-mod process;
+#[path = "../../artifact/build/component.rs"]
+#[allow(
+    dead_code,
+    reason = "the build-script helpers of the shared nested build are not used here"
+)]
+mod component;
 mod size;
 
 use sha2::{Digest, Sha256};
@@ -24,82 +28,73 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("dist") => match dist() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask dist: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some("bench") if cfg!(debug_assertions) => in_release_build(),
-        Some("bench") => match bench::run(std::env::args().skip(2).collect()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask bench: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some("load") => match load::run(std::env::args().skip(2).collect()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask load: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some("size") => match size::run(std::env::args().skip(2).collect()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask size: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let args: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("dist") => dist(),
+        Some("size") => size::run(args),
+        Some(task @ ("bench" | "load")) => in_release_build(task, &args),
         _ => {
             eprintln!(
-                "usage: cargo xtask dist | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH] \
-                 | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] | cargo xtask size [--top N]"
+                "usage: cargo xtask dist | cargo xtask size [--top N] \
+                 | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] \
+                 | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]"
             );
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
-}
-
-/// Build the workspace's release binaries (the harness library in `xtask` itself, and
-/// `callroute` for `callroute serve`) and run this same command with the release `xtask`: a
-/// benchmark of unoptimised code would measure nothing useful.
-fn in_release_build() -> ExitCode {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "xtask: building the release binaries to measure (cargo build --release --workspace --bins)"
-    );
-    let built = std::process::Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--workspace", "--bins"])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask: the release build failed");
-        return ExitCode::FAILURE;
-    }
-    let status = std::process::Command::new(root.join("target/release/xtask"))
-        .args(std::env::args_os().skip(1))
-        .status();
-    match status {
-        Ok(status) if status.success() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xtask: cannot run target/release/xtask: {e}");
+            eprintln!("xtask {}: {e}", task.unwrap_or_default());
             ExitCode::FAILURE
         }
     }
 }
 
+/// The workspace root.
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
+}
+
+/// Build the release binaries `task` measures (`callroute-bench`, which links the harness,
+/// and `callroute`, for `callroute serve`) and run `task` with them: a benchmark of
+/// unoptimised code would measure nothing useful.
+fn in_release_build(task: &str, args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "xtask: building the release binaries to measure \
+         (cargo build --release -p callroute-bench -p callroute-host --bins)"
+    );
+    let built = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--bins"])
+        .args(["-p", "callroute-bench", "-p", "callroute-host"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        return Err("the release build failed".into());
+    }
+    let bench = root.join("target/release/callroute-bench");
+    let status = std::process::Command::new(&bench)
+        .arg(task)
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} {task} failed", bench.display()))
+    }
+}
+
 fn dist() -> Result<(), String> {
     let version = env!("CARGO_PKG_VERSION");
-    let wasm = callroute_host::EMBEDDED_PLUGIN;
+    let wasm = callroute_artifact::EMBEDDED_PLUGIN;
     let payload = wasm_metadata::Payload::from_binary(wasm)
         .map_err(|e| format!("cannot read the component's metadata: {e}"))?;
     let embedded = payload.metadata().version.as_ref().map(ToString::to_string);
@@ -109,10 +104,7 @@ fn dist() -> Result<(), String> {
         ));
     }
 
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .join("dist");
+    let dist = workspace_root().join("dist");
     std::fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
     let name = format!("callroute-router-{version}.wasm");
     let artifact = dist.join(&name);

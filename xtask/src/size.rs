@@ -6,8 +6,6 @@
 //! code, by crate, then the largest functions.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use wasmparser::{BinaryReader, Name, NameSectionReader, Parser, Payload};
 
 /// Run the size report.
@@ -23,8 +21,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             _ => return Err(format!("unknown option {flag}")),
         }
     }
-    let size = callroute_host::EMBEDDED_PLUGIN.len();
-    let budget = callroute_host::COMPONENT_SIZE_BUDGET;
+    let size = callroute_artifact::EMBEDDED_PLUGIN.len();
+    let budget = callroute_artifact::COMPONENT_SIZE_BUDGET;
     println!(
         "component: {size} bytes of {budget} ({:.0} %), {} bytes of headroom",
         size as f64 * 100.0 / budget as f64,
@@ -58,25 +56,19 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Build the component with symbol names kept; returns its bytes.
+/// Build the component with symbol names kept (the release build's code, by the same nested
+/// build, without `strip`); returns its bytes.
 fn build_with_names() -> Result<Vec<u8>, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = root.join("target/size");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--package", "callroute-plugin", "--lib"])
-        .args(["--target", "wasm32-wasip2", "--profile", "plugin"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO_PROFILE_PLUGIN_STRIP", "false")
-        .env_remove("RUSTFLAGS")
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err("building the component with names failed".into());
-    }
-    let path = target_dir.join("wasm32-wasip2/plugin/callroute_plugin.wasm");
-    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    let root = crate::workspace_root();
+    let built = crate::component::ComponentBuild::new(
+        &root,
+        "callroute-plugin",
+        "plugin",
+        root.join("target/size"),
+    )
+    .profile_setting("STRIP", "false")
+    .run()?;
+    std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))
 }
 
 /// The component's main core module (the largest of the modules it nests).

@@ -26,7 +26,7 @@ struct Options {
 }
 
 fn options(args: Vec<String>) -> Result<Options, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let default_binary = ["release", "debug"]
         .iter()
         .map(|p| root.join("target").join(p).join("callroute"))

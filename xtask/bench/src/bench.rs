@@ -313,7 +313,7 @@ fn wait_for_port(addr: std::net::SocketAddr) -> bool {
 pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut calls = 5000;
     let mut concurrency = 64;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut callroute = root.join("target/release/callroute");
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {

@@ -18,7 +18,10 @@ fn main() {
     let version = env::var("CARGO_PKG_VERSION").unwrap();
     check_wit_version(&version);
 
-    let built = build_component("callroute-plugin", &["plugin/src", "plugin/Cargo.toml"]);
+    let built = build_component(
+        "callroute-plugin",
+        &["plugin/src", "plugin/Cargo.toml", "artifact/build"],
+    );
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     // The component-level name section names every type and function the component links (10
     // KiB that no host or tool here needs); clearing it leaves an empty one, which the stamp
@@ -50,10 +53,10 @@ fn main() {
     let generated = format!(
         "/// Path of the routing component built for `{TARGET}` by `build.rs`.\n\
          pub const PLUGIN_WASM_PATH: &str = {path:?};\n\
-         /// The routing component built by `build.rs` from `plugin/`, embedded in the binary.\n\
+         /// The routing component built by `build.rs` from `plugin/`: the release artifact.\n\
          pub static EMBEDDED_PLUGIN: &[u8] = include_bytes!({path:?});\n"
     );
-    std::fs::write(out_dir.join("plugin_artifact.rs"), generated).unwrap();
+    std::fs::write(out_dir.join("component.rs"), generated).unwrap();
 }
 
 /// The WIT package version must be the workspace version.
