@@ -1,6 +1,9 @@
 //! A small CRM on 127.0.0.1 for the demo and the tests: a real HTTP/1.1 server that records
 //! what it received and answers what its handler says.
 //!
+//! It ships in the library because `callroute demo` runs it (the demo needs a CRM to ask);
+//! the tests, the benchmark and the load test use the same one.
+//!
 //! It runs on its own thread and runtime, so it works the same from synchronous tests, async
 //! tests and the CLI; dropping the [`TestCrm`] stops it and waits for its thread.
 

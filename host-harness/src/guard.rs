@@ -58,7 +58,7 @@
 //! the translator must refuse to reach non-global IPv4 addresses (as RFC 6052 requires), and
 //! other hosts on the host's own public subnet pass.
 
-use callroute_plugin::scheme::Endpoint;
+use callroute_plugin::scheme::{Endpoint, Origin};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -120,39 +120,21 @@ impl OutboundGuard {
     /// Check the request's target against the scheme's hosts and ports (and `http`/`https`).
     pub fn check_target(&self, uri: &http::Uri) -> Result<&Endpoint, Denial> {
         let primary = self.endpoints.first().ok_or(Denial::NoScheme)?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(Denial::BadRequest),
-        };
         let authority = uri.authority().ok_or(Denial::BadRequest)?;
-        let host = normalized_host(authority.host());
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let allowed = self
-            .endpoints
+        let requested = Origin::from_uri(
+            uri.scheme_str().unwrap_or_default(),
+            authority.host(),
+            authority.port_u16(),
+        )
+        .ok_or(Denial::BadRequest)?;
+        self.endpoints
             .iter()
-            .find(|e| e.host == host && e.port == port && e.tls == tls);
-        let Some(allowed) = allowed else {
-            let requested = Endpoint {
-                tls,
-                host,
-                port,
-                path_and_query: String::new(),
-            };
-            return Err(Denial::NotTheScheme {
-                requested: requested.origin(),
-                allowed: primary.origin(),
-            });
-        };
-        Ok(allowed)
+            .find(|e| e.same_origin(&requested))
+            .ok_or_else(|| Denial::NotTheScheme {
+                requested: requested.to_string(),
+                allowed: primary.origin.to_string(),
+            })
     }
-}
-
-/// A URI's host as endpoints hold it: lower case, an IPv6 address without its brackets.
-pub fn normalized_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
 }
 
 /// How long the host's interface addresses are trusted before a check reads them again.

@@ -10,14 +10,13 @@
 //! - [`scheme_file`]: scheme files (TOML) and their flat `wasi:config` form;
 //! - [`secrets`]: `${env:NAME}` references in schemes, resolved from the host's environment;
 //! - [`report`]: the outcome of a call and its JSON form;
-//! - [`crm`] and [`client`]: a small local CRM and HTTP client for the demo and the tests;
+//! - [`crm`]: a small local CRM for the demo (and the tests);
 //! - [`serve`]: routing over HTTP for call platforms, with metrics;
 //! - [`demo`] and [`cli`]: the `callroute` command.
 
 pub mod bindings;
 pub mod cache;
 pub mod cli;
-pub mod client;
 pub mod crm;
 pub mod demo;
 pub mod guard;
@@ -25,6 +24,7 @@ pub mod logging;
 pub mod outbound;
 pub mod report;
 pub mod router;
+pub mod sandbox;
 pub mod scheme_file;
 pub mod secrets;
 pub mod serve;

@@ -241,11 +241,16 @@ async fn read_call(request: Request<Incoming>, timeout: Duration) -> Result<Call
                     timeout.as_secs_f64()
                 ),
             })?
-            .map_err(|_| RequestError {
-                status: 413,
-                message: format!(
-                    "the call body is larger than {MAX_CALL_BODY} bytes or was cut off"
-                ),
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    // Over the limit: the same answer as every front end gives.
+                    RequestError::too_large()
+                } else {
+                    RequestError {
+                        status: 400,
+                        message: "the call body was cut off".into(),
+                    }
+                }
             })?
             .to_bytes()
     } else {

@@ -419,7 +419,7 @@ fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
     let mut server = ServeProcess::start(&schemes);
     let addr = server.addr;
     let in_flight = std::thread::spawn(move || {
-        callroute_host::client::request(addr, "POST", "/v1/route/acme", &[], CALL.as_bytes())
+        callroute_tests::client::request(addr, "POST", "/v1/route/acme", &[], CALL.as_bytes())
             .unwrap()
     });
     while crm.requests().is_empty() {
@@ -486,7 +486,7 @@ fn stalled_clients_cannot_exhaust_the_file_descriptors() {
         .collect();
     let start = std::time::Instant::now();
     let response =
-        callroute_host::client::request(server.addr, "GET", "/v1/route/acme?call_id=1", &[], b"")
+        callroute_tests::client::request(server.addr, "GET", "/v1/route/acme?call_id=1", &[], b"")
             .unwrap();
     assert_eq!(response.json()["destination"]["target"], "101");
     assert!(

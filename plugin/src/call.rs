@@ -37,6 +37,25 @@ pub struct RequestError {
     pub message: String,
 }
 
+impl RequestError {
+    /// A call body over [`MAX_CALL_BODY`]: 413, in the same words from every front end.
+    pub fn too_large() -> RequestError {
+        RequestError {
+            status: 413,
+            message: format!("the call body is larger than {MAX_CALL_BODY} bytes"),
+        }
+    }
+
+    /// Whether a call body of `len` bytes (so far) is within [`MAX_CALL_BODY`]: every front
+    /// end checks the limit with this as it reads.
+    pub fn check_body_len(len: usize) -> Result<(), RequestError> {
+        if len > MAX_CALL_BODY {
+            return Err(RequestError::too_large());
+        }
+        Ok(())
+    }
+}
+
 /// A call JSON document that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -148,12 +167,7 @@ impl Call {
                 Call::from_query(query.unwrap_or("")).map_err(|e| bad(format!("query: {e}")))?
             }
             "POST" => {
-                if body.len() > MAX_CALL_BODY {
-                    return Err(RequestError {
-                        status: 413,
-                        message: format!("the call body is larger than {MAX_CALL_BODY} bytes"),
-                    });
-                }
+                RequestError::check_body_len(body.len())?;
                 let text = std::str::from_utf8(body)
                     .map_err(|_| bad("the call body is not UTF-8".into()))?;
                 Call::from_json(text).map_err(|e| bad(e.to_string()))?

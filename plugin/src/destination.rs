@@ -43,7 +43,8 @@
 //! [`SipAddress::number_user`]) must start with one of `allowed_prefixes`, with or without
 //! `;user=phone`: a PBX may hand such a user to a trunk that dials it.
 
-use crate::scheme::{SchemeError, invalid, list_items};
+use crate::scheme::lists::list_items;
+use crate::scheme::{SchemeError, invalid};
 
 /// Longest destination accepted, in bytes.
 pub const MAX_DESTINATION_LEN: usize = 256;
@@ -423,7 +424,14 @@ impl Allowlist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheme::parse_allowlist;
+    use crate::scheme::HostPolicy;
+
+    /// The allowlist a host reads from `pairs`.
+    fn parse_allowlist<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Allowlist, SchemeError> {
+        HostPolicy::from_pairs(pairs).map(|policy| policy.allowlist)
+    }
 
     fn phone_of(s: &str) -> String {
         match Target::parse(s) {

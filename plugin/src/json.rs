@@ -153,19 +153,84 @@ pub fn push_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// An object of string members, in the order given: `{"a":"1","b":"2"}`.
-pub fn string_object<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::from("{");
-    for (i, (key, value)) in members.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_string(&mut out, key);
-        out.push(':');
-        push_string(&mut out, value);
+/// A JSON object written member by member, in the order given: what the component sends
+/// (webhook bodies) and answers (outcomes). Keys and strings are escaped by [`push_string`];
+/// numbers are whole (the component writes no floats).
+///
+/// ```
+/// # use callroute_plugin::json::Object;
+/// let error = Object::new().string("kind", "timeout").number("status", 503_u16);
+/// let json = Object::new().string("outcome", "failed").object("error", error).finish();
+/// assert_eq!(json, r#"{"outcome":"failed","error":{"kind":"timeout","status":503}}"#);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Object {
+    out: String,
+}
+
+impl Default for Object {
+    fn default() -> Self {
+        Object::new()
     }
-    out.push('}');
-    out
+}
+
+impl Object {
+    /// An empty object.
+    pub fn new() -> Object {
+        Object {
+            out: String::from("{"),
+        }
+    }
+
+    /// Start a member: a comma after the previous one, then `"key":`.
+    fn key(&mut self, key: &str) -> &mut String {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        push_string(&mut self.out, key);
+        self.out.push(':');
+        &mut self.out
+    }
+
+    /// A string member.
+    pub fn string(mut self, key: &str, value: &str) -> Object {
+        push_string(self.key(key), value);
+        self
+    }
+
+    /// A whole-number member.
+    pub fn number(mut self, key: &str, value: impl Into<u64>) -> Object {
+        let value = value.into().to_string();
+        self.key(key).push_str(&value);
+        self
+    }
+
+    /// An object member.
+    pub fn object(mut self, key: &str, value: Object) -> Object {
+        let value = value.finish();
+        self.key(key).push_str(&value);
+        self
+    }
+
+    /// An array member, of objects.
+    pub fn array(mut self, key: &str, items: impl IntoIterator<Item = Object>) -> Object {
+        let out = self.key(key);
+        out.push('[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&item.finish());
+        }
+        out.push(']');
+        self
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
 }
 
 struct Parser<'a> {
@@ -516,10 +581,22 @@ mod tests {
             "\"a\\\"b\\\\c\\n\\u0001\u{7f}é\""
         );
         assert_eq!(
-            string_object([("caller", "+380 50"), ("note", "\"x\"")]),
-            r#"{"caller":"+380 50","note":"\"x\""}"#
+            Object::new()
+                .string("caller", "+380 50")
+                .string("no\"te", "\"x\"")
+                .finish(),
+            r#"{"caller":"+380 50","no\"te":"\"x\""}"#
         );
-        assert_eq!(string_object([]), "{}");
+        assert_eq!(Object::new().finish(), "{}");
+        let item = |n: u32| Object::new().number("n", n);
+        assert_eq!(
+            Object::new()
+                .array("items", [item(1), item(2)])
+                .array("none", [])
+                .object("o", Object::new().number("big", u64::MAX))
+                .finish(),
+            r#"{"items":[{"n":1},{"n":2}],"none":[],"o":{"big":18446744073709551615}}"#
+        );
         let value = parsed(r#" { "a" : [ true , false , null , "x" , 1 ] , "b" : { } } "#);
         assert_eq!(value.to_string(), r#"{"a":[true,false,null,"x",1],"b":{}}"#);
     }

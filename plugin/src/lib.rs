@@ -68,7 +68,7 @@ mod tests {
         ];
         let mut transport = InHand {
             inspect: |endpoint: &Endpoint, request: &crate::request::Request| {
-                assert_eq!(endpoint.host, "crm.example.com");
+                assert_eq!(endpoint.origin.host, "crm.example.com");
                 assert_eq!(request.body, br#"{"call_id":"pkv"}"#);
             },
             answer: Ok(RawAnswer {

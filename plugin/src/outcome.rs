@@ -14,7 +14,7 @@
 
 use crate::destination::Destination;
 use crate::error::Failure;
-use crate::json::string;
+use crate::json::Object;
 use crate::routing::Routing;
 
 /// `"routed"`, `"fallback"` or `"failed"`.
@@ -26,52 +26,39 @@ pub fn outcome_name(result: &Result<Routing, Failure>) -> &'static str {
     }
 }
 
-fn destination_json(d: &Destination) -> String {
-    format!(
-        r#"{{"kind":{},"target":{},"ring_timeout_secs":{}}}"#,
-        string(d.target.kind()),
-        string(d.target.value()),
-        d.ring_timeout_secs,
-    )
+fn destination_json(d: &Destination) -> Object {
+    Object::new()
+        .string("kind", d.target.kind())
+        .string("target", d.target.value())
+        .number("ring_timeout_secs", d.ring_timeout_secs)
 }
 
-fn error_json(e: &Failure) -> String {
-    let status = e
-        .status
-        .map(|s| format!(r#","status":{s}"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"kind":{},"message":{}{status}}}"#,
-        string(e.kind.as_str()),
-        string(&e.message)
-    )
+fn error_json(e: &Failure) -> Object {
+    let error = Object::new()
+        .string("kind", e.kind.as_str())
+        .string("message", &e.message);
+    match e.status {
+        Some(status) => error.number("status", status),
+        None => error,
+    }
 }
 
 /// The outcome as one line of JSON.
 pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
-    let outcome = outcome_name(result);
+    let mut json = Object::new().string("outcome", outcome_name(result));
     match result {
         Ok(r) => {
-            let mut json = format!(
-                r#"{{"outcome":"{outcome}","destination":{}"#,
-                destination_json(&r.destination)
-            );
+            json = json.object("destination", destination_json(&r.destination));
             if !r.alternatives.is_empty() {
-                let alternatives: Vec<String> =
-                    r.alternatives.iter().map(destination_json).collect();
-                json.push_str(&format!(r#","alternatives":[{}]"#, alternatives.join(",")));
+                json = json.array("alternatives", r.alternatives.iter().map(destination_json));
             }
             if let Some(cause) = &r.fallback_cause {
-                json.push_str(&format!(r#","error":{}"#, error_json(cause)));
+                json = json.object("error", error_json(cause));
             }
-            json.push_str(&format!(r#","elapsed_ms":{elapsed_ms}}}"#));
-            json
         }
-        Err(e) => format!(
-            r#"{{"outcome":"failed","error":{},"elapsed_ms":{elapsed_ms}}}"#,
-            error_json(e)
-        ),
+        Err(e) => json = json.object("error", error_json(e)),
     }
+    json.number("elapsed_ms", elapsed_ms).finish()
 }
 
 /// What an HTTP front end answers: status, content type, body, and the ring timeout for the
@@ -160,11 +147,10 @@ pub fn plain_text(result: &Result<Routing, Failure>) -> (u16, String, Option<u32
 /// A request that is not routed at all (malformed, unknown scheme):
 /// `{"error":{"kind":…,"message":…}}`.
 pub fn rejection_json(kind: &str, message: &str) -> String {
-    format!(
-        r#"{{"error":{{"kind":{},"message":{}}}}}"#,
-        string(kind),
-        string(message)
-    )
+    let error = Object::new()
+        .string("kind", kind)
+        .string("message", message);
+    Object::new().object("error", error).finish()
 }
 
 #[cfg(test)]

@@ -45,12 +45,7 @@ impl Request {
 
     /// The absolute URL the request goes to at `endpoint`.
     pub fn url(&self, endpoint: &Endpoint) -> String {
-        format!(
-            "{}://{}{}",
-            endpoint.uri_scheme(),
-            endpoint.authority(),
-            self.path_and_query
-        )
+        format!("{}{}", endpoint.origin, self.path_and_query)
     }
 }
 
@@ -99,14 +94,20 @@ pub fn build_for(scheme: &Scheme, endpoint: &Endpoint, call: &Call) -> Result<Re
             Some("application/x-www-form-urlencoded"),
             urlencoded(&params).into_bytes(),
         ),
-        Submission::Json => (Some("application/json"), json_object(&params).into_bytes()),
+        Submission::Json => (
+            Some("application/json"),
+            json_object(&params).finish().into_bytes(),
+        ),
         Submission::JsonRpc => {
-            let request = format!(
-                r#"{{"jsonrpc":"2.0","method":{},"params":{},"id":{}}}"#,
-                json::string(scheme.jsonrpc_method.as_deref().unwrap_or_default()),
-                json_object(&params),
-                json::string(jsonrpc_id(call)),
-            );
+            let request = json::Object::new()
+                .string("jsonrpc", "2.0")
+                .string(
+                    "method",
+                    scheme.jsonrpc_method.as_deref().unwrap_or_default(),
+                )
+                .object("params", json_object(&params))
+                .string("id", jsonrpc_id(call))
+                .finish();
             (Some("application/json"), request.into_bytes())
         }
     };
@@ -191,8 +192,11 @@ fn urlencoded(params: &[(String, String)]) -> String {
         .finish()
 }
 
-fn json_object(params: &[(String, String)]) -> String {
-    json::string_object(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+/// The parameters as a JSON object of strings, in order.
+fn json_object(params: &[(String, String)]) -> json::Object {
+    params
+        .iter()
+        .fold(json::Object::new(), |object, (k, v)| object.string(k, v))
 }
 
 #[cfg(test)]

@@ -256,12 +256,12 @@ mod tests {
             _request: request::Request,
             timeout: Duration,
         ) -> Result<answer::RawAnswer, RouteError> {
-            self.sent.push((endpoint.host.clone(), timeout));
+            self.sent.push((endpoint.origin.host.clone(), timeout));
             let i = self
                 .answers
                 .iter()
-                .position(|(host, ..)| *host == endpoint.host)
-                .unwrap_or_else(|| panic!("unexpected request to {}", endpoint.host));
+                .position(|(host, ..)| *host == endpoint.origin.host)
+                .unwrap_or_else(|| panic!("unexpected request to {}", endpoint.origin.host));
             let (_, cost, answer) = self.answers.remove(i);
             if cost > timeout {
                 self.clock += timeout;

@@ -113,12 +113,7 @@ fn read_request_body(request: IncomingRequest, method: &str) -> Result<Vec<u8>, 
             match stream.blocking_read((MAX_CALL_BODY + 1 - body.len()) as u64) {
                 Ok(bytes) => {
                     body.extend_from_slice(&bytes);
-                    if body.len() > MAX_CALL_BODY {
-                        return Err(RequestError {
-                            status: 413,
-                            message: format!("the call body is larger than {MAX_CALL_BODY} bytes"),
-                        });
-                    }
+                    RequestError::check_body_len(body.len())?;
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(_)) => {
@@ -266,14 +261,14 @@ fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawA
         .set_method(&method)
         .map_err(|()| refused("method"))?;
     outgoing
-        .set_scheme(Some(if endpoint.tls {
+        .set_scheme(Some(if endpoint.origin.tls {
             &UriScheme::Https
         } else {
             &UriScheme::Http
         }))
         .map_err(|()| refused("scheme"))?;
     outgoing
-        .set_authority(Some(&endpoint.authority()))
+        .set_authority(Some(&endpoint.origin.authority()))
         .map_err(|()| refused("authority"))?;
     outgoing
         .set_path_with_query(Some(&request.path_and_query))

@@ -9,7 +9,7 @@ use callroute_plugin::destination::Target;
 use callroute_plugin::error::ErrorKind;
 use callroute_plugin::json;
 use callroute_plugin::request;
-use callroute_plugin::scheme::Scheme;
+use callroute_plugin::scheme::{HostPolicy, Scheme};
 use proptest::prelude::*;
 
 const KEYS: &[&str] = &[
@@ -56,6 +56,58 @@ fn scheme_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
     )
 }
 
+/// Schemes that are mostly valid and dwell on the fields a host reads itself: each policy
+/// field with values valid and not, keys repeated (the last must win), lists single and
+/// indexed, beside other fields.
+fn policy_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+    let pair = prop_oneof![
+        proptest::sample::select(
+            &[
+                ("url", "http://crm.example.com/route?k=1"),
+                ("url", "https://CRM.example.com:8443/"),
+                ("url", "http://[::1]:9000"),
+                ("url", "ftp://crm/"),
+                ("fallback_url", "https://backup.example.com/"),
+                ("fallback_url", "http://crm:65536/"),
+                ("response_timeout_secs", "2.5"),
+                ("response_timeout_secs", " 0.1 "),
+                ("response_timeout_secs", "61"),
+                ("ring_timeout_secs", "12"),
+                ("ring_timeout_secs", "600"),
+                ("ring_timeout_secs", "0"),
+                ("fallback", "101"),
+                ("fallback", "sip:reception@pbx.example.com"),
+                ("fallback", ""),
+                ("fallback.0", "+38 044 123 45 67"),
+                ("fallback.1", "manager_7"),
+                ("fallback.1", "not a destination!"),
+                ("fallback.31", "102"),
+                ("fallback.32", "102"),
+                ("allowed_prefixes", "380, +48"),
+                ("allowed_prefixes.1", "1"),
+                ("allowed_prefixes", "+38a"),
+                ("allowed_sip_domains", "PBX.example.com"),
+                ("allowed_sip_domains.0", "bad domain"),
+                ("signing_secret", "s3cret"),
+                ("signing_secret.1", "next"),
+                ("retries", "2"),
+                ("method", "GET"),
+                ("params.uuid", "{call_id}"),
+                ("name", "acme"),
+            ][..]
+        )
+        .prop_map(|(k, v)| (k.to_string(), v.to_string())),
+        (
+            proptest::sample::select(KEYS).prop_map(str::to_string),
+            ".{0,12}"
+        ),
+    ];
+    proptest::collection::vec(pair, 0..12).prop_map(|mut pairs| {
+        pairs.insert(0, ("url".into(), "http://crm.example.com/".into()));
+        pairs
+    })
+}
+
 fn valid_scheme(import: &'static str) -> Scheme {
     Scheme::from_pairs([
         ("url", "http://crm.example.com/"),
@@ -87,6 +139,27 @@ proptest! {
                 prop_assert!(scheme.fallback.iter().all(|t| Target::parse(t.value()).is_ok()));
             }
             Err(e) => prop_assert!(e.to_string().contains("scheme field `"), "{e}"),
+        }
+    }
+
+    /// The host and the component read a scheme's policy fields alike: whenever the component
+    /// accepts a scheme, the host's policy is the scheme's, field by field; and a policy the
+    /// host refuses is a scheme the component refuses.
+    #[test]
+    fn the_host_reads_the_policy_as_the_component_does(pairs in policy_pairs()) {
+        let policy = HostPolicy::from_pairs(pairs.clone());
+        match (Scheme::from_pairs(pairs), policy) {
+            (Ok(scheme), Ok(policy)) => {
+                let expected = scheme.host_policy();
+                prop_assert_eq!(&policy.url, &expected.url);
+                prop_assert_eq!(&policy.fallback_url, &expected.fallback_url);
+                prop_assert_eq!(policy.response_timeout, expected.response_timeout);
+                prop_assert_eq!(policy.ring_timeout_secs, expected.ring_timeout_secs);
+                prop_assert_eq!(&policy.fallback, &expected.fallback);
+                prop_assert_eq!(&policy.allowlist, &expected.allowlist);
+            }
+            (Ok(_), Err(error)) => prop_assert!(false, "the component accepted what the host refused: {}", error),
+            (Err(_), _) => {}
         }
     }
 

@@ -1,6 +1,8 @@
 //! Support for the end-to-end suites in `tests/tests/`: the real routing component in the real
 //! harness, compiled once per test process, and the local CRM from `callroute_host::crm`.
 
+pub mod client;
+
 use callroute_host::crm::ServerThread;
 use callroute_host::{Call, PreparedScheme, RouteReport, Router, RouterConfig};
 use std::sync::OnceLock;
@@ -168,8 +170,8 @@ impl Served {
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
-    ) -> callroute_host::client::Response {
-        callroute_host::client::request(self.addr, method, path, headers, body.as_bytes())
+    ) -> crate::client::Response {
+        crate::client::request(self.addr, method, path, headers, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 }

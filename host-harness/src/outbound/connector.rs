@@ -4,6 +4,7 @@
 
 use super::tls::{TlsFailure, tls_failure};
 use crate::guard::{AddressPolicy, Denial};
+pub use callroute_plugin::scheme::Origin;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -19,36 +20,6 @@ pub const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The largest response head (status line and headers), in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-
-/// Where a connection goes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// `https`.
-    pub tls: bool,
-    /// The host name or IP literal, as endpoints hold it (lower case, IPv6 without brackets).
-    pub host: String,
-    /// The port.
-    pub port: u16,
-}
-
-impl Origin {
-    /// The origin of `endpoint`.
-    pub fn of(endpoint: &callroute_plugin::scheme::Endpoint) -> Origin {
-        Origin {
-            tls: endpoint.tls,
-            host: endpoint.host.clone(),
-            port: endpoint.port,
-        }
-    }
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&callroute_plugin::scheme::origin(
-            self.tls, &self.host, self.port,
-        ))
-    }
-}
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ pub mod tls;
 use crate::guard::{AddressPolicy, Denial, OutboundGuard};
 use bytes::Bytes;
 use callroute_plugin::error::ErrorKind;
-use connector::{ConnectError, Connector, Origin};
+use connector::{ConnectError, Connector};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame};
 use pool::{ExchangeError, PoolKey, PooledBody, Pools};
@@ -229,7 +229,7 @@ async fn send(
     body_deadline: Instant,
 ) -> Result<http::Response<WasiBody>, Failure> {
     let endpoint = guard.check_target(request.uri()).map_err(Failure::Denied)?;
-    let origin = Origin::of(endpoint);
+    let origin = endpoint.origin.clone();
     match &client.sender {
         Sender::Network(connector, pools) => {
             let (mut parts, body) = request.into_parts();

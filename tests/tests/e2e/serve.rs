@@ -237,7 +237,7 @@ fn a_hundred_concurrent_clients_all_get_answers() {
                     };
                     let method = if body.is_empty() { "GET" } else { "POST" };
                     let response =
-                        callroute_host::client::request(addr, method, &path, &[], body.as_bytes())
+                        callroute_tests::client::request(addr, method, &path, &[], body.as_bytes())
                             .unwrap();
                     answers.push((
                         response.status,
@@ -271,7 +271,7 @@ fn shutdown_waits_for_calls_in_flight() {
     );
     let addr = served.addr();
     let in_flight = std::thread::spawn(move || {
-        callroute_host::client::request(addr, "GET", "/v1/route/slow?call_id=1", &[], b"").unwrap()
+        callroute_tests::client::request(addr, "GET", "/v1/route/slow?call_id=1", &[], b"").unwrap()
     });
     // Let the call reach the CRM, then shut down while it is waiting for the answer.
     while crm.requests().is_empty() {

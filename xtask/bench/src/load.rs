@@ -109,7 +109,7 @@ fn drive(
                         "/v1/route/load?call_id={n}&caller=%2B380501112233&callee=380441234567"
                     );
                     let start = Instant::now();
-                    let answer = callroute_host::client::request(addr, "GET", &path, &[], b"");
+                    let answer = callroute_tests::client::request(addr, "GET", &path, &[], b"");
                     let micros = start.elapsed().as_micros() as u64;
                     let mut r = results.lock().unwrap();
                     match answer {

@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.1 client for the tests and examples: one request per connection
-//! (`Connection: close`), no TLS. It speaks to `callroute serve` the way a PBX script does.
+//! A minimal blocking HTTP/1.1 client for the tests and the load test: one request per
+//! connection (`Connection: close`), no TLS. It speaks to `callroute serve` the way a PBX
+//! script does.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

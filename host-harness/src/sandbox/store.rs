@@ -1,0 +1,211 @@
+//! One call's store: a bare WASI context (no files, sockets, env or args; stderr captured),
+//! the scheme in `wasi:config`, the call's outbound door, a memory cap and a CPU budget.
+//! Whatever goes wrong inside it is a trap, reported in one line ([`trap_failure`]).
+
+use crate::outbound::Outbound;
+use crate::report::RouteFailure;
+use crate::router::RouterConfig;
+use callroute_plugin::error::{ErrorKind, excerpt};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Most bytes of a component's stderr kept to explain a crash.
+const STDERR_CAPTURE: usize = 4096;
+
+/// The per-call store data: a bare WASI context (no files, sockets, env or args), the HTTP
+/// context with this call's outbound door, the scheme, and limits.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+    pub(crate) config: Arc<WasiConfigVariables>,
+    limits: StoreLimits,
+    /// The time the component has spent running.
+    cpu: CpuMeter,
+}
+
+/// A fresh store for one call: the scheme's `vars` in `wasi:config`, the call's `outbound`
+/// door, the router's memory cap, and a yield at every epoch tick while within the CPU
+/// budget. Also returns the component's captured stderr.
+pub(crate) fn new_store(
+    engine: &Engine,
+    config: &RouterConfig,
+    vars: Arc<WasiConfigVariables>,
+    outbound: Outbound,
+) -> (Store<CallState>, MemoryOutputPipe) {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+    let state = CallState {
+        wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+        table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        outbound,
+        config: vars,
+        limits: StoreLimitsBuilder::new()
+            .memory_size(config.memory_limit)
+            .instances(8)
+            .build(),
+        cpu: CpuMeter::default(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.call_hook(|mut ctx, hook| {
+        ctx.data_mut().cpu.on(hook);
+        Ok(())
+    });
+    // At every epoch tick the running component is held to its CPU budget; within it, it
+    // yields, so the executor (and the call's deadline) keep going.
+    let cpu_limit = config.cpu_limit;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |ctx| {
+        if ctx.data().cpu.used() > cpu_limit {
+            return Err(CpuBudgetExceeded(cpu_limit).into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    (store, stderr)
+}
+
+/// The time a call's component spends running wasm code, measured at each transition between
+/// wasm and the host (wasmtime's call hook). Time in host calls, waiting on the CRM above all,
+/// is not counted, however often the component is woken.
+#[derive(Debug, Default)]
+struct CpuMeter {
+    /// Time counted so far, not including the current stretch.
+    used: Duration,
+    /// When the component started running this stretch, while it runs.
+    running_since: Option<std::time::Instant>,
+}
+
+impl CpuMeter {
+    /// Account a transition: wasm starts or resumes running, or stops (calls the host, returns).
+    fn on(&mut self, hook: wasmtime::CallHook) {
+        let now = std::time::Instant::now();
+        if let Some(since) = self.running_since.take() {
+            self.used += now - since;
+        }
+        if hook.exiting_host() {
+            self.running_since = Some(now);
+        }
+    }
+
+    /// The time used so far, the current stretch included.
+    fn used(&self) -> Duration {
+        self.used
+            + self
+                .running_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// A call's component ran longer than its CPU budget.
+#[derive(Debug, thiserror::Error)]
+#[error("the component ran for more than its CPU budget of {} ms", .0.as_millis())]
+struct CpuBudgetExceeded(Duration);
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// A crash or broken limit inside the component, in one line, with what it printed (a Rust
+/// panic message); the full error, with its wasm backtrace, is logged at debug level. The pool
+/// having no free slot is not the component's doing: that is `overloaded`.
+pub(crate) fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) -> RouteFailure {
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return overloaded(full.to_string());
+    }
+    tracing::debug!(error = ?error, "component trapped");
+    let reason = match (
+        error.downcast_ref::<wasmtime::Trap>(),
+        error.downcast_ref::<CpuBudgetExceeded>(),
+    ) {
+        (Some(trap), _) => trap.to_string(),
+        (None, Some(budget)) => budget.to_string(),
+        (None, None) => error.root_cause().to_string(),
+    };
+    let reason = reason.lines().next().unwrap_or_default();
+    let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
+    // Rust's advice to set RUST_BACKTRACE is no use to whoever reads the error.
+    let said = said
+        .split("\nnote: run with `RUST_BACKTRACE")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let message = if said.is_empty() {
+        format!("the component crashed: {reason}")
+    } else {
+        format!(
+            "the component crashed: {reason}; it said: {}",
+            excerpt(said, 300)
+        )
+    };
+    tracing::warn!(%message, "component trapped");
+    RouteFailure::new(ErrorKind::Trap, message)
+}
+
+/// A call the host has no room for: answered at once, never queued past its deadline.
+pub(crate) fn overloaded(reason: impl std::fmt::Display) -> RouteFailure {
+    RouteFailure::new(
+        ErrorKind::Overloaded,
+        format!("no sandbox free for this call: {reason}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::CallHook;
+
+    #[test]
+    fn only_time_running_wasm_counts() {
+        let mut meter = CpuMeter::default();
+        assert_eq!(meter.used(), Duration::ZERO);
+        meter.on(CallHook::CallingWasm);
+        std::thread::sleep(Duration::from_millis(20));
+        meter.on(CallHook::CallingHost);
+        let running = meter.used();
+        assert!(running >= Duration::from_millis(20), "{running:?}");
+        // Waiting in the host (on the CRM) is not counted.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(meter.used(), running);
+        meter.on(CallHook::ReturningFromHost);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(meter.used() > running);
+    }
+
+    #[test]
+    fn a_full_pool_is_overloaded_not_a_crash() {
+        let full = overloaded("all 2 are routing calls");
+        assert_eq!(full.kind, ErrorKind::Overloaded);
+        let budget = trap_failure(
+            CpuBudgetExceeded(Duration::from_millis(200)).into(),
+            &MemoryOutputPipe::new(16),
+        );
+        assert_eq!(budget.kind, ErrorKind::Trap);
+        assert_eq!(
+            budget.message,
+            "the component crashed: the component ran for more than its CPU budget of 200 ms"
+        );
+    }
+}

@@ -1,0 +1,687 @@
+//! The customer's routing scheme: where the CRM is, how to ask it, how to read its answer.
+//!
+//! A scheme arrives as flat string pairs (that is what `wasi:config/store` holds); the host's
+//! TOML file maps onto them one to one:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `name` | the scheme's name (informational) |
+//! | `url` | the CRM endpoint, `http` or `https`, any port |
+//! | `method` | `GET`, `POST`, `PUT` or `DELETE` (default `POST`) |
+//! | `submission` | `http` (URL query), `form`, `json` or `json-rpc` (default `http`) |
+//! | `import` | `http` (plain text), `json` or `json-rpc` (default `http`) |
+//! | `destination_field` | the answer's field holding the destination, dotted paths allowed |
+//! | `jsonrpc_method` | the JSON-RPC method, required when submission or import is `json-rpc` |
+//! | `ring_timeout_secs` | how long the destination rings, 1 to 600 (default 30) |
+//! | `response_timeout_secs` | the most the CRM may take, 0.1 to 60 (default 5) |
+//! | `fallback_url` | a secondary CRM, asked (same scheme otherwise) when the first is unavailable |
+//! | `retries` | extra attempts per CRM on connection failures and 5xx, 0 to 3 (default 0) |
+//! | `fallback` | a static destination, or an ordered list (`fallback.0`, `fallback.1`, …) |
+//! | `allowed_prefixes` | phone prefixes a CRM may route to (a list; default: any) |
+//! | `allowed_sip_domains` | SIP domains a CRM may route to (a list; default: any) |
+//! | `signing_secret` | sign each request with HMAC-SHA256 (a list of up to two, for rotation) |
+//! | `params.<name>` | a webhook parameter, a [`Template`] |
+//! | `headers.<name>` | an extra request header, a [`Template`] |
+//!
+//! A list field is either one key (`fallback = "101"`, or comma-separated for the allowlists)
+//! or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens to).
+//!
+//! Every problem is a [`SchemeError`] that names the field.
+//!
+//! | module | what |
+//! |---|---|
+//! | here | [`Scheme`] and its parts: method, submission, import, parameters, headers |
+//! | [`endpoint`] | CRM URLs and their origins (what the host's guard compares) |
+//! | [`values`] | timeouts and retries |
+//! | [`lists`] | list fields: single or indexed keys, comma-separated items |
+//! | [`policy`] | [`HostPolicy`], the fields a host enforces itself, read by the same code |
+//!
+//! Destinations (`fallback`) and the allowlist are parsed by [`crate::destination`].
+
+pub mod endpoint;
+pub mod lists;
+pub mod policy;
+pub mod values;
+
+pub use endpoint::{Endpoint, Origin, default_port};
+pub use lists::MAX_LIST_LEN;
+pub use policy::HostPolicy;
+pub use values::{
+    DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS, MAX_RESPONSE_TIMEOUT, MAX_RETRIES,
+    MAX_RING_TIMEOUT_SECS, MIN_RESPONSE_TIMEOUT, format_seconds, parse_response_timeout,
+    parse_ring_timeout,
+};
+// `Allowlist` lives next to the destinations it checks, over the same parsed SIP address.
+pub use crate::destination::Allowlist;
+
+use crate::destination::Target;
+use crate::template::Template;
+use policy::PolicyFields;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The HTTP method the scheme asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// How the call's parameters are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submission {
+    /// In the URL's query string, with any method (Ringostat's "HTTP(S)" type).
+    Http,
+    /// As an `application/x-www-form-urlencoded` body.
+    Form,
+    /// As a JSON object body (always POST).
+    Json,
+    /// As a JSON-RPC 2.0 request body (always POST).
+    JsonRpc,
+}
+
+/// How the CRM's answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Import {
+    /// The trimmed plain-text body is the destination.
+    Http,
+    /// The value of `destination_field` in a JSON body.
+    Json,
+    /// The `result` of a JSON-RPC 2.0 response.
+    JsonRpc,
+}
+
+impl FromStr for Method {
+    type Err = String;
+
+    /// `GET`, `POST`, `PUT` or `DELETE`, in any case.
+    fn from_str(value: &str) -> Result<Method, String> {
+        match value.to_ascii_uppercase().as_str() {
+            "GET" => Ok(Method::Get),
+            "POST" => Ok(Method::Post),
+            "PUT" => Ok(Method::Put),
+            "DELETE" => Ok(Method::Delete),
+            _ => Err(format!("`{value}` is not one of GET, POST, PUT, DELETE")),
+        }
+    }
+}
+
+impl FromStr for Submission {
+    type Err = String;
+
+    /// `http` (or `query`), `form`, `json`, `json-rpc` (or `jsonrpc`), in any case.
+    fn from_str(value: &str) -> Result<Submission, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "http" | "query" => Ok(Submission::Http),
+            "form" => Ok(Submission::Form),
+            "json" => Ok(Submission::Json),
+            "json-rpc" | "jsonrpc" => Ok(Submission::JsonRpc),
+            _ => Err(format!(
+                "`{value}` is not one of http, form, json, json-rpc"
+            )),
+        }
+    }
+}
+
+impl FromStr for Import {
+    type Err = String;
+
+    /// `http` (or `text`), `json`, `json-rpc` (or `jsonrpc`), in any case.
+    fn from_str(value: &str) -> Result<Import, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "http" | "text" => Ok(Import::Http),
+            "json" => Ok(Import::Json),
+            "json-rpc" | "jsonrpc" => Ok(Import::JsonRpc),
+            _ => Err(format!("`{value}` is not one of http, json, json-rpc")),
+        }
+    }
+}
+
+/// A named template (a webhook parameter or an extra header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The parameter or header name.
+    pub name: String,
+    /// Its value template.
+    pub template: Template,
+}
+
+/// A validated routing scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheme {
+    /// The scheme's name (may be empty).
+    pub name: String,
+    /// The CRM endpoint.
+    pub endpoint: Endpoint,
+    /// The method asked for; see [`Scheme::effective_method`] for the one sent.
+    pub method: Method,
+    /// How parameters are sent.
+    pub submission: Submission,
+    /// How the answer is read.
+    pub import: Import,
+    /// The answer's destination field, split on dots.
+    pub destination_field: Option<Vec<String>>,
+    /// The JSON-RPC method.
+    pub jsonrpc_method: Option<String>,
+    /// How long the destination rings.
+    pub ring_timeout_secs: u32,
+    /// The most the CRM may take to answer.
+    pub response_timeout: Duration,
+    /// The secondary CRM.
+    pub fallback_url: Option<Endpoint>,
+    /// Extra attempts per CRM on connection failures and 5xx.
+    pub retries: u32,
+    /// The static fallback destinations, in order.
+    pub fallback: Vec<Target>,
+    /// Where the CRM may route calls.
+    pub allowlist: Allowlist,
+    /// Secrets each request is signed with (at most two: current and next).
+    pub signing_secrets: Vec<String>,
+    /// Webhook parameters, sorted by name; `None` means "every call value".
+    pub params: Option<Vec<Field>>,
+    /// Extra request headers, sorted by name.
+    pub headers: Vec<Field>,
+}
+
+/// A scheme that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemeError {
+    /// A required field is absent.
+    #[error("scheme field `{field}` is required{hint}")]
+    Missing {
+        /// The field.
+        field: &'static str,
+        /// Why it is required, with a leading separator, or empty.
+        hint: &'static str,
+    },
+    /// A field holds a value that cannot be used.
+    #[error("scheme field `{field}`: {reason}")]
+    Invalid {
+        /// The field (`params.uuid` for a parameter).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key the scheme does not know (usually a typo).
+    #[error(
+        "scheme field `{field}` is unknown (known: {KNOWN_FIELDS}, params.<name>, headers.<name>)"
+    )]
+    Unknown {
+        /// The unknown key.
+        field: String,
+    },
+}
+
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret";
+
+/// Most signing secrets at once: the current one and the next (rotation).
+pub const MAX_SIGNING_SECRETS: usize = 2;
+
+/// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
+/// a second request or confuse the CRM's framing.
+const RESERVED_HEADERS: [&str; 12] = [
+    "host",
+    // The request's signature (`signing_secret`) and the host's hop header: a scheme setting
+    // them would send a second, forged copy.
+    "x-callroute-signature",
+    "x-callroute-hop",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> SchemeError {
+    SchemeError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Scheme {
+    /// Build a scheme from flat key/value pairs (see the module docs). The fields a host
+    /// enforces itself are read by [`HostPolicy`]'s code, so both read them alike.
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Scheme, SchemeError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut name = String::new();
+        let mut method = None;
+        let mut submission = Submission::Http;
+        let mut import = Import::Http;
+        let mut destination_field = None;
+        let mut jsonrpc_method = None;
+        let mut params: Option<Vec<Field>> = None;
+        let mut headers = Vec::new();
+        let mut retries = 0;
+        let mut policy = PolicyFields::default();
+
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref().trim());
+            if policy.offer(key, value)? {
+                continue;
+            }
+            let field = |reason| invalid(key, reason);
+            match key {
+                "name" => name = value.to_owned(),
+                "method" => method = Some(value.parse().map_err(field)?),
+                "submission" => submission = value.parse().map_err(field)?,
+                "import" => import = value.parse().map_err(field)?,
+                "destination_field" => {
+                    destination_field = Some(parse_field_path(value).map_err(field)?)
+                }
+                "jsonrpc_method" => {
+                    if value.is_empty() {
+                        return Err(invalid(key, "must not be empty"));
+                    }
+                    jsonrpc_method = Some(value.to_owned());
+                }
+                "retries" => retries = values::parse_retries(value).map_err(field)?,
+                _ => {
+                    if let Some(param) = key.strip_prefix("params.") {
+                        if param.is_empty() {
+                            return Err(invalid(key, "parameter name is empty"));
+                        }
+                        let template = Template::parse(value).map_err(field)?;
+                        params.get_or_insert_with(Vec::new).push(Field {
+                            name: param.to_owned(),
+                            template,
+                        });
+                    } else if let Some(header) = key.strip_prefix("headers.") {
+                        headers.push(parse_header(key, header, value)?);
+                    } else {
+                        return Err(SchemeError::Unknown {
+                            field: key.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+
+        let endpoint = policy.url.take().ok_or(SchemeError::Missing {
+            field: "url",
+            hint: "",
+        })?;
+        if import == Import::Json && destination_field.is_none() {
+            return Err(SchemeError::Missing {
+                field: "destination_field",
+                hint: " when import is json (the answer's field holding the number, e.g. number_01)",
+            });
+        }
+        if (submission == Submission::JsonRpc || import == Import::JsonRpc)
+            && jsonrpc_method.is_none()
+        {
+            return Err(SchemeError::Missing {
+                field: "jsonrpc_method",
+                hint: " when submission or import is json-rpc",
+            });
+        }
+        if let Some(params) = params.as_mut() {
+            params.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let (policy, mut lists) = policy.finish()?;
+        let signing_secrets: Vec<String> = lists
+            .take("signing_secret")
+            .into_iter()
+            .filter(|(_, secret)| !secret.is_empty())
+            .map(|(_, secret)| secret)
+            .collect();
+        if signing_secrets.len() > MAX_SIGNING_SECRETS {
+            return Err(invalid(
+                "signing_secret",
+                format!("at most {MAX_SIGNING_SECRETS} secrets (the current one and the next)"),
+            ));
+        }
+        headers.sort_by(|a, b| a.name.cmp(&b.name));
+        let HostPolicy {
+            url: _,
+            fallback_url,
+            response_timeout,
+            ring_timeout_secs,
+            fallback,
+            allowlist,
+        } = policy;
+        Ok(Scheme {
+            name,
+            endpoint,
+            method: method.unwrap_or(Method::Post),
+            submission,
+            import,
+            destination_field,
+            jsonrpc_method,
+            ring_timeout_secs,
+            response_timeout,
+            fallback_url,
+            retries,
+            fallback,
+            allowlist,
+            signing_secrets,
+            params,
+            headers,
+        })
+    }
+
+    /// The part of this scheme a host enforces itself (what [`HostPolicy::from_pairs`]
+    /// reads from the same pairs).
+    pub fn host_policy(&self) -> HostPolicy {
+        HostPolicy {
+            url: Some(self.endpoint.clone()),
+            fallback_url: self.fallback_url.clone(),
+            response_timeout: self.response_timeout,
+            ring_timeout_secs: self.ring_timeout_secs,
+            fallback: self.fallback.clone(),
+            allowlist: self.allowlist.clone(),
+        }
+    }
+
+    /// The method actually sent: JSON and JSON-RPC always POST (as Ringostat does), and a form
+    /// body is never sent with GET, which cannot portably carry one.
+    pub fn effective_method(&self) -> Method {
+        match (self.submission, self.method) {
+            (Submission::Json | Submission::JsonRpc, _) => Method::Post,
+            (Submission::Form, Method::Get) => Method::Post,
+            (_, method) => method,
+        }
+    }
+}
+
+fn parse_field_path(value: &str) -> Result<Vec<String>, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let parts: Vec<String> = value.split('.').map(str::to_owned).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!(
+            "`{value}` has an empty segment (write e.g. data.manager.phone)"
+        ));
+    }
+    Ok(parts)
+}
+
+fn parse_header(key: &str, name: &str, value: &str) -> Result<Field, SchemeError> {
+    if !is_token(name) {
+        return Err(invalid(key, format!("`{name}` is not a valid header name")));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(invalid(
+            key,
+            format!("header `{name}` is set by the transport and cannot be overridden"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(invalid(key, "contains control characters"));
+    }
+    let template = Template::parse(value).map_err(|r| invalid(key, r))?;
+    Ok(Field {
+        name: lower,
+        template,
+    })
+}
+
+/// An HTTP token (RFC 9110 §5.6.2): what a header name is made of.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(pairs: &[(&str, &str)]) -> Result<Scheme, SchemeError> {
+        Scheme::from_pairs(pairs.iter().copied())
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        scheme(pairs).unwrap_err().to_string()
+    }
+
+    const URL: (&str, &str) = ("url", "http://crm.example.com/route");
+
+    #[test]
+    fn defaults() {
+        let s = scheme(&[URL]).unwrap();
+        assert_eq!(s.method, Method::Post);
+        assert_eq!(s.submission, Submission::Http);
+        assert_eq!(s.import, Import::Http);
+        assert_eq!(s.ring_timeout_secs, 30);
+        assert_eq!(s.response_timeout, Duration::from_secs(5));
+        assert_eq!(s.params, None);
+        assert!(s.headers.is_empty());
+        assert_eq!(s.endpoint.origin.port, 80);
+        assert_eq!(s.endpoint.path_and_query, "/route");
+    }
+
+    #[test]
+    fn every_field() {
+        let s = scheme(&[
+            ("name", "acme"),
+            ("url", "https://CRM.example.com:8443/api?key=secret"),
+            ("method", "put"),
+            ("submission", "json-rpc"),
+            ("import", "json-rpc"),
+            ("destination_field", "data.manager.phone"),
+            ("jsonrpc_method", "getManager"),
+            ("ring_timeout_secs", "45"),
+            ("response_timeout_secs", "2.5"),
+            ("params.uuid", "{uuid}"),
+            ("params.call_id", "{call_id}"),
+            ("headers.Authorization", "Bearer abc"),
+        ])
+        .unwrap();
+        assert_eq!(s.name, "acme");
+        assert!(s.endpoint.origin.tls);
+        assert_eq!(s.endpoint.origin.host, "crm.example.com");
+        assert_eq!(s.endpoint.origin.port, 8443);
+        assert_eq!(s.endpoint.path_and_query, "/api?key=secret");
+        assert_eq!(s.method, Method::Put);
+        assert_eq!(s.effective_method(), Method::Post);
+        assert_eq!(s.submission, Submission::JsonRpc);
+        assert_eq!(s.import, Import::JsonRpc);
+        assert_eq!(
+            s.destination_field.as_deref(),
+            Some(&["data".to_string(), "manager".into(), "phone".into()][..])
+        );
+        assert_eq!(s.jsonrpc_method.as_deref(), Some("getManager"));
+        assert_eq!(s.ring_timeout_secs, 45);
+        assert_eq!(s.response_timeout, Duration::from_millis(2500));
+        let names: Vec<_> = s.params.unwrap().iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["call_id", "uuid"]);
+        assert_eq!(s.headers[0].name, "authorization");
+    }
+
+    #[test]
+    fn json_forces_post_and_form_never_gets() {
+        for (submission, method, sent) in [
+            ("json", "GET", Method::Post),
+            ("json", "DELETE", Method::Post),
+            ("json-rpc", "PUT", Method::Post),
+            ("form", "GET", Method::Post),
+            ("form", "PUT", Method::Put),
+            ("http", "GET", Method::Get),
+            ("http", "DELETE", Method::Delete),
+        ] {
+            let s = scheme(&[
+                URL,
+                ("submission", submission),
+                ("method", method),
+                ("jsonrpc_method", "m"),
+            ])
+            .unwrap();
+            assert_eq!(s.effective_method(), sent, "{submission} {method}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(&[]).contains("`url` is required"));
+        assert!(err(&[("url", "ftp://x/")]).contains("`url`"));
+        assert!(err(&[("url", "crm.example.com")]).contains("`url`"));
+        assert!(err(&[("url", "http://u:p@crm/")]).contains("credentials"));
+        assert!(err(&[URL, ("method", "PATCH")]).contains("`method`"));
+        assert!(err(&[URL, ("submission", "xml")]).contains("`submission`"));
+        assert!(err(&[URL, ("import", "xml")]).contains("`import`"));
+        assert!(err(&[URL, ("import", "json")]).contains("`destination_field` is required"));
+        assert!(
+            err(&[URL, ("import", "json"), ("destination_field", "a..b")])
+                .contains("`destination_field`")
+        );
+        assert!(err(&[URL, ("submission", "json-rpc")]).contains("`jsonrpc_method` is required"));
+        assert!(err(&[URL, ("import", "json-rpc")]).contains("`jsonrpc_method` is required"));
+        assert!(err(&[URL, ("ring_timeout_secs", "0")]).contains("`ring_timeout_secs`"));
+        assert!(err(&[URL, ("ring_timeout_secs", "1.5")]).contains("`ring_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "0.05")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "61")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("response_timeout_secs", "NaN")]).contains("`response_timeout_secs`"));
+        assert!(err(&[URL, ("params.x", "{unclosed")]).contains("`params.x`"));
+        assert!(err(&[URL, ("headers.Host", "evil")]).contains("`headers.Host`"));
+        assert!(err(&[URL, ("headers.bad name", "v")]).contains("`headers.bad name`"));
+        assert!(err(&[URL, ("headers.X-A", "a\u{1}b")]).contains("control"));
+        assert!(err(&[URL, ("methd", "GET")]).contains("`methd` is unknown"));
+    }
+
+    #[test]
+    fn fallbacks_retries_and_allowlists() {
+        let s = scheme(&[
+            URL,
+            ("fallback_url", "https://backup.example.com/route"),
+            ("retries", "2"),
+            ("fallback.1", "manager_7"),
+            ("fallback.0", "+38 044 123 45 67"),
+            ("allowed_prefixes", "+380, 48"),
+            ("allowed_sip_domains.0", "PBX.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.fallback_url.unwrap().origin.host, "backup.example.com");
+        assert_eq!(s.retries, 2);
+        assert_eq!(
+            s.fallback,
+            [
+                Target::Phone("+380441234567".into()),
+                Target::Sip("manager_7".into())
+            ]
+        );
+        assert_eq!(s.allowlist.prefixes, ["380", "48"]);
+        assert_eq!(s.allowlist.sip_domains, ["pbx.example.com"]);
+        let single = scheme(&[URL, ("fallback", "101")]).unwrap();
+        assert_eq!(single.fallback, [Target::Phone("101".into())]);
+
+        assert!(err(&[URL, ("retries", "4")]).contains("`retries`"));
+        assert!(err(&[URL, ("fallback_url", "ftp://x/")]).contains("`fallback_url`"));
+        assert!(err(&[URL, ("fallback.1", "not a destination!")]).contains("`fallback.1`"));
+        assert!(err(&[URL, ("fallback.x", "101")]).contains("`fallback.x`"));
+        assert!(err(&[URL, ("allowed_prefixes", "+38a")]).contains("`allowed_prefixes`"));
+        assert!(
+            err(&[URL, ("allowed_sip_domains.0", "bad domain")])
+                .contains("`allowed_sip_domains.0`")
+        );
+    }
+
+    #[test]
+    fn the_destination_guard() {
+        let s = scheme(&[
+            URL,
+            ("allowed_prefixes", "380,+48"),
+            ("allowed_sip_domains", "pbx.example.com"),
+        ])
+        .unwrap();
+        // Hosts read the same allowlist from the same pairs.
+        let pairs = [
+            ("allowed_prefixes", "380,+48"),
+            ("allowed_sip_domains", "pbx.example.com"),
+        ];
+        assert_eq!(
+            HostPolicy::from_pairs(pairs).unwrap().allowlist,
+            s.allowlist
+        );
+        let allowed = |t: &str| s.allowlist.check(&Target::parse(t).unwrap());
+        assert!(allowed("+380441234567").is_ok());
+        assert!(allowed("380441234567").is_ok());
+        assert!(allowed("48221234567").is_ok());
+        assert!(
+            allowed("+1 900 555 0100")
+                .unwrap_err()
+                .contains("allowed_prefixes")
+        );
+        assert!(allowed("manager_7").is_ok());
+        assert!(allowed("alice@PBX.example.com").is_ok());
+        assert!(allowed("sip:alice@pbx.example.com:5061;transport=tls").is_ok());
+        assert!(
+            allowed("sip:alice@evil.example.com")
+                .unwrap_err()
+                .contains("evil.example.com")
+        );
+        assert!(allowed("sip:evil.example.com").is_err());
+        assert!(allowed("sip:bob@[2001:db8::1]").is_err());
+        // A SIP user that is a telephone number is held to allowed_prefixes as well.
+        assert!(
+            allowed("sip:19005551234@pbx.example.com;user=phone")
+                .unwrap_err()
+                .contains("outside allowed_prefixes")
+        );
+        assert!(allowed("sip:380441234567@pbx.example.com").is_ok());
+        let open = scheme(&[URL]).unwrap();
+        assert!(
+            open.allowlist
+                .check(&Target::Phone("+19005550100".into()))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn ports_out_of_range_are_config_errors_not_the_default_port() {
+        for (port, shown) in [
+            ("65536", "65536"),
+            ("99999999999", "99999999999"),
+            ("-1", "-1"),
+            ("0", "0"),
+            ("80a", "80a"),
+            ("+80", "+80"),
+        ] {
+            let msg = err(&[(
+                "url",
+                &format!("http://crm.example.com:{port}/route?k=SECRET"),
+            )]);
+            assert!(
+                msg.contains("`url`") && msg.contains(&format!("port `{shown}`")),
+                "{port}: {msg}"
+            );
+            assert!(!msg.contains("SECRET"), "{msg}");
+            let msg = err(&[
+                ("url", "http://crm/"),
+                ("fallback_url", &format!("https://b:{port}/")),
+            ]);
+            assert!(msg.contains("`fallback_url`"), "{port}: {msg}");
+        }
+        // The query never appears in an error about the URL.
+        let msg = err(&[("url", "http://exa mple.com/?token=SECRET")]);
+        assert!(!msg.contains("SECRET"), "{msg}");
+    }
+}
