@@ -205,7 +205,7 @@ fn health_and_metrics() {
         metrics
             .header("content-type")
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     let text = metrics.text();
     for line in [

@@ -7,7 +7,7 @@
 //! | `GET /v1/route/{scheme}?call_id=…&caller=…&callee=…&<var>=…` | the same |
 //! | either, with `Accept: text/plain` | the bare target and `X-Ring-Timeout`, 200; or 503 with the error kind |
 //! | `GET /healthz` | `ok` |
-//! | `GET /metrics` | Prometheus text: routes by scheme and outcome, error kinds, latency |
+//! | `GET /metrics` | OpenMetrics text ([`metrics`]): routes by scheme and outcome, error kinds, latency |
 //!
 //! A failed route is still a 200 with outcome `failed` and its kind, so a PBX can tell "CRM
 //! down" from "our bug"; an unknown scheme is a 404 and a malformed request a 400, each with a
@@ -15,6 +15,10 @@
 //! the server keeps no state between calls beyond counters, so any number of instances can
 //! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
 //! finish, and exits.
+
+mod metrics;
+
+pub use metrics::Metrics;
 
 use crate::Call;
 use crate::outbound::HOP_HEADER;
@@ -30,17 +34,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
 /// How long shutdown waits for calls in flight: the longest a call can take.
 pub const DRAIN_LIMIT: Duration = MAX_RESPONSE_TIMEOUT.saturating_add(CALL_GRACE);
 /// Once the calls in flight are answered, how long shutdown still lets their answers go out
@@ -134,7 +132,7 @@ impl Service {
                 let mut response = text(StatusCode::OK, self.metrics.render());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    header::HeaderValue::from_static(metrics::CONTENT_TYPE),
                 );
                 response
             }
@@ -499,110 +497,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-}
-
-/// Counters for `/metrics`. Labels come only from the configured scheme names and the fixed
-/// outcome and error-kind sets, so a client cannot grow them.
-pub struct Metrics {
-    inner: Mutex<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    routes: BTreeMap<(String, &'static str), u64>,
-    errors: BTreeMap<(String, &'static str), u64>,
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Metrics {
-    fn new<'a>(schemes: impl Iterator<Item = &'a String>) -> Metrics {
-        let mut counters = Counters::default();
-        for scheme in schemes {
-            for outcome in ["routed", "fallback", "failed"] {
-                counters.routes.insert((scheme.clone(), outcome), 0);
-            }
-        }
-        Metrics {
-            inner: Mutex::new(counters),
-        }
-    }
-
-    fn observe(&self, scheme: &str, report: &RouteReport) {
-        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *c.routes
-            .entry((scheme.to_owned(), report.outcome()))
-            .or_default() += 1;
-        if let Some(e) = report.error() {
-            *c.errors
-                .entry((scheme.to_owned(), e.kind.as_str()))
-                .or_default() += 1;
-        }
-        let seconds = report.elapsed.as_secs_f64();
-        for (bucket, bound) in c.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        c.sum += seconds;
-        c.count += 1;
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP callroute_routes_total Calls handled, by scheme and outcome."
-        );
-        let _ = writeln!(out, "# TYPE callroute_routes_total counter");
-        for ((scheme, outcome), n) in &c.routes {
-            let _ = writeln!(
-                out,
-                "callroute_routes_total{{scheme=\"{}\",outcome=\"{outcome}\"}} {n}",
-                label(scheme)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP callroute_route_errors_total Calls the CRM did not route (failed or fallback), by scheme and error kind."
-        );
-        let _ = writeln!(out, "# TYPE callroute_route_errors_total counter");
-        for ((scheme, kind), n) in &c.errors {
-            let _ = writeln!(
-                out,
-                "callroute_route_errors_total{{scheme=\"{}\",kind=\"{kind}\"}} {n}",
-                label(scheme)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP callroute_route_duration_seconds Time to route a call, from instance creation to the answer."
-        );
-        let _ = writeln!(out, "# TYPE callroute_route_duration_seconds histogram");
-        for (bound, n) in LATENCY_BUCKETS.iter().zip(c.buckets) {
-            let _ = writeln!(
-                out,
-                "callroute_route_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "callroute_route_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            c.count
-        );
-        let _ = writeln!(out, "callroute_route_duration_seconds_sum {}", c.sum);
-        let _ = writeln!(out, "callroute_route_duration_seconds_count {}", c.count);
-        out
-    }
-}
-
-/// A Prometheus label value, escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
