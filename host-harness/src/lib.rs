@@ -3,6 +3,8 @@
 //!
 //! - [`router`]: loading the component once, routing each call in a fresh instance with its
 //!   scheme, deadline and limits;
+//! - [`sandbox`]: the engine, one call's store and limits, and the component's answer in the
+//!   host's types;
 //! - [`cache`]: precompiled components, so a restart does not recompile;
 //! - [`guard`]: the outbound guard, the sandbox's only door to the network;
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;

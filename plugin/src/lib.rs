@@ -5,14 +5,16 @@
 //! the webhook through `wasi:http` within the scheme's deadline and exports `router.route`.
 //! Everything else is plain Rust that compiles and is tested natively, and that hosts reuse:
 //!
-//! - [`scheme`]: the scheme's fields, validated, each error naming its field;
+//! - [`scheme`]: the scheme's fields, validated, each error naming its field; CRM URLs and
+//!   their origins; the [`HostPolicy`](scheme::HostPolicy) a host enforces, read by the same
+//!   code;
 //! - [`template`]: `{caller}`-style parameter and header templates;
 //! - [`call`]: the call and its JSON form;
 //! - [`routing`]: the routing loop: retries, the secondary CRM, the destination guard and the
 //!   static fallback, within one deadline;
-//! - [`request`]: the webhook request, built with the `http` crate;
+//! - [`request`]: the webhook request;
 //! - [`answer`]: reading the CRM's answer;
-//! - [`destination`]: normalising and validating what the CRM routes to;
+//! - [`destination`]: normalising and validating what the CRM routes to, and the allowlist;
 //! - [`error`]: the error kinds every layer shares;
 //! - [`json`]: the small JSON reader and writer the component uses;
 //! - [`outcome`]: the outcome of a call as JSON, the one format every front end answers with.

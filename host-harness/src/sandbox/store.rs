@@ -1,6 +1,6 @@
 //! One call's store: a bare WASI context (no files, sockets, env or args; stderr captured),
 //! the scheme in `wasi:config`, the call's outbound door, a memory cap and a CPU budget.
-//! Whatever goes wrong inside it is a trap, reported in one line ([`trap_failure`]).
+//! Whatever goes wrong inside it is a trap, reported in one line (`trap_failure`).
 
 use crate::outbound::Outbound;
 use crate::report::RouteFailure;

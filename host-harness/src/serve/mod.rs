@@ -16,7 +16,7 @@
 //! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
 //! finish, and exits.
 
-mod metrics;
+pub mod metrics;
 
 pub use metrics::Metrics;
 

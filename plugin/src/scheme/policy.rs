@@ -8,7 +8,7 @@
 //! | `allowed_prefixes`, `allowed_sip_domains` | where any component may route |
 //!
 //! The component reads these fields with the same code: [`Scheme::from_pairs`] hands every
-//! pair to [`PolicyFields::offer`] first, so the host and the component cannot disagree on
+//! pair to the same field readers (`PolicyFields`) first, so the host and the component cannot disagree on
 //! a value (the last of a repeated key wins; an invalid value is an error naming the key). A
 //! host reads only these fields and lets other keys pass, as a component loaded with
 //! `--plugin` may read keys of its own.
