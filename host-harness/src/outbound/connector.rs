@@ -219,3 +219,70 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::tls_config;
+    use tokio::io::AsyncWriteExt;
+
+    fn connector(allow_private_network: bool) -> Connector {
+        Connector::new(AddressPolicy::new(allow_private_network), tls_config(&[]))
+    }
+
+    fn origin(addr: SocketAddr) -> Origin {
+        Origin {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_is_never_connected_to() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let refused = connector(false).connect(&origin(addr)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ConnectError::Denied(Denial::PrivateAddress { .. }))
+            ),
+            "{:?}",
+            refused.err()
+        );
+        // Nothing reached the listener.
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "the guard let a connection through");
+    }
+
+    #[tokio::test]
+    async fn bytes_read_counts_what_the_crm_sent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n101";
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+            socket.write_all(ANSWER).await.unwrap();
+            socket
+        });
+        let mut conn = connector(true).connect(&origin(addr)).await.unwrap();
+        assert_eq!(conn.bytes_read(), 0);
+        let request = http::Request::get("/route")
+            .header(http::header::HOST, addr.to_string())
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = conn.sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"101");
+        assert_eq!(conn.bytes_read(), ANSWER.len() as u64);
+        drop(server.await.unwrap());
+    }
+}

@@ -381,3 +381,67 @@ impl Body for CappedBody {
         self.inner.is_end_stream()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::AddressClass;
+
+    #[test]
+    fn a_refusal_is_a_code_the_component_reads_as_denied_and_the_host_explains() {
+        let private = Failure::Denied(Denial::PrivateAddress {
+            host: "crm.internal".into(),
+            addr: "10.0.0.5".parse().unwrap(),
+            class: AddressClass::Private,
+        });
+        let detail = private.detail().unwrap();
+        assert_eq!(detail.kind, ErrorKind::Denied);
+        assert!(detail.reason.contains("10.0.0.5"), "{}", detail.reason);
+        assert!(matches!(
+            private.into_error(),
+            Error::DestinationIpProhibited
+        ));
+        let elsewhere = Failure::Denied(Denial::NoScheme);
+        assert!(matches!(elsewhere.into_error(), Error::HttpRequestDenied));
+    }
+
+    #[test]
+    fn failed_exchanges_map_to_wasi_http_codes() {
+        let code = |error| exchange_failure(error).into_error();
+        assert!(matches!(
+            code(ExchangeError::Connect(ConnectError::Dns)),
+            Error::DnsError { .. }
+        ));
+        assert!(matches!(
+            code(ExchangeError::Connect(ConnectError::Refused)),
+            Error::ConnectionRefused
+        ));
+        assert!(matches!(
+            code(ExchangeError::Timeout),
+            Error::HttpResponseTimeout
+        ));
+        // An answer to a request not asked (a stray response) is the CRM's protocol error.
+        assert!(matches!(
+            code(ExchangeError::Unasked),
+            Error::HttpProtocolError
+        ));
+        assert!(exchange_failure(ExchangeError::Timeout).detail().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_body_over_the_limit_is_refused_before_connecting() {
+        let body = |len: usize| {
+            Full::new(Bytes::from(vec![b'x'; len]))
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let read = read_request_body(body(MAX_REQUEST_BODY), deadline).await;
+        assert_eq!(read.ok().map(|b| b.len()), Some(MAX_REQUEST_BODY));
+        let over = read_request_body(body(MAX_REQUEST_BODY + 1), deadline).await;
+        assert!(matches!(
+            over.err().map(Failure::into_error),
+            Some(Error::HttpRequestBodySize(_))
+        ));
+    }
+}

@@ -250,3 +250,83 @@ impl Drop for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::AddressPolicy;
+    use crate::outbound::tls_config;
+
+    /// A connection to a local server that accepts and holds its connections.
+    async fn conn(connector: &Connector, origin: &Origin) -> Conn {
+        connector.connect(origin).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_only_its_scheme_and_origin() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let connector = Connector::new(AddressPolicy::new(true), tls_config(&[]));
+        let origin = Origin {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: addr.port(),
+        };
+        let key = |scheme| PoolKey {
+            scheme,
+            origin: origin.clone(),
+        };
+        let pools = Arc::new(Pools::default());
+        pools.checkin(key(1), conn(&connector, &origin).await);
+        // Another tenant, or the same tenant elsewhere, never gets it.
+        assert!(pools.checkout(&key(2)).is_none());
+        let elsewhere = PoolKey {
+            scheme: 1,
+            origin: Origin {
+                port: addr.port().wrapping_add(1),
+                ..origin.clone()
+            },
+        };
+        assert!(pools.checkout(&elsewhere).is_none());
+        assert!(pools.checkout(&key(1)).is_some());
+        // Taken: not handed out twice.
+        assert!(pools.checkout(&key(1)).is_none());
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_not_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            // Accept, then close at once.
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+        });
+        let connector = Connector::new(AddressPolicy::new(true), tls_config(&[]));
+        let origin = Origin {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: addr.port(),
+        };
+        let conn = conn(&connector, &origin).await;
+        server.await.unwrap();
+        // hyper sees the close once its connection task reads the end of the stream.
+        for _ in 0..100 {
+            if conn.sender.is_closed() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let pools = Arc::new(Pools::default());
+        let key = PoolKey { scheme: 1, origin };
+        pools.checkin(key.clone(), conn);
+        assert!(pools.checkout(&key).is_none());
+    }
+}
