@@ -112,7 +112,9 @@ pub struct OutboundGuard {
 }
 
 impl OutboundGuard {
-    /// A guard allowing only `endpoints` (none when the scheme's URL is invalid).
+    /// A guard allowing only `endpoints` (none when the scheme cannot be read: its calls fail
+    /// as `config` before the component runs, and a component that ran anyway would reach
+    /// nothing).
     pub fn new(endpoints: Vec<Endpoint>) -> Self {
         OutboundGuard { endpoints }
     }

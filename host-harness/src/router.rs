@@ -41,7 +41,8 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 /// Default CPU budget of one call: routing takes well under a millisecond of guest time.
 pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_millis(200);
 
-/// Host policy shared by every call.
+/// The router's settings, the same for every call and scheme: the sandbox's limits, the
+/// network policy, the pool's size. (What a scheme asks of the host is its [`HostPolicy`].)
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// Let components reach loopback, private and link-local addresses (local CRMs, tests).
@@ -122,6 +123,9 @@ impl PreparedScheme {
     /// a policy field that cannot be read, is a `config` failure of every call (a fallback or
     /// an allowlist the host cannot read cannot be applied, and the guard lets nothing out).
     pub fn new(pairs: Vec<(String, String)>) -> Self {
+        // The component reads the scheme from `wasi:config`, a map, where a key given twice
+        // is there once, with its last value: the host reads exactly those pairs.
+        let pairs = last_value_of_each_key(pairs);
         let (pairs, problem) = match crate::secrets::resolve(pairs.clone()) {
             Ok(resolved) => (resolved, None),
             Err(problem) => (pairs, Some(problem)),
@@ -148,6 +152,22 @@ impl PreparedScheme {
     pub fn problem(&self) -> Option<&str> {
         self.problem.as_deref()
     }
+}
+
+/// `pairs` with each key once, in the place it first came, with the value it last had.
+fn last_value_of_each_key(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut distinct: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    let mut index = std::collections::HashMap::new();
+    for (key, value) in pairs {
+        match index.get(&key) {
+            Some(&i) => distinct[i] = (key, value),
+            None => {
+                index.insert(key.clone(), distinct.len());
+                distinct.push((key, value));
+            }
+        }
+    }
+    distinct
 }
 
 /// A scheme's identity: a hash of all its pairs, its name among them, so two tenants never
@@ -249,21 +269,17 @@ impl Router {
         }
         let deadline = start + scheme.policy.response_timeout;
         let detail = DetailSlot::default();
-        let result = match tokio::time::timeout_at(
-            deadline + CALL_GRACE,
+        let result = within_grace(
+            deadline,
             self.run(scheme, call, deadline, detail.clone()),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(RouteFailure::new(
-                ErrorKind::Timeout,
+            || {
                 format!(
                     "no answer within {} s; the host stopped the call",
                     format_seconds(scheme.policy.response_timeout)
-                ),
-            )),
-        };
+                )
+            },
+        )
+        .await;
         // The host's reason for a refusal or a failed TLS handshake is only known here: add it
         // to the error the component made of the bare error code.
         let explain = |failure: &mut RouteFailure| {
@@ -446,15 +462,23 @@ impl Router {
             handled.map_err(trap)?;
             answer
         };
-        tokio::time::timeout_at(deadline + CALL_GRACE, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(RouteFailure::new(
-                    ErrorKind::Timeout,
-                    "the component's HTTP handler did not finish in time",
-                ))
-            })
+        within_grace(deadline, work, || {
+            "the component's HTTP handler did not finish in time".into()
+        })
+        .await
     }
+}
+
+/// `work`, unless it runs past `deadline` and [`CALL_GRACE`]: then the call is dropped (its
+/// store and instance with it) and is a `timeout` saying `late`.
+async fn within_grace<T>(
+    deadline: Instant,
+    work: impl Future<Output = Result<T, RouteFailure>>,
+    late: impl FnOnce() -> String,
+) -> Result<T, RouteFailure> {
+    tokio::time::timeout_at(deadline + CALL_GRACE, work)
+        .await
+        .unwrap_or_else(|_| Err(RouteFailure::new(ErrorKind::Timeout, late())))
 }
 
 /// One call's sandbox: a fresh instance in its own store, what the component prints (to
@@ -506,4 +530,54 @@ fn check_allowlist(scheme: &PreparedScheme, routing: Routing) -> Result<Routing,
             })?;
     }
     Ok(routing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_host_reads_each_key_as_the_component_sees_it() {
+        // What wasi:config holds: a map, the last value of a repeated key.
+        let distinct = last_value_of_each_key(pairs(&[
+            ("url", "http://first/"),
+            ("fallback.0", "101"),
+            ("url", "http://second/"),
+            ("fallback.0", "102"),
+        ]));
+        assert_eq!(
+            distinct,
+            pairs(&[("url", "http://second/"), ("fallback.0", "102")])
+        );
+        // So a list key given twice (a TOML file can: `fallback = [..]` and a quoted
+        // "fallback.0") is one entry for both, not a problem for the host alone.
+        let scheme = PreparedScheme::new(pairs(&[
+            ("url", "http://crm.example.com/"),
+            ("fallback.0", "101"),
+            ("fallback.0", "102"),
+        ]));
+        assert_eq!(scheme.problem(), None);
+        assert_eq!(
+            scheme.policy.fallback,
+            [callroute_plugin::destination::Target::Phone("102".into())]
+        );
+    }
+
+    #[test]
+    fn a_policy_the_host_cannot_read_fails_every_call_with_its_reason() {
+        let scheme = PreparedScheme::new(pairs(&[
+            ("url", "http://crm.example.com/"),
+            ("fallback", "not a destination!"),
+        ]));
+        let problem = scheme.problem().unwrap();
+        assert!(problem.contains("`fallback`"), "{problem}");
+        // And its guard lets nothing out.
+        assert!(scheme.policy.endpoints().is_empty());
+    }
 }

@@ -119,7 +119,9 @@ impl SchemeFile {
                     .iter()
                     .enumerate()
                     .map(|(i, item)| match item {
-                        Value::Table(t) => Ok(entry(t)),
+                        Value::Table(t) => {
+                            entry(t).map_err(|e| shape(format!("scheme #{}: {e}", i + 1)))
+                        }
                         _ => Err(shape(format!("scheme #{} is not a table", i + 1))),
                     })
                     .collect::<Result<Vec<_>, _>>()?
@@ -129,7 +131,7 @@ impl SchemeFile {
                     "`scheme` must be an array of tables ([[scheme]])".into(),
                 ));
             }
-            None => vec![entry(&table)],
+            None => vec![entry(&table).map_err(shape)?],
         };
         if schemes.is_empty() {
             return Err(shape("there is no scheme in the file".into()));
@@ -176,15 +178,22 @@ impl SchemeFile {
     }
 }
 
-fn entry(table: &toml::Table) -> SchemeEntry {
+/// A scheme's table as flat pairs; a key that flattens to one given already (a quoted
+/// `"fallback.0"` beside `fallback = [...]`) is an error rather than a silent choice.
+fn entry(table: &toml::Table) -> Result<SchemeEntry, String> {
     let mut pairs = Vec::new();
     for (key, value) in table {
         flatten(key, value, &mut pairs);
     }
-    SchemeEntry {
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(twice) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("the key `{}` is given twice", twice[0]));
+    }
+    Ok(SchemeEntry {
         name: table.get("name").and_then(Value::as_str).map(str::to_owned),
         pairs,
-    }
+    })
 }
 
 fn flatten(key: &str, value: &Value, out: &mut Vec<(String, String)>) {
@@ -301,6 +310,27 @@ mod tests {
         assert!(
             err.contains("cannot read scheme file /nonexistent/s.toml"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let error = SchemeFile::parse(
+            "url = \"http://crm/\"\nfallback = [\"101\"]\n\"fallback.0\" = \"102\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`fallback.0` is given twice"), "{error}");
+        let error = SchemeFile::parse(
+            "[[scheme]]\nname = \"a\"\nparams = { x = \"1\" }\n\"params.x\" = \"2\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("scheme #1: the key `params.x` is given twice"),
+            "{error}"
         );
     }
 }

@@ -156,6 +156,28 @@ impl From<RouteError> for Failure {
     }
 }
 
+impl From<Failure> for RouteError {
+    /// The component's error for a failure, keeping its kind and words; the host's own kinds
+    /// (`trap`, `overloaded`), which no component reports, become `transport`.
+    fn from(failure: Failure) -> Self {
+        let m = failure.message;
+        match failure.kind {
+            ErrorKind::Config => RouteError::Config(m),
+            ErrorKind::Denied => RouteError::Denied(m),
+            ErrorKind::Timeout => RouteError::Timeout(m),
+            ErrorKind::HttpStatus => RouteError::HttpStatus {
+                status: failure.status.unwrap_or(0),
+                message: m,
+            },
+            ErrorKind::BadResponse => RouteError::BadResponse(m),
+            ErrorKind::NoDestination => RouteError::NoDestination(m),
+            ErrorKind::Transport | ErrorKind::Trap | ErrorKind::Overloaded => {
+                RouteError::Transport(m)
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
@@ -230,5 +252,29 @@ mod tests {
         assert_eq!(excerpt("a\r\nb\0c", 100), "a  b c");
         assert_eq!(excerpt("abcdef", 3), "abc…");
         assert_eq!(excerpt("абв", 3), "абв");
+    }
+
+    #[test]
+    fn a_failure_goes_back_to_the_same_error_and_host_kinds_to_transport() {
+        for error in [
+            RouteError::Config("c".into()),
+            RouteError::Denied("d".into()),
+            RouteError::Timeout("t".into()),
+            RouteError::Transport("t".into()),
+            RouteError::HttpStatus {
+                status: 502,
+                message: "m".into(),
+            },
+            RouteError::BadResponse("b".into()),
+            RouteError::NoDestination("n".into()),
+        ] {
+            assert_eq!(RouteError::from(Failure::from(error.clone())), error);
+        }
+        for kind in [ErrorKind::Trap, ErrorKind::Overloaded] {
+            assert_eq!(
+                RouteError::from(Failure::new(kind, "m")),
+                RouteError::Transport("m".into())
+            );
+        }
     }
 }

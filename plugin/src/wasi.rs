@@ -167,7 +167,9 @@ fn routing_to_wit(routing: Routing) -> wit::Routing {
             .into_iter()
             .map(destination_to_wit)
             .collect(),
-        fallback_cause: routing.fallback_cause.map(failure_to_wit),
+        fallback_cause: routing
+            .fallback_cause
+            .map(|cause| error_to_wit(cause.into())),
     }
 }
 
@@ -182,26 +184,6 @@ fn error_to_wit(error: RouteError) -> wit::RouteError {
         }
         RouteError::BadResponse(m) => wit::RouteError::BadResponse(m),
         RouteError::NoDestination(m) => wit::RouteError::NoDestination(m),
-    }
-}
-
-/// A fallback cause back into the WIT error (the component never reports the host's kinds,
-/// `trap` and `overloaded`, itself).
-fn failure_to_wit(failure: Failure) -> wit::RouteError {
-    let m = failure.message;
-    match failure.kind {
-        ErrorKind::Config => wit::RouteError::Config(m),
-        ErrorKind::Denied => wit::RouteError::Denied(m),
-        ErrorKind::Timeout => wit::RouteError::Timeout(m),
-        ErrorKind::HttpStatus => wit::RouteError::HttpStatus(wit::HttpStatusError {
-            status: failure.status.unwrap_or(0),
-            message: m,
-        }),
-        ErrorKind::BadResponse => wit::RouteError::BadResponse(m),
-        ErrorKind::NoDestination => wit::RouteError::NoDestination(m),
-        ErrorKind::Transport | ErrorKind::Trap | ErrorKind::Overloaded => {
-            wit::RouteError::Transport(m)
-        }
     }
 }
 

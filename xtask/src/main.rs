@@ -34,7 +34,8 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("dist") => dist(),
         Some("size") => size::run(args),
-        Some(task @ ("bench" | "load")) => in_release_build(task, &args),
+        // `callroute-bench` reports its own errors.
+        Some(task @ ("bench" | "load")) => return in_release_build(task, &args),
         _ => {
             eprintln!(
                 "usage: cargo xtask dist | cargo xtask size [--top N] \
@@ -64,7 +65,17 @@ fn workspace_root() -> PathBuf {
 /// Build the release binaries `task` measures (`callroute-bench`, which links the harness,
 /// and `callroute`, for `callroute serve`) and run `task` with them: a benchmark of
 /// unoptimised code would measure nothing useful.
-fn in_release_build(task: &str, args: &[String]) -> Result<(), String> {
+fn in_release_build(task: &str, args: &[String]) -> ExitCode {
+    match run_release_build(task, args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_release_build(task: &str, args: &[String]) -> Result<ExitCode, String> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
@@ -85,11 +96,11 @@ fn in_release_build(task: &str, args: &[String]) -> Result<(), String> {
         .args(args)
         .status()
         .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
-    if status.success() {
-        Ok(())
+    Ok(if status.success() {
+        ExitCode::SUCCESS
     } else {
-        Err(format!("{} {task} failed", bench.display()))
-    }
+        ExitCode::FAILURE
+    })
 }
 
 fn dist() -> Result<(), String> {

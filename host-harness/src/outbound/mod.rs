@@ -19,31 +19,29 @@
 //! failed TLS handshake are left in the call's [`DetailSlot`], and the harness adds them to the
 //! call's error.
 
+mod body;
 pub mod connector;
+mod errors;
 pub mod pool;
 pub mod tls;
 
-use crate::guard::{AddressPolicy, Denial, OutboundGuard};
+use crate::guard::{AddressPolicy, OutboundGuard};
+use body::{capped, read_request_body};
 use bytes::Bytes;
 use callroute_plugin::error::ErrorKind;
-use connector::{ConnectError, Connector};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Frame};
-use pool::{ExchangeError, PoolKey, PooledBody, Pools};
-use std::pin::Pin;
+use connector::Connector;
+use errors::{Failure, exchange_failure};
+use http_body_util::{BodyExt, Full};
+use pool::{PoolKey, Pools};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+pub use body::{MAX_REQUEST_BODY, MAX_RESPONSE_BODY};
 pub use connector::{MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 pub use pool::POOL_IDLE_TIMEOUT;
 pub use tls::{load_ca_certs, tls_config};
 
-/// The most response bytes the host passes to a component, whatever the component reads.
-pub const MAX_RESPONSE_BODY: u64 = 1024 * 1024;
-/// The largest request body a component may send (a webhook's parameters).
-pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// The header every webhook carries; `callroute serve` refuses requests that carry it.
 pub const HOP_HEADER: &str = "x-callroute-hop";
 
@@ -177,49 +175,6 @@ impl WasiHttpHooks for Outbound {
     }
 }
 
-/// Why a request got no response, with the host's explanation where the code says too little.
-enum Failure {
-    Denied(Denial),
-    Tls(tls::TlsFailure),
-    Other(Error),
-}
-
-impl Failure {
-    /// The `wasi:http` error code the component gets.
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Denied(Denial::PrivateAddress { .. } | Denial::OwnListener { .. }) => {
-                Error::DestinationIpProhibited
-            }
-            Failure::Denied(_) => Error::HttpRequestDenied,
-            Failure::Tls(tls) if tls.certificate => Error::TlsCertificateError,
-            Failure::Tls(_) => Error::TlsProtocolError,
-            Failure::Other(e) => e,
-        }
-    }
-
-    /// What the host can add to the component's error.
-    fn detail(&self) -> Option<Detail> {
-        match self {
-            Failure::Denied(denial) => Some(Detail {
-                kind: ErrorKind::Denied,
-                reason: denial.to_string(),
-            }),
-            Failure::Tls(tls) => Some(Detail {
-                kind: ErrorKind::Transport,
-                reason: tls.reason.clone(),
-            }),
-            Failure::Other(_) => None,
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Other(e)
-    }
-}
-
 async fn send(
     guard: &OutboundGuard,
     client: &OutboundClient,
@@ -264,184 +219,5 @@ async fn send(
                 .map_err(|_| Error::InternalError(Some("invalid canned status".into())))?;
             Ok(response)
         }
-    }
-}
-
-/// The component's request body, whole.
-async fn read_request_body(body: WasiBody, deadline: Instant) -> Result<Bytes, Failure> {
-    let read = tokio::time::timeout_at(deadline, Limited::new(body, MAX_REQUEST_BODY).collect())
-        .await
-        .map_err(|_| Error::ConnectionWriteTimeout)?;
-    match read {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(match e.downcast::<Error>() {
-            Ok(e) => *e,
-            Err(_) => Error::HttpRequestBodySize(None),
-        }
-        .into()),
-    }
-}
-
-/// The response with its body capped at [`MAX_RESPONSE_BODY`] and bounded by the deadline.
-fn capped(
-    response: http::Response<PooledBody>,
-    body_deadline: Instant,
-) -> Result<http::Response<WasiBody>, Failure> {
-    if let Some(length) = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && length > MAX_RESPONSE_BODY
-    {
-        return Err(Error::HttpResponseBodySize(Some(length)).into());
-    }
-    Ok(response.map(|body| {
-        CappedBody {
-            inner: body,
-            deadline: Box::pin(tokio::time::sleep_until(body_deadline)),
-            remaining: MAX_RESPONSE_BODY,
-        }
-        .boxed_unsync()
-    }))
-}
-
-/// What the component is told when an exchange failed.
-fn exchange_failure(error: ExchangeError) -> Failure {
-    match error {
-        ExchangeError::Connect(e) => match e {
-            ConnectError::Denied(denial) => Failure::Denied(denial),
-            ConnectError::Dns => Error::DnsError {
-                rcode: Some("lookup failed".into()),
-                info_code: None,
-            }
-            .into(),
-            ConnectError::Refused | ConnectError::Io(_) => Error::ConnectionRefused.into(),
-            ConnectError::Tls(tls) => Failure::Tls(tls),
-            ConnectError::Http(e) => classify_hyper(&e).into(),
-        },
-        ExchangeError::Http(e) => classify_hyper(&e).into(),
-        ExchangeError::Unasked => Error::HttpProtocolError.into(),
-        ExchangeError::Timeout => Error::HttpResponseTimeout.into(),
-    }
-}
-
-/// Classify a hyper error for the component: an oversized or unparsable answer is the CRM's
-/// fault (the component reports `bad-response`), a cut-off one a transport failure.
-fn classify_hyper(error: &hyper::Error) -> Error {
-    if error.is_parse_too_large() {
-        Error::HttpResponseHeaderSectionSize(None)
-    } else if error.is_parse() || error.is_parse_status() {
-        Error::HttpProtocolError
-    } else if error.is_incomplete_message() {
-        Error::HttpResponseIncomplete
-    } else if error.is_timeout() {
-        Error::HttpResponseTimeout
-    } else {
-        Error::ConnectionTerminated
-    }
-}
-
-/// A response body bounded by the call's deadline and [`MAX_RESPONSE_BODY`].
-struct CappedBody {
-    inner: PooledBody,
-    deadline: Pin<Box<Sleep>>,
-    remaining: u64,
-}
-
-impl Body for CappedBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > this.remaining {
-                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(None))));
-                    }
-                    this.remaining -= len;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(classify_hyper(&e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::guard::AddressClass;
-
-    #[test]
-    fn a_refusal_is_a_code_the_component_reads_as_denied_and_the_host_explains() {
-        let private = Failure::Denied(Denial::PrivateAddress {
-            host: "crm.internal".into(),
-            addr: "10.0.0.5".parse().unwrap(),
-            class: AddressClass::Private,
-        });
-        let detail = private.detail().unwrap();
-        assert_eq!(detail.kind, ErrorKind::Denied);
-        assert!(detail.reason.contains("10.0.0.5"), "{}", detail.reason);
-        assert!(matches!(
-            private.into_error(),
-            Error::DestinationIpProhibited
-        ));
-        let elsewhere = Failure::Denied(Denial::NoScheme);
-        assert!(matches!(elsewhere.into_error(), Error::HttpRequestDenied));
-    }
-
-    #[test]
-    fn failed_exchanges_map_to_wasi_http_codes() {
-        let code = |error| exchange_failure(error).into_error();
-        assert!(matches!(
-            code(ExchangeError::Connect(ConnectError::Dns)),
-            Error::DnsError { .. }
-        ));
-        assert!(matches!(
-            code(ExchangeError::Connect(ConnectError::Refused)),
-            Error::ConnectionRefused
-        ));
-        assert!(matches!(
-            code(ExchangeError::Timeout),
-            Error::HttpResponseTimeout
-        ));
-        // An answer to a request not asked (a stray response) is the CRM's protocol error.
-        assert!(matches!(
-            code(ExchangeError::Unasked),
-            Error::HttpProtocolError
-        ));
-        assert!(exchange_failure(ExchangeError::Timeout).detail().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_request_body_over_the_limit_is_refused_before_connecting() {
-        let body = |len: usize| {
-            Full::new(Bytes::from(vec![b'x'; len]))
-                .map_err(|never| match never {})
-                .boxed_unsync()
-        };
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        let read = read_request_body(body(MAX_REQUEST_BODY), deadline).await;
-        assert_eq!(read.ok().map(|b| b.len()), Some(MAX_REQUEST_BODY));
-        let over = read_request_body(body(MAX_REQUEST_BODY + 1), deadline).await;
-        assert!(matches!(
-            over.err().map(Failure::into_error),
-            Some(Error::HttpRequestBodySize(_))
-        ));
     }
 }

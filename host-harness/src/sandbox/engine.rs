@@ -83,17 +83,44 @@ impl Drop for EpochTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtime::Store;
+    use wasmtime::component::{Component, Linker};
 
-    #[test]
-    fn the_pool_is_sized_for_the_calls_in_flight() {
-        // An engine under a small pool is made, and its clock ticks until dropped.
+    #[tokio::test]
+    async fn the_pool_holds_one_instance_per_call_in_flight() {
         let config = RouterConfig {
             max_concurrent_calls: 2,
-            memory_limit: 1,
             ..RouterConfig::default()
         };
         let engine = Engine::new(&engine_config(&config)).unwrap();
-        let ticker = EpochTicker::start(engine.clone());
-        drop(ticker);
+        let _ticker = EpochTicker::start(engine.clone());
+        // The smallest component there is: its preamble alone.
+        let component = Component::new(&engine, b"\0asm\x0d\0\x01\0").unwrap();
+        let linker = Linker::<()>::new(&engine);
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let mut store = Store::new(&engine, ());
+            linker
+                .instantiate_async(&mut store, &component)
+                .await
+                .unwrap();
+            calls.push(store);
+        }
+        let mut third = Store::new(&engine, ());
+        let full = linker
+            .instantiate_async(&mut third, &component)
+            .await
+            .unwrap_err();
+        assert!(
+            full.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some(),
+            "{full:?}"
+        );
+        // A call's slot is free again once its store is gone.
+        drop(calls.pop());
+        linker
+            .instantiate_async(&mut third, &component)
+            .await
+            .unwrap();
     }
 }

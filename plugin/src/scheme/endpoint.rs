@@ -22,6 +22,16 @@ pub struct Origin {
     pub port: u16,
 }
 
+/// `Some(true)` for `https`, `Some(false)` for `http` (in any case), `None` for any other
+/// URI scheme.
+fn is_tls(scheme: &str) -> Option<bool> {
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Some(true),
+        "http" => Some(false),
+        _ => None,
+    }
+}
+
 /// The port an `http` (80) or `https` (443) URL without one goes to.
 pub fn default_port(tls: bool) -> u16 {
     if tls { 443 } else { 80 }
@@ -32,11 +42,7 @@ impl Origin {
     /// (`http` or `https`, in any case), the host as written (brackets around an IPv6
     /// literal, any case) and the explicit port. `None` for any other scheme.
     pub fn from_uri(scheme: &str, host: &str, port: Option<u16>) -> Option<Origin> {
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "https" => true,
-            "http" => false,
-            _ => return None,
-        };
+        let tls = is_tls(scheme)?;
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -97,6 +103,12 @@ impl Endpoint {
         if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("must be an absolute http:// or https:// URL".into());
         }
+        if is_tls(scheme).is_none() {
+            return Err(format!(
+                "scheme `{}` is not supported (use http or https)",
+                scheme.to_ascii_lowercase()
+            ));
+        }
         let rest = rest.split('#').next().unwrap_or_default();
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path_and_query) = rest.split_at(split);
@@ -104,12 +116,8 @@ impl Endpoint {
             return Err("credentials in the URL are not supported; send them in [headers]".into());
         }
         let (host, port) = split_host_port(authority)?;
-        let origin = Origin::from_uri(scheme, host, port).ok_or_else(|| {
-            format!(
-                "scheme `{}` is not supported (use http or https)",
-                scheme.to_ascii_lowercase()
-            )
-        })?;
+        let origin = Origin::from_uri(scheme, host, port)
+            .ok_or("must be an absolute http:// or https:// URL")?;
         if path_and_query.chars().any(char::is_control) {
             return Err("the path or query holds a control character".into());
         }
@@ -251,11 +259,19 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad} was accepted");
         }
-        assert!(
-            Endpoint::parse("FTP://crm/")
-                .unwrap_err()
-                .contains("scheme `ftp` is not supported")
-        );
+        // The URL's scheme is judged first, whatever follows it.
+        for url in [
+            "FTP://crm/",
+            "ftp://",
+            "ftp://user@crm/",
+            "ftp://crm:99999/",
+        ] {
+            let error = Endpoint::parse(url).unwrap_err();
+            assert!(
+                error.contains("scheme `ftp` is not supported"),
+                "{url}: {error}"
+            );
+        }
     }
 
     #[test]

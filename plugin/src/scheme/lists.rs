@@ -1,4 +1,5 @@
-//! List fields: `fallback`, `allowed_prefixes`, `allowed_sip_domains`, `signing_secret`.
+//! List fields: `fallback`, `allowed_prefixes`, `allowed_sip_domains`, `signing_secret`,
+//! `api_tokens`.
 //!
 //! A list field is either one key (`fallback = "101"`, or comma-separated for the
 //! allowlists) or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens
@@ -12,11 +13,12 @@ use super::{SchemeError, invalid};
 pub const MAX_LIST_LEN: usize = 32;
 
 /// The list fields: one key, or indexed keys `field.N`.
-const LIST_FIELDS: [&str; 4] = [
+const LIST_FIELDS: [&str; 5] = [
     "fallback",
     "allowed_prefixes",
     "allowed_sip_domains",
     "signing_secret",
+    "api_tokens",
 ];
 
 /// The entries of list fields as they come, `(field, index, key, value)`.

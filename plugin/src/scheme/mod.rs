@@ -23,6 +23,16 @@
 //! | `params.<name>` | a webhook parameter, a [`Template`] |
 //! | `headers.<name>` | an extra request header, a [`Template`] |
 //!
+//! A host that serves many tenants reads a few more fields itself ([`HostPolicy`]); the
+//! component accepts them and leaves them to the host:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `max_concurrent_calls` | the most calls of this scheme in flight at once, 1 to 100000 (default: the host's share) |
+//! | `breaker_failures` | consecutive CRM failures that open an endpoint's circuit breaker, 0 (off) to 1000 (default 5) |
+//! | `breaker_cooldown_secs` | how long an open breaker waits before a probe, 0.1 to 300 (default 5; doubles while probes fail, up to 60 or this value) |
+//! | `api_tokens` | bearer tokens that may route this scheme's calls (a list, for rotation; each at least 16 characters) |
+//!
 //! A list field is either one key (`fallback = "101"`, or comma-separated for the allowlists)
 //! or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens to).
 //!
@@ -45,7 +55,7 @@ pub mod values;
 
 pub use endpoint::{Endpoint, Origin, default_port};
 pub use lists::MAX_LIST_LEN;
-pub use policy::HostPolicy;
+pub use policy::{ApiToken, HostPolicy, ServiceSettings};
 pub use values::{
     DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS, MAX_RESPONSE_TIMEOUT, MAX_RETRIES,
     MAX_RING_TIMEOUT_SECS, MIN_RESPONSE_TIMEOUT, format_seconds, parse_response_timeout,
@@ -230,7 +240,7 @@ pub enum SchemeError {
     },
 }
 
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret";
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, api_tokens";
 
 /// Most signing secrets at once: the current one and the next (rotation).
 pub const MAX_SIGNING_SECRETS: usize = 2;
@@ -322,7 +332,7 @@ impl Scheme {
             }
         }
 
-        let endpoint = policy.url.take().ok_or(SchemeError::Missing {
+        let endpoint = policy.read.url.take().ok_or(SchemeError::Missing {
             field: "url",
             hint: "",
         })?;
@@ -364,6 +374,7 @@ impl Scheme {
             ring_timeout_secs,
             fallback,
             allowlist,
+            service: _,
         } = policy;
         Ok(Scheme {
             name,
@@ -385,8 +396,9 @@ impl Scheme {
         })
     }
 
-    /// The part of this scheme a host enforces itself (what [`HostPolicy::from_pairs`]
-    /// reads from the same pairs).
+    /// The part of this scheme a host enforces itself, as the component reads it (what
+    /// [`HostPolicy::from_pairs`] reads from the same pairs, but for the service settings,
+    /// which the component does not keep).
     pub fn host_policy(&self) -> HostPolicy {
         HostPolicy {
             url: Some(self.endpoint.clone()),
@@ -395,6 +407,7 @@ impl Scheme {
             ring_timeout_secs: self.ring_timeout_secs,
             fallback: self.fallback.clone(),
             allowlist: self.allowlist.clone(),
+            service: ServiceSettings::default(),
         }
     }
 

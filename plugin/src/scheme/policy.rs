@@ -6,18 +6,21 @@
 //! | `response_timeout_secs` | the call's deadline, kept by the host too |
 //! | `fallback`, `ring_timeout_secs` | what a call gets when the component cannot answer |
 //! | `allowed_prefixes`, `allowed_sip_domains` | where any component may route |
+//! | `max_concurrent_calls`, `breaker_failures`, `breaker_cooldown_secs`, `api_tokens` | the service's settings for this tenant ([`ServiceSettings`]) |
 //!
 //! The component reads these fields with the same code: [`Scheme::from_pairs`] hands every
-//! pair to the same field readers (`PolicyFields`) first, so the host and the component cannot disagree on
-//! a value (the last of a repeated key wins; an invalid value is an error naming the key). A
-//! host reads only these fields and lets other keys pass, as a component loaded with
-//! `--plugin` may read keys of its own.
+//! pair to the same field readers (`PolicyFields`) first, so given the same pairs the host
+//! and the component read the same values (the last of a repeated key wins; an invalid
+//! value is an error naming the key). A host reads only these fields and lets other keys
+//! pass, as a component loaded with `--plugin` may read keys of its own.
 //!
 //! [`Scheme::from_pairs`]: super::Scheme::from_pairs
 
 use super::lists::Lists;
 use super::values::{
-    DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS, parse_response_timeout, parse_ring_timeout,
+    DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_RESPONSE_TIMEOUT,
+    DEFAULT_RING_TIMEOUT_SECS, parse_breaker_cooldown, parse_breaker_failures,
+    parse_max_concurrent_calls, parse_response_timeout, parse_ring_timeout,
 };
 use super::{Endpoint, SchemeError, invalid};
 use crate::destination::{Allowlist, Target};
@@ -40,6 +43,72 @@ pub struct HostPolicy {
     pub fallback: Vec<Target>,
     /// Where a component may route calls.
     pub allowlist: Allowlist,
+    /// How a service treats this tenant.
+    pub service: ServiceSettings,
+}
+
+/// How a service that holds many tenants treats this one: its share of the sandbox, its
+/// CRM endpoints' circuit breakers, who may route its calls. The component accepts these
+/// fields and leaves them to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    /// The most calls of this scheme in flight at once; `None` for the host's default share.
+    pub max_concurrent_calls: Option<u32>,
+    /// Consecutive failures that open an endpoint's breaker; 0 turns breakers off.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before it lets a probe through (the first time).
+    pub breaker_cooldown: std::time::Duration,
+    /// Bearer tokens that may route this scheme's calls; empty when the scheme needs none.
+    pub api_tokens: Vec<ApiToken>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            max_concurrent_calls: None,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
+            api_tokens: Vec::new(),
+        }
+    }
+}
+
+/// Fewest characters in an API token: a shorter one could be guessed.
+pub const MIN_API_TOKEN_LEN: usize = 16;
+
+/// A bearer token (a secret): its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// A token from a scheme field; `key` names the field in the error, which never holds
+    /// the token.
+    fn parse(key: &str, value: &str) -> Result<ApiToken, SchemeError> {
+        if value.chars().count() < MIN_API_TOKEN_LEN {
+            return Err(invalid(
+                key,
+                format!("a token must be at least {MIN_API_TOKEN_LEN} characters"),
+            ));
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                key,
+                "a token cannot hold spaces or control characters",
+            ));
+        }
+        Ok(ApiToken(value.to_owned()))
+    }
+
+    /// The token itself, to compare with what a request presents.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(…)")
+    }
 }
 
 impl Default for HostPolicy {
@@ -51,6 +120,7 @@ impl Default for HostPolicy {
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             fallback: Vec::new(),
             allowlist: Allowlist::default(),
+            service: ServiceSettings::default(),
         }
     }
 }
@@ -79,11 +149,8 @@ impl HostPolicy {
 /// The policy's fields, read as a scheme's pairs go by.
 #[derive(Default)]
 pub(crate) struct PolicyFields {
-    /// `url`, once given.
-    pub(crate) url: Option<Endpoint>,
-    fallback_url: Option<Endpoint>,
-    response_timeout: Option<Duration>,
-    ring_timeout_secs: Option<u32>,
+    /// What is read so far, over the defaults.
+    pub(crate) read: HostPolicy,
     /// Every list field's entries, the scheme's own (`signing_secret`) included: list keys
     /// are judged by one rule.
     lists: Lists,
@@ -96,18 +163,26 @@ impl PolicyFields {
         if self.lists.offer(key, value)? {
             return Ok(true);
         }
+        let field = |reason| invalid(key, reason);
+        let read = &mut self.read;
         match key {
-            "url" => self.url = Some(Endpoint::parse(value).map_err(|r| invalid(key, r))?),
-            "fallback_url" => {
-                self.fallback_url = Some(Endpoint::parse(value).map_err(|r| invalid(key, r))?)
-            }
+            "url" => read.url = Some(Endpoint::parse(value).map_err(field)?),
+            "fallback_url" => read.fallback_url = Some(Endpoint::parse(value).map_err(field)?),
             "response_timeout_secs" => {
-                self.response_timeout =
-                    Some(parse_response_timeout(value).map_err(|r| invalid(key, r))?)
+                read.response_timeout = parse_response_timeout(value).map_err(field)?
             }
             "ring_timeout_secs" => {
-                self.ring_timeout_secs =
-                    Some(parse_ring_timeout(value).map_err(|r| invalid(key, r))?)
+                read.ring_timeout_secs = parse_ring_timeout(value).map_err(field)?
+            }
+            "max_concurrent_calls" => {
+                read.service.max_concurrent_calls =
+                    Some(parse_max_concurrent_calls(value).map_err(field)?)
+            }
+            "breaker_failures" => {
+                read.service.breaker_failures = parse_breaker_failures(value).map_err(field)?
+            }
+            "breaker_cooldown_secs" => {
+                read.service.breaker_cooldown = parse_breaker_cooldown(value).map_err(field)?
             }
             _ => return Ok(false),
         }
@@ -116,26 +191,25 @@ impl PolicyFields {
 
     /// The policy, and the list entries that are not the policy's (`signing_secret`).
     pub(crate) fn finish(mut self) -> Result<(HostPolicy, Lists), SchemeError> {
-        let fallback = self
+        self.read.fallback = self
             .lists
             .take("fallback")
             .into_iter()
             .filter(|(_, value)| !value.is_empty())
             .map(|(key, value)| Target::parse(&value).map_err(|r| invalid(&key, r)))
             .collect::<Result<_, _>>()?;
-        let allowlist = Allowlist::from_entries(
+        self.read.allowlist = Allowlist::from_entries(
             self.lists.take("allowed_prefixes"),
             self.lists.take("allowed_sip_domains"),
         )?;
-        let policy = HostPolicy {
-            url: self.url,
-            fallback_url: self.fallback_url,
-            response_timeout: self.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
-            ring_timeout_secs: self.ring_timeout_secs.unwrap_or(DEFAULT_RING_TIMEOUT_SECS),
-            fallback,
-            allowlist,
-        };
-        Ok((policy, self.lists))
+        self.read.service.api_tokens = self
+            .lists
+            .take("api_tokens")
+            .into_iter()
+            .filter(|(_, token)| !token.is_empty())
+            .map(|(key, token)| ApiToken::parse(&key, &token))
+            .collect::<Result<_, _>>()?;
+        Ok((self.read, self.lists))
     }
 }
 
@@ -195,6 +269,39 @@ mod tests {
                 .to_string();
             assert!(error.contains(&format!("`{key}`")), "{key}: {error}");
         }
+    }
+
+    #[test]
+    fn service_settings_and_tokens_that_never_show() {
+        let policy = HostPolicy::from_pairs([
+            ("max_concurrent_calls", "40"),
+            ("breaker_failures", "0"),
+            ("breaker_cooldown_secs", "2.5"),
+            ("api_tokens.0", "tok-0123456789abcdef"),
+            ("api_tokens.1", "tok-fedcba9876543210"),
+        ])
+        .unwrap();
+        let service = &policy.service;
+        assert_eq!(service.max_concurrent_calls, Some(40));
+        assert_eq!(service.breaker_failures, 0);
+        assert_eq!(service.breaker_cooldown, Duration::from_millis(2500));
+        assert_eq!(service.api_tokens.len(), 2);
+        assert_eq!(service.api_tokens[1].expose(), "tok-fedcba9876543210");
+        assert!(!format!("{policy:?}").contains("tok-"));
+        let defaults = HostPolicy::from_pairs([("url", "http://crm/")])
+            .unwrap()
+            .service;
+        assert_eq!(defaults, ServiceSettings::default());
+        assert_eq!(defaults.breaker_failures, 5);
+        // A token that is too short is refused, and the error does not repeat it.
+        let error = HostPolicy::from_pairs([("api_tokens", "short-secret")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`api_tokens`") && error.contains("16 characters"),
+            "{error}"
+        );
+        assert!(!error.contains("short-secret"), "{error}");
     }
 
     #[test]

@@ -17,6 +17,18 @@ pub const MIN_RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most `retries` accepted.
 pub const MAX_RETRIES: u32 = 3;
+/// Most `max_concurrent_calls` accepted.
+pub const MAX_CONCURRENT_CALLS: u32 = 100_000;
+/// Default for `breaker_failures`.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// Most `breaker_failures` accepted.
+pub const MAX_BREAKER_FAILURES: u32 = 1000;
+/// Default for `breaker_cooldown_secs`.
+pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+/// Shortest `breaker_cooldown_secs` accepted.
+pub const MIN_BREAKER_COOLDOWN: Duration = Duration::from_millis(100);
+/// Longest `breaker_cooldown_secs` accepted.
+pub const MAX_BREAKER_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Parse `ring_timeout_secs`: whole seconds from 1 to [`MAX_RING_TIMEOUT_SECS`].
 pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
@@ -50,6 +62,40 @@ pub fn parse_retries(value: &str) -> Result<u32, String> {
         .ok()
         .filter(|r| *r <= MAX_RETRIES)
         .ok_or_else(|| format!("`{value}` is not a whole number from 0 to {MAX_RETRIES}"))
+}
+
+/// Parse `max_concurrent_calls`: a whole number from 1 to [`MAX_CONCURRENT_CALLS`].
+pub fn parse_max_concurrent_calls(value: &str) -> Result<u32, String> {
+    whole_number(value, 1, MAX_CONCURRENT_CALLS)
+}
+
+/// Parse `breaker_failures`: a whole number from 0 (the breaker is off) to
+/// [`MAX_BREAKER_FAILURES`].
+pub fn parse_breaker_failures(value: &str) -> Result<u32, String> {
+    whole_number(value, 0, MAX_BREAKER_FAILURES)
+}
+
+/// Parse `breaker_cooldown_secs`: decimal seconds from 0.1 to 300.
+pub fn parse_breaker_cooldown(value: &str) -> Result<Duration, String> {
+    parse_seconds(value.trim())
+        .filter(|d| (MIN_BREAKER_COOLDOWN..=MAX_BREAKER_COOLDOWN).contains(d))
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is not a number of seconds from {} to {}",
+                format_seconds(MIN_BREAKER_COOLDOWN),
+                format_seconds(MAX_BREAKER_COOLDOWN)
+            )
+        })
+}
+
+/// A whole number from `min` to `max`.
+fn whole_number(value: &str, min: u32, max: u32) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("`{value}` is not a whole number from {min} to {max}"))
 }
 
 /// Decimal seconds (`5`, `2.5`, `.25`) to nanosecond precision.
@@ -122,6 +168,29 @@ mod tests {
         assert_eq!(format_seconds(Duration::from_millis(2500)), "2.5");
         assert_eq!(format_seconds(Duration::from_millis(50)), "0.05");
         assert_eq!(format_seconds(Duration::from_micros(1_234_567)), "1.234");
+    }
+
+    #[test]
+    fn service_settings_are_in_range() {
+        assert_eq!(parse_max_concurrent_calls("200"), Ok(200));
+        assert!(
+            parse_max_concurrent_calls("0")
+                .unwrap_err()
+                .contains("from 1 to 100000")
+        );
+        assert_eq!(parse_breaker_failures("0"), Ok(0));
+        assert!(parse_breaker_failures("1001").is_err());
+        assert_eq!(
+            parse_breaker_cooldown("0.5"),
+            Ok(Duration::from_millis(500))
+        );
+        for bad in ["0.05", "301", "x"] {
+            assert!(
+                parse_breaker_cooldown(bad)
+                    .unwrap_err()
+                    .contains("from 0.1 to 300")
+            );
+        }
     }
 
     #[test]
