@@ -14,7 +14,7 @@
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, Target};
-use crate::error::{ErrorKind, Failure, RouteError};
+use crate::error::{Failure, RouteError};
 use crate::outcome::{self, HttpAnswer};
 use crate::request::Request;
 use crate::routing::{Routing, Transport};
