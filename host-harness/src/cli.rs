@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--plugin FILE] [--allow-private-network]
-//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--plugin FILE] [--allow-private-network]
+//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--plugin FILE] [--allow-private-network]
 //!
 //! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
+//! callroute check FILE
 //! callroute demo
 //! ```
 //!
 //! `route` prints one JSON object ([`crate::report`]) and exits 0 when the call was routed,
 //! 1 when it failed (including an invalid scheme: kind `config`), and 2 when the scheme or
 //! call file cannot be read or parsed, the plugin cannot be loaded, or the usage is wrong.
+//! `check` prints one line per problem of a schemes file and exits 1 if there is any, else
+//! 0. `serve` reads its schemes file again on SIGHUP.
 
 use crate::Call;
 use crate::router::{PreparedScheme, Router, RouterConfig};
@@ -42,8 +45,11 @@ pub enum Command {
     /// Route one call through a scheme and print the outcome as JSON.
     Route(RouteArgs),
     /// Serve routing over HTTP for call platforms: `POST` or `GET /v1/route/{scheme}`,
-    /// `/healthz`, `/metrics`.
+    /// `/healthz`, `/metrics`. SIGHUP reloads the schemes file.
     Serve(ServeArgs),
+    /// Check a schemes file offline: every scheme as `route` and `serve` would read it, and
+    /// the environment variables it refers to. One line per problem; exit status 1 if any.
+    Check(CheckArgs),
     /// Start a local CRM and route a sample call through every submission × import type.
     Demo,
 }
@@ -69,6 +75,14 @@ pub struct RouteArgs {
     pub sandbox: SandboxArgs,
 }
 
+/// `callroute check`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The schemes file (TOML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
 /// `callroute serve`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -88,6 +102,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = crate::serve::ServeLimits::default().read_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub read_timeout_secs: u64,
+    /// Most calls routed at once, all schemes together (each call holds a sandbox slot of
+    /// the pool this sizes; see the README for what a slot costs). A call beyond it, or
+    /// beyond its scheme's share, is answered at once as `overloaded`.
+    #[arg(long, value_name = "N", default_value_t = crate::router::DEFAULT_MAX_CONCURRENT_CALLS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_calls: u32,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -159,6 +179,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Route(args) => runtime.block_on(route(args)),
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Check(args) => check(&args),
         Command::Demo => runtime.block_on(demo()),
     }
 }
@@ -236,11 +257,14 @@ fn route_router(args: &RouteArgs) -> Result<Router, String> {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let file = match SchemeFile::load(&args.schemes) {
-        Ok(file) => file,
-        Err(e) => return usage_error(e.to_string()),
+    let config = match args.sandbox.config() {
+        Ok(config) => RouterConfig {
+            max_concurrent_calls: args.max_concurrent_calls,
+            ..config
+        },
+        Err(e) => return usage_error(e),
     };
-    let router = match args.sandbox.router() {
+    let router = match load_router(args.sandbox.plugin.as_ref(), config) {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };
@@ -248,7 +272,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_connections: args.max_connections as usize,
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs),
     };
-    let service = match crate::serve::Service::new(router, &file) {
+    let service = match crate::serve::Service::load(router, &args.schemes) {
         Ok(service) => std::sync::Arc::new(service.with_limits(limits)),
         Err(e) => return usage_error(format!("{}: {e}", args.schemes.display())),
     };
@@ -260,14 +284,38 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    crate::serve::reload_on_hangup(service.clone());
     // The first stdout line says where to connect (the port, when 0 was asked for).
     println!(
         "callroute serve: listening on http://{addr} (schemes: {})",
         service.scheme_names().join(", ")
     );
     tracing::info!(%addr, "serving");
+    if !args.listen.ip().is_loopback() && !service.requires_tokens() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback without api_tokens: anyone who reaches this address can \
+             route calls and make callroute call the tenants' CRMs"
+        );
+    }
     crate::serve::run(listener, service, crate::serve::shutdown_signal()).await;
     ExitCode::from(EXIT_ROUTED)
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    let shown = args.file.display();
+    let problems = match SchemeFile::load(&args.file) {
+        Ok(file) => crate::scheme_file::check(&file),
+        Err(e) => vec![e.to_string()],
+    };
+    if problems.is_empty() {
+        println!("{shown}: ok");
+        return ExitCode::from(EXIT_ROUTED);
+    }
+    for problem in &problems {
+        println!("{shown}: {problem}");
+    }
+    ExitCode::from(EXIT_FAILED)
 }
 
 async fn demo() -> ExitCode {

@@ -16,6 +16,7 @@
 //! - [`serve`]: routing over HTTP for call platforms, with metrics;
 //! - [`demo`] and [`cli`]: the `callroute` command.
 
+pub mod admission;
 pub mod bindings;
 pub mod cache;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The outcome of routing one call and how long it took; its JSON form is
 //! [`callroute_plugin::outcome`], shared with the component's own HTTP handler.
 
+use crate::admission::Rejection;
 use callroute_plugin::routing::Routing;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct RouteReport {
     pub result: Result<Routing, RouteFailure>,
     /// From the start of routing (instance creation) to the answer.
     pub elapsed: Duration,
+    /// Why the call got no sandbox, when it got none (it is then `overloaded`).
+    pub rejected: Option<Rejection>,
 }
 
 impl RouteReport {

@@ -10,10 +10,14 @@
 //! the executor on every epoch tick so the cap can fire even while it computes.
 
 use crate::EMBEDDED_PLUGIN;
+use crate::admission::{InShare, Rejection, Share};
 use crate::bindings::{Plugin, PluginPre, wit};
 use crate::guard::AddressPolicy;
 use crate::guard::OutboundGuard;
-use crate::outbound::{CannedAnswer, DetailSlot, Outbound, OutboundClient, tls_config};
+use crate::outbound::breaker::{BreakerSettings, Breakers};
+use crate::outbound::{
+    CannedAnswer, DetailSlot, Outbound, OutboundClient, OutboundScheme, tls_config,
+};
 use crate::report::{RouteFailure, RouteReport};
 use crate::sandbox::convert::{error_from_wit, routing_from_wit};
 use crate::sandbox::engine::EpochTicker;
@@ -107,6 +111,12 @@ pub struct PreparedScheme {
     guard: Arc<OutboundGuard>,
     /// What the host enforces, whatever the component does.
     policy: Arc<HostPolicy>,
+    /// The scheme's name (`name`; empty when it has none), for logs.
+    name: Arc<str>,
+    /// Its calls in flight, held to its `max_concurrent_calls` or the service's default share.
+    share: Arc<Share>,
+    /// Its CRM endpoints' circuit breakers, shared by all its calls.
+    breakers: Arc<Breakers>,
 }
 
 impl PreparedScheme {
@@ -134,13 +144,63 @@ impl PreparedScheme {
             Ok(policy) => (policy, problem),
             Err(error) => (HostPolicy::default(), problem.or(Some(error.to_string()))),
         };
+        let name: Arc<str> = pairs
+            .iter()
+            .find(|(k, _)| k == "name")
+            .map_or("", |(_, v)| v.as_str())
+            .into();
+        let service = &policy.service;
+        let breakers = Breakers::new(
+            &name,
+            BreakerSettings {
+                failures: service.breaker_failures,
+                cooldown: service.breaker_cooldown,
+            },
+        );
+        // The component needs none of the service's settings, and the tokens are secrets.
+        let vars = pairs
+            .iter()
+            .filter(|(k, _)| k != "api_tokens" && !k.starts_with("api_tokens."))
+            .cloned()
+            .collect();
         PreparedScheme {
             id: identity(&pairs),
             problem,
             guard: Arc::new(OutboundGuard::new(policy.endpoints())),
+            share: Share::new(service.max_concurrent_calls.unwrap_or(u32::MAX)),
+            breakers,
+            name,
             policy: Arc::new(policy),
-            vars: Arc::new(pairs.into_iter().collect()),
+            vars: Arc::new(vars),
         }
+    }
+
+    /// Hold this scheme to `limit` calls in flight, unless it sets its own
+    /// `max_concurrent_calls` (a service gives each tenant a default share of its pool).
+    pub fn set_default_share(&self, limit: u32) {
+        if self.policy.service.max_concurrent_calls.is_none() {
+            self.share.set_limit(limit);
+        }
+    }
+
+    /// What the host enforces for this scheme.
+    pub fn policy(&self) -> &HostPolicy {
+        &self.policy
+    }
+
+    /// Its calls in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.share.in_flight()
+    }
+
+    /// The most calls it may have in flight.
+    pub fn share_limit(&self) -> u32 {
+        self.share.limit()
+    }
+
+    /// Its CRM endpoints' breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// The longest the CRM may take.
@@ -148,9 +208,25 @@ impl PreparedScheme {
         self.policy.response_timeout
     }
 
+    /// This scheme's identity: the same pairs (secrets resolved) give the same identity.
+    pub fn identity(&self) -> u64 {
+        self.id
+    }
+
     /// Why this scheme cannot route anything, if so.
     pub fn problem(&self) -> Option<&str> {
         self.problem.as_deref()
+    }
+}
+
+impl std::fmt::Debug for PreparedScheme {
+    /// The scheme's name and identity, never its values (they hold secrets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedScheme")
+            .field("name", &self.name)
+            .field("identity", &self.id)
+            .field("problem", &self.problem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -252,6 +328,11 @@ impl Router {
         }
     }
 
+    /// The most calls this router runs at once (its pool).
+    pub fn max_concurrent_calls(&self) -> u32 {
+        self.config.max_concurrent_calls
+    }
+
     /// The engine, configured for routing components.
     pub fn engine(&self) -> &Engine {
         &self.loaded.engine
@@ -265,21 +346,31 @@ impl Router {
             return RouteReport {
                 result: Err(RouteFailure::new(ErrorKind::Config, problem.clone())),
                 elapsed: start.elapsed(),
+                rejected: None,
             };
         }
         let deadline = start + scheme.policy.response_timeout;
         let detail = DetailSlot::default();
-        let result = within_grace(
-            deadline,
-            self.run(scheme, call, deadline, detail.clone()),
-            || {
-                format!(
-                    "no answer within {} s; the host stopped the call",
-                    format_seconds(scheme.policy.response_timeout)
+        let mut rejected = None;
+        let result = match self.admit(scheme) {
+            Ok(admission) => {
+                within_grace(
+                    deadline,
+                    self.run(scheme, call, deadline, detail.clone(), admission),
+                    || {
+                        format!(
+                            "no answer within {} s; the host stopped the call",
+                            format_seconds(scheme.policy.response_timeout)
+                        )
+                    },
                 )
-            },
-        )
-        .await;
+                .await
+            }
+            Err((rejection, failure)) => {
+                rejected = Some(rejection);
+                Err(failure)
+            }
+        };
         // The host's reason for a refusal or a failed TLS handshake is only known here: add it
         // to the error the component made of the bare error code.
         let explain = |failure: &mut RouteFailure| {
@@ -312,6 +403,7 @@ impl Router {
         RouteReport {
             result,
             elapsed: start.elapsed(),
+            rejected,
         }
     }
 
@@ -321,13 +413,14 @@ impl Router {
         call: &Call,
         deadline: Instant,
         detail: DetailSlot,
+        admission: Admission,
     ) -> Result<Routing, RouteFailure> {
         let Sandbox {
             mut store,
             plugin,
             stderr,
-            _slot,
-        } = self.sandbox(scheme, deadline, detail).await?;
+            _admission,
+        } = self.sandbox(scheme, deadline, detail, admission).await?;
         let call = wit::Call {
             call_id: call.call_id.clone(),
             caller: call.caller.clone(),
@@ -345,20 +438,22 @@ impl Router {
         }
     }
 
-    /// A fresh instance of the component in a new store for one call (the scheme in
+    /// A fresh instance of the component in a new store for one admitted call (the scheme in
     /// `wasi:config`, the call's outbound door, the limits), what both [`Router::route`] and
-    /// [`Router::handle_http`] run: a free slot first, else `overloaded` at once; a failure to
-    /// instantiate is a trap ([`trap_failure`]).
+    /// [`Router::handle_http`] run; a failure to instantiate is a trap ([`trap_failure`]).
     async fn sandbox(
         &self,
         scheme: &PreparedScheme,
         deadline: Instant,
         detail: DetailSlot,
+        admission: Admission,
     ) -> Result<Sandbox, RouteFailure> {
-        let slot = self.slot()?;
         let outbound = Outbound::new(
             scheme.guard.clone(),
-            scheme.id,
+            OutboundScheme {
+                id: scheme.id,
+                breakers: scheme.breakers.clone(),
+            },
             deadline,
             self.client.clone(),
             detail,
@@ -379,17 +474,31 @@ impl Router {
             store,
             plugin,
             stderr,
-            _slot: slot,
+            _admission: admission,
         })
     }
 
-    /// A free instance slot for one call, held until the call's store is dropped.
-    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RouteFailure> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
-            overloaded(format_args!(
+    /// A place for one call of `scheme`, held until its store is dropped: within the
+    /// scheme's share, then a free slot of the pool; else why not, and its `overloaded`
+    /// failure, at once.
+    fn admit(&self, scheme: &PreparedScheme) -> Result<Admission, (Rejection, RouteFailure)> {
+        let share = scheme.share.try_enter().ok_or_else(|| {
+            let failure = overloaded(format_args!(
+                "the scheme has all {} of its calls in flight",
+                scheme.share.limit()
+            ));
+            (Rejection::TenantShare, failure)
+        })?;
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            let failure = overloaded(format_args!(
                 "all {} are routing calls",
                 self.config.max_concurrent_calls
-            ))
+            ));
+            (Rejection::PoolFull, failure)
+        })?;
+        Ok(Admission {
+            _share: share,
+            _slot: slot,
         })
     }
 
@@ -405,14 +514,15 @@ impl Router {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme as UriScheme;
 
         let deadline = Instant::now() + scheme.policy.response_timeout;
+        let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
             let Sandbox {
                 mut store,
                 plugin,
                 stderr,
-                _slot,
+                _admission,
             } = self
-                .sandbox(scheme, deadline, DetailSlot::default())
+                .sandbox(scheme, deadline, DetailSlot::default(), admission)
                 .await?;
             let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
             let request = store
@@ -482,11 +592,17 @@ async fn within_grace<T>(
 }
 
 /// One call's sandbox: a fresh instance in its own store, what the component prints (to
-/// explain a crash), and the call's slot, held until the store is dropped.
+/// explain a crash), and the call's admission, held until the store is dropped.
 struct Sandbox {
     store: Store<CallState>,
     plugin: Plugin,
     stderr: MemoryOutputPipe,
+    _admission: Admission,
+}
+
+/// One call's place: in its tenant's share and in the router's pool.
+struct Admission {
+    _share: InShare,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 

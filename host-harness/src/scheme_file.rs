@@ -11,6 +11,9 @@
 //! call_id = "{call_id}"
 //! ```
 //!
+//! A `[server]` table, beside the schemes, holds the settings of `callroute serve` that are
+//! not one tenant's: `api_tokens`, the server-wide bearer tokens.
+//!
 //! A scheme is handed to the component as flat `wasi:config` pairs: nested tables become
 //! dotted keys (`params.call_id`), array items get their index (`fallback.0`), and numbers and
 //! booleans their TOML text. Whether the fields make sense is the component's business
@@ -83,6 +86,8 @@ pub struct SchemeFile {
     path: String,
     /// The schemes, in file order.
     pub schemes: Vec<SchemeEntry>,
+    /// The `[server]` table, flat (empty without one).
+    pub server: Vec<(String, String)>,
 }
 
 impl SchemeFile {
@@ -98,7 +103,7 @@ impl SchemeFile {
 
     /// Parse scheme TOML; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<SchemeFile, SchemeFileError> {
-        let table: toml::Table =
+        let mut table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| SchemeFileError::Toml {
                     path: path.into(),
@@ -107,6 +112,17 @@ impl SchemeFile {
         let shape = |message: String| SchemeFileError::Shape {
             path: path.into(),
             message,
+        };
+        let server = match table.remove("server") {
+            None => Vec::new(),
+            Some(Value::Table(server)) => {
+                let mut pairs = Vec::new();
+                for (key, value) in &server {
+                    flatten(key, value, &mut pairs);
+                }
+                pairs
+            }
+            Some(_) => return Err(shape("`server` must be a table ([server])".into())),
         };
         let schemes = match table.get("scheme") {
             Some(Value::Array(items)) => {
@@ -145,6 +161,7 @@ impl SchemeFile {
         Ok(SchemeFile {
             path: path.into(),
             schemes,
+            server,
         })
     }
 
@@ -168,6 +185,11 @@ impl SchemeFile {
         }
     }
 
+    /// The file's path, as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     fn names(&self) -> String {
         let names: Vec<&str> = self
             .schemes
@@ -180,6 +202,38 @@ impl SchemeFile {
 
 /// A scheme's table as flat pairs; a key that flattens to one given already (a quoted
 /// `"fallback.0"` beside `fallback = [...]`) is an error rather than a silent choice.
+/// Every problem of a schemes file, one line each, as `route` and `serve` would meet them: a
+/// scheme the component refuses (naming the field), an `${env:…}` variable that is not set, a
+/// `[server]` table that cannot be used, a scheme without a name among several. Values never
+/// appear in a problem.
+pub fn check(file: &SchemeFile) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = crate::serve::tenants::server_tokens(&file.server) {
+        problems.push(e.to_string());
+    }
+    let several = file.schemes.len() > 1;
+    for (i, entry) in file.schemes.iter().enumerate() {
+        let shown = match &entry.name {
+            Some(name) => format!("scheme `{name}`"),
+            None => format!("scheme #{}", i + 1),
+        };
+        if entry.name.is_none() && several {
+            problems.push(format!(
+                "{shown} has no `name`; among several, each needs one"
+            ));
+        }
+        let unresolved = crate::secrets::problems(&entry.pairs);
+        if unresolved.is_empty() {
+            let resolved = crate::secrets::resolve(entry.pairs.clone()).unwrap_or_default();
+            if let Err(e) = callroute_plugin::scheme::Scheme::from_pairs(resolved) {
+                problems.push(format!("{shown}: {e}"));
+            }
+        }
+        problems.extend(unresolved.into_iter().map(|p| format!("{shown}: {p}")));
+    }
+    problems
+}
+
 fn entry(table: &toml::Table) -> Result<SchemeEntry, String> {
     let mut pairs = Vec::new();
     for (key, value) in table {

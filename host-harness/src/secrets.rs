@@ -18,11 +18,28 @@ pub fn resolve_with(
     pairs
         .into_iter()
         .map(|(key, value)| {
-            let resolved = resolve_value(&value, &lookup)
-                .map_err(|reason| format!("scheme field `{key}`: {reason}"))?;
+            let resolved = resolve_field(&key, &value, &lookup)?;
             Ok((key, resolved))
         })
         .collect()
+}
+
+/// Every field whose `${env:NAME}` cannot be resolved, one message each (what `callroute
+/// check` lists), where [`resolve`] stops at the first.
+pub fn problems(pairs: &[(String, String)]) -> Vec<String> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    pairs
+        .iter()
+        .filter_map(|(key, value)| resolve_field(key, value, &lookup).err())
+        .collect()
+}
+
+fn resolve_field(
+    key: &str,
+    value: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    resolve_value(value, lookup).map_err(|reason| format!("scheme field `{key}`: {reason}"))
 }
 
 fn resolve_value(value: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, String> {

@@ -672,3 +672,168 @@ fn nothing_secret_is_logged_even_at_trace_level() {
         );
     }
 }
+
+/// Reloads under load: 20 of them, one with an invalid file, while calls go on; new schemes
+/// appear, removed ones answer 404, and no call fails.
+#[test]
+fn sighup_reloads_the_schemes_while_calls_go_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    let dir = Scratch::new("reload");
+    let scheme = |name: &str| {
+        format!(
+            "[[scheme]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            crm.url("/route")
+        )
+    };
+    let schemes = dir.file("schemes.toml", &scheme("acme"));
+    let mut server = ServeProcess::start(&schemes);
+    let addr = server.addr;
+    // A line per call: read them all, or the pipe fills and the server waits on it.
+    let mut stderr = server.child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let hangup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let post = move |name: &str| {
+        callroute_tests::client::request(
+            addr,
+            "POST",
+            &format!("/v1/route/{name}"),
+            &[],
+            CALL.as_bytes(),
+        )
+        .unwrap()
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (routed, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, routed, failed) = (stop.clone(), routed.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let response = post("acme");
+                    if response.status == 200 && response.json()["outcome"] == "routed" {
+                        routed.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // A steady load, not a flood of connections (each one is new).
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+
+    for i in 0..20 {
+        let text = match i {
+            // An invalid file changes nothing.
+            7 => format!("{}this is not TOML", scheme("acme")),
+            _ if i % 2 == 0 => format!("{}{}", scheme("acme"), scheme("globex")),
+            _ => scheme("acme"),
+        };
+        std::fs::write(&schemes, text).unwrap();
+        hangup();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "calls failed during reloads"
+    );
+    assert!(routed.load(Ordering::SeqCst) > 20);
+
+    // The last file (i = 19) has acme alone.
+    assert_eq!(post("globex").status, 404);
+    std::fs::write(&schemes, format!("{}{}", scheme("acme"), scheme("globex"))).unwrap();
+    hangup();
+    let started = std::time::Instant::now();
+    while post("globex").status != 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "globex never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let metrics = callroute_tests::client::request(addr, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("callroute_config_reloads_total{result=\"ok\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("callroute_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    drop(server);
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.contains("schemes not reloaded; still serving the previous ones"),
+        "{logs}"
+    );
+    assert!(logs.contains("is not valid TOML"), "{logs}");
+}
+
+#[test]
+fn check_lists_every_problem_of_a_schemes_file() {
+    let dir = Scratch::new("check");
+    let good = dir.file(
+        "good.toml",
+        "[[scheme]]\nname = \"acme\"\nurl = \"http://crm.example.com/\"\n\
+         [[scheme]]\nname = \"globex\"\nurl = \"http://crm.example.com/\"\nsigning_secret = \"${env:CHECK_SET}\"\n",
+    );
+    let output = callroute_with_env(&["check", &good], None, &[("CHECK_SET", "s3cret")]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).ends_with(": ok\n"));
+
+    let bad = dir.file(
+        "bad.toml",
+        "[server]\napi_tokens = \"short\"\n\
+         [[scheme]]\nname = \"acme\"\nurl = \"ftp://crm/\"\n\
+         [[scheme]]\nurl = \"http://crm/\"\nretries = 9\n\
+         [[scheme]]\nname = \"globex\"\nurl = \"http://crm/\"\nsigning_secret = \"${env:CHECK_UNSET_ONE}\"\n\
+         [scheme.headers]\nAuthorization = \"Bearer ${env:CHECK_UNSET_TWO}\"\n",
+    );
+    let output = callroute(&["check", &bad], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    for expected in [
+        "[server] scheme field `api_tokens`: a token must be at least 16 characters",
+        "scheme `acme`: scheme field `url`: scheme `ftp` is not supported",
+        "scheme #2 has no `name`",
+        "scheme #2: scheme field `retries`",
+        "scheme `globex`: scheme field `signing_secret`: refers to ${env:CHECK_UNSET_ONE}, which is not set",
+        "scheme `globex`: scheme field `headers.Authorization`: refers to ${env:CHECK_UNSET_TWO}, which is not set",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(expected)),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(
+        !stdout.contains("short\""),
+        "a token reached the output: {stdout}"
+    );
+}

@@ -12,6 +12,8 @@ use wasmtime_wasi_http::Error;
 /// Why a request got no response, with the host's explanation where the code says too little.
 pub(crate) enum Failure {
     Denied(Denial),
+    /// The endpoint's circuit breaker is open.
+    BreakerOpen(super::breaker::Open),
     Tls(tls::TlsFailure),
     Other(Error),
 }
@@ -24,6 +26,9 @@ impl Failure {
                 Error::DestinationIpProhibited
             }
             Failure::Denied(_) => Error::HttpRequestDenied,
+            // What a CRM that is down looks like: the component moves on to its secondary CRM
+            // and its fallback, as for any connection that fails.
+            Failure::BreakerOpen(_) => Error::ConnectionRefused,
             Failure::Tls(tls) if tls.certificate => Error::TlsCertificateError,
             Failure::Tls(_) => Error::TlsProtocolError,
             Failure::Other(e) => e,
@@ -36,6 +41,10 @@ impl Failure {
             Failure::Denied(denial) => Some(Detail {
                 kind: ErrorKind::Denied,
                 reason: denial.to_string(),
+            }),
+            Failure::BreakerOpen(open) => Some(Detail {
+                kind: ErrorKind::Transport,
+                reason: open.to_string(),
             }),
             Failure::Tls(tls) => Some(Detail {
                 kind: ErrorKind::Transport,

@@ -20,6 +20,7 @@
 //! call's error.
 
 mod body;
+pub mod breaker;
 pub mod connector;
 mod errors;
 pub mod pool;
@@ -27,12 +28,13 @@ pub mod tls;
 
 use crate::guard::{AddressPolicy, OutboundGuard};
 use body::{capped, read_request_body};
+use breaker::{Breakers, Outcome};
 use bytes::Bytes;
 use callroute_plugin::error::ErrorKind;
-use connector::Connector;
+use connector::{ConnectError, Connector};
 use errors::{Failure, exchange_failure};
 use http_body_util::{BodyExt, Full};
-use pool::{PoolKey, Pools};
+use pool::{ExchangeError, PoolKey, Pools};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -65,18 +67,27 @@ pub type DetailSlot = Arc<Mutex<Option<Detail>>>;
 /// The outbound side of one call's sandbox.
 pub struct Outbound {
     guard: Arc<OutboundGuard>,
-    scheme: u64,
+    scheme: OutboundScheme,
     deadline: Instant,
     client: OutboundClient,
     detail: DetailSlot,
 }
 
+/// What the outbound side keeps per scheme, across its calls.
+#[derive(Clone)]
+pub struct OutboundScheme {
+    /// The scheme's identity: connections are pooled per scheme.
+    pub id: u64,
+    /// Its CRM endpoints' circuit breakers.
+    pub breakers: Arc<Breakers>,
+}
+
 impl Outbound {
-    /// Outbound HTTP for one call of scheme `scheme` (its identity: connections are pooled
-    /// per scheme), allowed by `guard`, bounded by `deadline`, sent by `client`.
+    /// Outbound HTTP for one call of `scheme`, allowed by `guard`, bounded by `deadline`,
+    /// sent by `client`.
     pub fn new(
         guard: Arc<OutboundGuard>,
-        scheme: u64,
+        scheme: OutboundScheme,
         deadline: Instant,
         client: OutboundClient,
         detail: DetailSlot,
@@ -146,7 +157,7 @@ impl WasiHttpHooks for Outbound {
         let guard = self.guard.clone();
         let client = self.client.clone();
         let detail = self.detail.clone();
-        let scheme = self.scheme;
+        let scheme = self.scheme.clone();
         // The component's own timeouts can only shorten the call's deadline.
         let deadline = options
             .and_then(|o| {
@@ -161,7 +172,7 @@ impl WasiHttpHooks for Outbound {
         // the host's bound trails it slightly so the component reports its own timeout.
         let body_deadline = self.deadline + BODY_DEADLINE_SLACK;
         Box::new(async move {
-            let result = send(&guard, &client, scheme, request, deadline, body_deadline).await;
+            let result = send(&guard, &client, &scheme, request, deadline, body_deadline).await;
             let explained = result.as_ref().err().and_then(Failure::detail);
             if let Some(explained) = &explained {
                 tracing::debug!(reason = %explained.reason, "outbound request failed");
@@ -178,7 +189,7 @@ impl WasiHttpHooks for Outbound {
 async fn send(
     guard: &OutboundGuard,
     client: &OutboundClient,
-    scheme: u64,
+    scheme: &OutboundScheme,
     request: http::Request<WasiBody>,
     deadline: Instant,
     body_deadline: Instant,
@@ -187,6 +198,10 @@ async fn send(
     let origin = endpoint.origin.clone();
     match &client.sender {
         Sender::Network(connector, pools) => {
+            let ticket = scheme
+                .breakers
+                .admit(&origin, deadline)
+                .map_err(Failure::BreakerOpen)?;
             let (mut parts, body) = request.into_parts();
             let body = read_request_body(body, deadline).await?;
             // The request line names the path and query only (origin form): a URI with scheme
@@ -199,11 +214,23 @@ async fn send(
                 .headers
                 .insert(HOP_HEADER, http::HeaderValue::from_static("1"));
             let request = http::Request::from_parts(parts, Full::new(body));
-            let key = PoolKey { scheme, origin };
-            let response = pool::exchange(pools, connector, key, request, deadline)
-                .await
-                .map_err(exchange_failure)?;
-            capped(response, body_deadline)
+            let key = PoolKey {
+                scheme: scheme.id,
+                origin,
+            };
+            let exchanged = pool::exchange(pools, connector, key, request, deadline).await;
+            // The CRM's part in it, for its breaker: it answered (5xx is a failure), or it
+            // could not be reached, did not answer in time, or broke the protocol. A refusal
+            // by the address policy is not the CRM's doing.
+            match &exchanged {
+                Ok(response) if response.status().is_server_error() => {
+                    ticket.record(Outcome::Failure)
+                }
+                Ok(_) => ticket.record(Outcome::Success),
+                Err(ExchangeError::Connect(ConnectError::Denied(_))) => drop(ticket),
+                Err(_) => ticket.record(Outcome::Failure),
+            }
+            capped(exchanged.map_err(exchange_failure)?, body_deadline)
         }
         Sender::Canned(answer, policy) => {
             if let Ok(ip) = origin.host.parse() {

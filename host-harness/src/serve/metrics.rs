@@ -6,14 +6,23 @@
 //! | `callroute_routes_total` | `scheme`, `outcome` | calls answered: `routed`, `fallback`, `failed` |
 //! | `callroute_route_errors_total` | `scheme`, `kind` | calls the CRM did not route, by error kind |
 //! | `callroute_route_duration_seconds` | | time to route a call (histogram) |
+//! | `callroute_calls_in_flight` | `scheme` | calls being routed now |
+//! | `callroute_call_share` | `scheme` | the most calls the scheme may have in flight |
+//! | `callroute_rejections_total` | `scheme`, `reason` | calls given no sandbox: `tenant-share`, `pool-full` |
+//! | `callroute_breaker_state` | `scheme`, `endpoint` | each CRM endpoint's breaker: 0 closed, 1 open, 2 half-open |
+//! | `callroute_unauthorized_total` | | requests refused for want of a valid token |
+//! | `callroute_config_reloads_total` | `result` | reloads of the schemes file: `ok`, `error` |
 //!
-//! Label values come only from the configured scheme names and the fixed outcome and
-//! error-kind sets, so a client cannot grow them; nothing secret is a label.
+//! Label values come only from the configured scheme names, their CRM origins (scheme, host
+//! and port; never a path or query) and fixed sets, so a client cannot grow them; nothing
+//! secret is a label.
 
+use super::Tenants;
 use crate::report::RouteReport;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
@@ -53,6 +62,32 @@ struct RouteLabels {
     outcome: &'static str,
 }
 
+/// The labels of the per-scheme gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemeLabels {
+    scheme: SchemeLabel,
+}
+
+/// The labels of `callroute_rejections_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    scheme: SchemeLabel,
+    reason: &'static str,
+}
+
+/// The labels of `callroute_breaker_state`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    scheme: SchemeLabel,
+    endpoint: SchemeLabel,
+}
+
+/// The labels of `callroute_config_reloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
 /// The labels of `callroute_route_errors_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -66,45 +101,118 @@ pub struct Metrics {
     routes: Family<RouteLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
+    in_flight: Family<SchemeLabels, Gauge>,
+    share: Family<SchemeLabels, Gauge>,
+    rejections: Family<RejectionLabels, Counter>,
+    breakers: Family<BreakerLabels, Gauge>,
+    unauthorized: Counter,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    /// The metrics of a service with these schemes: each scheme's route counters are there
-    /// from the start, at zero, so a dashboard sees a tenant before its first call.
-    pub fn new<'a>(schemes: impl Iterator<Item = &'a String>) -> Metrics {
-        let routes = Family::<RouteLabels, Counter>::default();
-        let errors = Family::<ErrorLabels, Counter>::default();
-        let duration = Histogram::new(LATENCY_BUCKETS);
+    /// The metrics of a service, all at zero.
+    pub fn new() -> Metrics {
+        let metrics = Metrics {
+            registry: Registry::default(),
+            routes: Family::default(),
+            errors: Family::default(),
+            duration: Histogram::new(LATENCY_BUCKETS),
+            in_flight: Family::default(),
+            share: Family::default(),
+            rejections: Family::default(),
+            breakers: Family::default(),
+            unauthorized: Counter::default(),
+            reloads: Family::default(),
+        };
         let mut registry = Registry::default();
         registry.register(
             "callroute_routes",
             "Calls handled, by scheme and outcome",
-            routes.clone(),
+            metrics.routes.clone(),
         );
         registry.register(
             "callroute_route_errors",
             "Calls the CRM did not route (failed or fallback), by scheme and error kind",
-            errors.clone(),
+            metrics.errors.clone(),
         );
         registry.register(
             "callroute_route_duration_seconds",
             "Time to route a call, from instance creation to the answer",
-            duration.clone(),
+            metrics.duration.clone(),
         );
+        registry.register(
+            "callroute_calls_in_flight",
+            "Calls being routed now, by scheme",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "callroute_call_share",
+            "The most calls a scheme may have in flight",
+            metrics.share.clone(),
+        );
+        registry.register(
+            "callroute_rejections",
+            "Calls given no sandbox, answered at once as overloaded, by scheme and reason",
+            metrics.rejections.clone(),
+        );
+        registry.register(
+            "callroute_breaker_state",
+            "Each CRM endpoint's circuit breaker: 0 closed, 1 open, 2 half-open",
+            metrics.breakers.clone(),
+        );
+        registry.register(
+            "callroute_unauthorized",
+            "Requests refused for want of a valid bearer token",
+            metrics.unauthorized.clone(),
+        );
+        registry.register(
+            "callroute_config_reloads",
+            "Reloads of the schemes file, by result",
+            metrics.reloads.clone(),
+        );
+        let _ = metrics
+            .reloads
+            .get_or_create(&ReloadLabels { result: "ok" });
+        let _ = metrics
+            .reloads
+            .get_or_create(&ReloadLabels { result: "error" });
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Show these schemes' route counters from now on, at zero until their first call, so a
+    /// dashboard sees a tenant before it is called.
+    pub fn add_schemes<'a>(&self, schemes: impl IntoIterator<Item = &'a str>) {
         for scheme in schemes {
             for outcome in ["routed", "fallback", "failed"] {
-                let _ = routes.get_or_create(&RouteLabels {
-                    scheme: SchemeLabel(scheme.clone()),
+                let _ = self.routes.get_or_create(&RouteLabels {
+                    scheme: SchemeLabel(scheme.to_owned()),
                     outcome,
                 });
             }
         }
-        Metrics {
-            registry,
-            routes,
-            errors,
-            duration,
-        }
+    }
+
+    /// Count a request refused for want of a valid token.
+    pub fn unauthorized(&self) {
+        self.unauthorized.inc();
+    }
+
+    /// Count a reload of the schemes file.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
     }
 
     /// Count one call of `scheme`.
@@ -123,11 +231,42 @@ impl Metrics {
                 })
                 .inc();
         }
+        if let Some(rejection) = report.rejected {
+            self.rejections
+                .get_or_create(&RejectionLabels {
+                    scheme: SchemeLabel(scheme.to_owned()),
+                    reason: rejection.as_str(),
+                })
+                .inc();
+        }
         self.duration.observe(report.elapsed.as_secs_f64());
     }
 
-    /// The exposition, in the OpenMetrics text format.
-    pub fn render(&self) -> String {
+    /// The exposition, in the OpenMetrics text format, with the gauges read from `tenants`
+    /// now (a scheme that is gone has none).
+    pub fn render(&self, tenants: &Tenants) -> String {
+        self.in_flight.clear();
+        self.share.clear();
+        self.breakers.clear();
+        for (name, scheme) in tenants.schemes() {
+            let labels = SchemeLabels {
+                scheme: SchemeLabel(name.to_owned()),
+            };
+            self.in_flight
+                .get_or_create(&labels)
+                .set(i64::from(scheme.in_flight()));
+            self.share
+                .get_or_create(&labels)
+                .set(i64::from(scheme.share_limit()));
+            for (origin, state) in scheme.breakers().states() {
+                self.breakers
+                    .get_or_create(&BreakerLabels {
+                        scheme: SchemeLabel(name.to_owned()),
+                        endpoint: SchemeLabel(origin.to_string()),
+                    })
+                    .set(state.as_gauge());
+            }
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -143,15 +282,16 @@ mod tests {
 
     #[test]
     fn counts_by_scheme_outcome_and_kind() {
-        let schemes = ["acme".to_owned(), "we\"ird\\\nx".to_owned()];
-        let metrics = Metrics::new(schemes.iter());
+        let metrics = Metrics::new();
+        metrics.add_schemes(["acme", "we\"ird\\\nx"]);
         let failed = RouteReport {
             result: Err(Failure::new(ErrorKind::Timeout, "slow")),
             elapsed: Duration::from_millis(30),
+            rejected: None,
         };
         metrics.observe("acme", &failed);
         metrics.observe("acme", &failed);
-        let text = metrics.render();
+        let text = metrics.render(&Tenants::default());
         for line in [
             "# TYPE callroute_routes counter",
             "callroute_routes_total{scheme=\"acme\",outcome=\"failed\"} 2",

@@ -16,15 +16,19 @@
 //! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
 //! finish, and exits.
 
+pub mod auth;
 pub mod metrics;
+pub mod tenants;
 
 pub use metrics::Metrics;
+pub use tenants::Tenants;
 
 use crate::Call;
 use crate::outbound::HOP_HEADER;
 use crate::report::RouteReport;
-use crate::router::{CALL_GRACE, PreparedScheme, Router};
+use crate::router::{CALL_GRACE, Router};
 use crate::scheme_file::SchemeFile;
+use auth::Access;
 use bytes::Bytes;
 use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
 use callroute_plugin::error::excerpt;
@@ -34,9 +38,9 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// How long shutdown waits for calls in flight: the longest a call can take.
@@ -67,10 +71,13 @@ impl Default for ServeLimits {
     }
 }
 
-/// The routing service: the component, the tenants' schemes, and counters.
+/// The routing service: the component, the tenants, and counters.
 pub struct Service {
     router: Router,
-    schemes: HashMap<String, PreparedScheme>,
+    /// The tenants now; a call keeps the set it started with.
+    tenants: RwLock<Arc<Tenants>>,
+    /// The schemes file the tenants come from, to reload.
+    source: Option<PathBuf>,
     metrics: Metrics,
     limits: ServeLimits,
     calls: InFlight,
@@ -87,27 +94,82 @@ pub enum ServeError {
         "scheme #{0} has no `name`; every served scheme needs one (it is the {{scheme}} in /v1/route/{{scheme}})"
     )]
     Unnamed(usize),
+    /// The `[server]` table cannot be used.
+    #[error("[server] {0}")]
+    Server(String),
+    /// The service was not loaded from a file, so there is nothing to reload.
+    #[error("this service was not loaded from a file")]
+    NoSource,
 }
 
 impl Service {
     /// A service for every named scheme of `file`.
     pub fn new(router: Router, file: &SchemeFile) -> Result<Service, ServeError> {
-        let mut schemes = HashMap::new();
-        for (i, entry) in file.schemes.iter().enumerate() {
-            let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
-            let scheme = PreparedScheme::new(entry.pairs.clone());
-            if let Some(problem) = scheme.problem() {
-                tracing::warn!(scheme = %name, %problem, "every call of this scheme will fail");
-            }
-            schemes.insert(name, scheme);
-        }
+        let tenants = Tenants::build(file, router.max_concurrent_calls(), None)?;
+        let metrics = Metrics::new();
+        metrics.add_schemes(tenants.names());
         Ok(Service {
             router,
-            metrics: Metrics::new(schemes.keys()),
-            schemes,
+            tenants: RwLock::new(Arc::new(tenants)),
+            source: None,
+            metrics,
             limits: ServeLimits::default(),
             calls: InFlight::default(),
         })
+    }
+
+    /// A service for every named scheme of the file at `path`, which [`Service::reload`]
+    /// reads again.
+    pub fn load(router: Router, path: &Path) -> Result<Service, ServeError> {
+        let file = SchemeFile::load(path)?;
+        let mut service = Service::new(router, &file)?;
+        service.source = Some(path.to_owned());
+        Ok(service)
+    }
+
+    /// The tenants now.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Read the schemes file again and serve what it says from now on: new schemes are
+    /// served, removed ones answer 404, changed ones apply to new calls (calls in flight
+    /// finish with the scheme they started with), unchanged ones carry on as they were. A
+    /// file that cannot be served changes nothing. Either way the outcome is logged and
+    /// counted (`callroute_config_reloads_total`).
+    pub fn reload(&self) -> Result<tenants::Changes, ServeError> {
+        let result = self.try_reload();
+        match &result {
+            Ok(changes) => {
+                self.metrics.reloaded(true);
+                tracing::info!(
+                    added = ?changes.added,
+                    removed = ?changes.removed,
+                    changed = ?changes.changed,
+                    "schemes reloaded"
+                );
+            }
+            Err(e) => {
+                self.metrics.reloaded(false);
+                tracing::error!(error = %e, "schemes not reloaded; still serving the previous ones");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<tenants::Changes, ServeError> {
+        let path = self.source.as_deref().ok_or(ServeError::NoSource)?;
+        let file = SchemeFile::load(path)?;
+        // One reload at a time: each builds on the set it replaces.
+        let mut current = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        let next = Tenants::build(&file, self.router.max_concurrent_calls(), Some(&current))?;
+        let changes = next.changes_since(&current);
+        self.metrics.add_schemes(next.names());
+        *current = Arc::new(next);
+        Ok(changes)
     }
 
     /// The same service under other limits.
@@ -117,10 +179,18 @@ impl Service {
     }
 
     /// The names of the schemes served, sorted.
-    pub fn scheme_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.schemes.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
+    pub fn scheme_names(&self) -> Vec<String> {
+        self.tenants()
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether any bearer token is configured (a server open to anyone who can reach it
+    /// should listen on loopback only).
+    pub fn requires_tokens(&self) -> bool {
+        self.tenants().any_tokens()
     }
 
     /// Answer one HTTP request.
@@ -129,7 +199,12 @@ impl Service {
         match (request.method(), path.as_str()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => {
-                let mut response = text(StatusCode::OK, self.metrics.render());
+                let tenants = self.tenants();
+                if !tenants.may_read_metrics(token_of(&request)) {
+                    self.metrics.unauthorized();
+                    return unauthorized();
+                }
+                let mut response = text(StatusCode::OK, self.metrics.render(&tenants));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(metrics::CONTENT_TYPE),
@@ -164,14 +239,23 @@ impl Service {
             .map(|(_, v)| v.into_owned())
             .next()
             .unwrap_or_default();
+        // The set this call starts with; a reload meanwhile does not change its scheme.
+        let tenants = self.tenants();
         // Which tenants a server holds is not for its callers to learn: the answer names only
-        // what was asked for.
-        let Some(scheme) = self.schemes.get(&name) else {
-            return rejection(
-                StatusCode::NOT_FOUND,
-                "unknown-scheme",
-                format!("no scheme named `{}`", excerpt(&name, 64)),
-            );
+        // what was asked for, and is the same for a scheme this caller may not use.
+        let scheme = match tenants.access(&name, token_of(&request)) {
+            Access::Route(scheme) => scheme,
+            Access::Unauthorized => {
+                self.metrics.unauthorized();
+                return unauthorized();
+            }
+            Access::NotFound => {
+                return rejection(
+                    StatusCode::NOT_FOUND,
+                    "unknown-scheme",
+                    format!("no scheme named `{}`", excerpt(&name, 64)),
+                );
+            }
         };
         let wants_text = outcome::prefers_text(
             request
@@ -280,6 +364,30 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(outcome::TEXT),
+    );
+    response
+}
+
+/// The bearer token a request presents.
+fn token_of<B>(request: &Request<B>) -> Option<&str> {
+    auth::bearer(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// 401, with the scheme of authentication a client should use.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = rejection(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"callroute\""),
     );
     response
 }
@@ -480,6 +588,30 @@ fn descriptor_limit(needed: u64) -> Option<u64> {
 #[cfg(not(unix))]
 fn descriptor_limit(_: u64) -> Option<u64> {
     None
+}
+
+/// From now on, reload `service`'s schemes file at every SIGHUP, for as long as the process
+/// runs. The handler is in place when this returns (a SIGHUP before it would end the
+/// process); must be called within the runtime.
+pub fn reload_on_hangup(service: Arc<Service>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot install the SIGHUP handler: schemes reload only on restart");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                // Reading the file is quick but blocking.
+                let service = service.clone();
+                let _ = tokio::task::spawn_blocking(move || service.reload()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = service;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -13,4 +13,5 @@ mod seed;
 mod serve;
 mod signing;
 mod sip;
+mod tenants;
 mod tls;

@@ -1,0 +1,272 @@
+//! The tenants a service routes for: each scheme by name with the tokens that may use it, and
+//! the server-wide tokens. Built whole from a schemes file and swapped whole at a reload, so
+//! a call sees one consistent set from start to end.
+
+use super::ServeError;
+use super::auth::Tokens;
+use crate::admission::default_share;
+use crate::router::PreparedScheme;
+use crate::scheme_file::SchemeFile;
+use callroute_plugin::scheme::HostPolicy;
+use std::collections::HashMap;
+
+/// One tenant: its scheme, and who may route its calls.
+#[derive(Debug)]
+struct Tenant {
+    scheme: PreparedScheme,
+    tokens: Tokens,
+}
+
+/// The tenants of a service.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_name: HashMap<String, Tenant>,
+    server: Tokens,
+}
+
+/// What a reload changed, by scheme name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New schemes.
+    pub added: Vec<String>,
+    /// Schemes no longer in the file.
+    pub removed: Vec<String>,
+    /// Schemes whose fields (or the secrets they refer to) changed.
+    pub changed: Vec<String>,
+}
+
+impl Tenants {
+    /// The tenants of `file`, each held to a default share of a pool of `pool` calls unless
+    /// it sets its own `max_concurrent_calls`. A scheme whose fields are unchanged since
+    /// `previous` (the same pairs, the same secrets) is kept as it was: its calls in flight,
+    /// its breakers and its connections carry on.
+    pub fn build(
+        file: &SchemeFile,
+        pool: u32,
+        previous: Option<&Tenants>,
+    ) -> Result<Tenants, ServeError> {
+        let server = server_tokens(&file.server)?;
+        let mut by_name = HashMap::new();
+        for (i, entry) in file.schemes.iter().enumerate() {
+            let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
+            let prepared = PreparedScheme::new(entry.pairs.clone());
+            let scheme = match previous.and_then(|p| p.by_name.get(&name)) {
+                Some(kept) if kept.scheme.identity() == prepared.identity() => kept.scheme.clone(),
+                _ => prepared,
+            };
+            let tokens = match scheme.problem() {
+                // Its tokens may be what could not be read: only a server-wide token may
+                // see what its calls fail with.
+                Some(problem) => {
+                    tracing::warn!(scheme = %name, %problem, "every call of this scheme will fail");
+                    Tokens::locked()
+                }
+                None => Tokens::new(&scheme.policy().service.api_tokens),
+            };
+            by_name.insert(name, Tenant { scheme, tokens });
+        }
+        let share = default_share(pool, by_name.len());
+        for tenant in by_name.values() {
+            tenant.scheme.set_default_share(share);
+        }
+        Ok(Tenants { by_name, server })
+    }
+
+    /// What changed from `previous` to these.
+    pub fn changes_since(&self, previous: &Tenants) -> Changes {
+        let mut changes = Changes::default();
+        for (name, tenant) in &self.by_name {
+            match previous.by_name.get(name) {
+                None => changes.added.push(name.clone()),
+                Some(old) if old.scheme.identity() != tenant.scheme.identity() => {
+                    changes.changed.push(name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        changes.removed = previous
+            .by_name
+            .keys()
+            .filter(|name| !self.by_name.contains_key(*name))
+            .cloned()
+            .collect();
+        for list in [
+            &mut changes.added,
+            &mut changes.removed,
+            &mut changes.changed,
+        ] {
+            list.sort_unstable();
+        }
+        changes
+    }
+
+    /// Scheme `name` and its tokens.
+    pub(super) fn get(&self, name: &str) -> Option<(&PreparedScheme, &Tokens)> {
+        self.by_name.get(name).map(|t| (&t.scheme, &t.tokens))
+    }
+
+    /// The server-wide tokens.
+    pub(super) fn server_tokens(&self) -> &Tokens {
+        &self.server
+    }
+
+    /// Whether any token is configured, server-wide or for a scheme.
+    pub fn any_tokens(&self) -> bool {
+        !self.server.is_empty() || self.by_name.values().any(|t| !t.tokens.is_empty())
+    }
+
+    /// Whether `token` is one of some scheme's.
+    pub(super) fn some_scheme_accepts(&self, token: &str) -> bool {
+        self.by_name
+            .values()
+            .fold(false, |found, t| found | t.tokens.accepts(token))
+    }
+
+    /// The schemes' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Each scheme by name.
+    pub fn schemes(&self) -> impl Iterator<Item = (&str, &PreparedScheme)> {
+        self.by_name.iter().map(|(n, t)| (n.as_str(), &t.scheme))
+    }
+}
+
+/// The server-wide tokens of a `[server]` table (`api_tokens`, `${env:…}` allowed).
+pub(crate) fn server_tokens(pairs: &[(String, String)]) -> Result<Tokens, ServeError> {
+    let pairs = crate::secrets::resolve(pairs.to_vec()).map_err(ServeError::Server)?;
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(k, _)| k != "api_tokens" && !k.starts_with("api_tokens."))
+    {
+        return Err(ServeError::Server(format!(
+            "field `{key}` is unknown (known: api_tokens)"
+        )));
+    }
+    let policy = HostPolicy::from_pairs(pairs).map_err(|e| ServeError::Server(e.to_string()))?;
+    Ok(Tokens::new(&policy.service.api_tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::auth::Access;
+
+    const SERVER: &str = "srv-0123456789abcdef";
+    const ACME: &str = "acme-0123456789abcdef";
+    const GLOBEX: &str = "globex-0123456789abcdef";
+
+    fn tenants(toml: &str) -> Tenants {
+        let file = SchemeFile::parse(toml, "t.toml").unwrap();
+        Tenants::build(&file, 1000, None).unwrap()
+    }
+
+    fn answer(tenants: &Tenants, name: &str, token: Option<&str>) -> &'static str {
+        match tenants.access(name, token) {
+            Access::Route(_) => "route",
+            Access::Unauthorized => "401",
+            Access::NotFound => "404",
+        }
+    }
+
+    #[test]
+    fn without_tokens_every_scheme_is_open_and_unknown_ones_are_404() {
+        let t = tenants("[[scheme]]\nname = \"acme\"\nurl = \"http://a/\"\n");
+        assert_eq!(answer(&t, "acme", None), "route");
+        assert_eq!(answer(&t, "acme", Some("anything")), "route");
+        assert_eq!(answer(&t, "globex", None), "404");
+    }
+
+    #[test]
+    fn no_answer_tells_a_caller_which_tenants_exist() {
+        let t = tenants(&format!(
+            "[server]\napi_tokens = [\"{SERVER}\"]\n\
+             [[scheme]]\nname = \"acme\"\nurl = \"http://a/\"\napi_tokens = [\"{ACME}\"]\n\
+             [[scheme]]\nname = \"globex\"\nurl = \"http://g/\"\napi_tokens = \"{GLOBEX}\"\n"
+        ));
+        assert_eq!(answer(&t, "acme", Some(ACME)), "route");
+        assert_eq!(answer(&t, "acme", Some(SERVER)), "route");
+        // Without a valid token: the same answer whether the scheme exists or not.
+        for name in ["acme", "nobody"] {
+            assert_eq!(answer(&t, name, None), "401", "{name}");
+            assert_eq!(answer(&t, name, Some("wrong-0123456789abcdef")), "401");
+        }
+        // Another tenant's token: as if the scheme did not exist.
+        assert_eq!(answer(&t, "acme", Some(GLOBEX)), "404");
+        assert_eq!(answer(&t, "nobody", Some(GLOBEX)), "404");
+        assert_eq!(answer(&t, "nobody", Some(SERVER)), "404");
+        assert!(t.may_read_metrics(Some(SERVER)));
+        assert!(!t.may_read_metrics(Some(ACME)));
+        assert!(!t.may_read_metrics(None));
+    }
+
+    #[test]
+    fn a_server_token_guards_schemes_without_their_own() {
+        let t = tenants(&format!(
+            "[server]\napi_tokens = \"{SERVER}\"\n[[scheme]]\nname = \"acme\"\nurl = \"http://a/\"\n"
+        ));
+        assert_eq!(answer(&t, "acme", None), "401");
+        assert_eq!(answer(&t, "acme", Some(SERVER)), "route");
+    }
+
+    #[test]
+    fn a_scheme_the_host_cannot_read_is_locked() {
+        let t = tenants(
+            "[[scheme]]\nname = \"acme\"\nurl = \"http://a/\"\nfallback = \"not a destination!\"\n",
+        );
+        assert_eq!(answer(&t, "acme", None), "401");
+    }
+
+    #[test]
+    fn server_settings_are_checked() {
+        let file = |toml: &str| SchemeFile::parse(toml, "t.toml").unwrap();
+        let error = Tenants::build(
+            &file("name = \"a\"\nurl = \"http://a/\"\n[server]\nlisten = 1\n"),
+            10,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`listen` is unknown"), "{error}");
+        let error = Tenants::build(
+            &file("name = \"a\"\nurl = \"http://a/\"\n[server]\napi_tokens = \"short\"\n"),
+            10,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("16 characters") && !error.contains("short\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_schemes_and_shares_the_pool_again() {
+        let one = tenants("[[scheme]]\nname = \"a\"\nurl = \"http://a/\"\n");
+        let (a, _) = one.get("a").unwrap();
+        assert_eq!(a.share_limit(), 1000);
+        let file = SchemeFile::parse(
+            "[[scheme]]\nname = \"a\"\nurl = \"http://a/\"\n\
+             [[scheme]]\nname = \"b\"\nurl = \"http://b/\"\nmax_concurrent_calls = 10\n",
+            "t.toml",
+        )
+        .unwrap();
+        let two = Tenants::build(&file, 1000, Some(&one)).unwrap();
+        let (kept, _) = two.get("a").unwrap();
+        assert_eq!(kept.identity(), a.identity());
+        // The same share, now half the pool.
+        assert_eq!(a.share_limit(), 500);
+        assert_eq!(two.get("b").unwrap().0.share_limit(), 10);
+        assert_eq!(
+            two.changes_since(&one),
+            Changes {
+                added: vec!["b".into()],
+                ..Changes::default()
+            }
+        );
+    }
+}
