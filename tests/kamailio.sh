@@ -57,9 +57,12 @@ crm_port=$(free_port tcp); serve_port=$(free_port tcp); sip_port=$(free_port udp
 python3 "$example/crm.py" "$crm_port" 2>"$work/crm.log" &
 crm_pid=$!; pids+=("$crm_pid")
 
+# The token Kamailio sends; without it, callroute serve routes nothing.
+token="kamailio-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 cat >"$work/schemes.toml" <<TOML
 [[scheme]]
 name = "acme"
+api_tokens = ["\${env:CALLROUTE_ACME_TOKEN}"]
 url = "http://127.0.0.1:$crm_port/api/route"
 submission = "json"
 import = "json"
@@ -70,11 +73,12 @@ call_id = "{call_id}"
 caller = "{caller}"
 callee = "{callee}"
 TOML
-"$callroute" serve --schemes "$work/schemes.toml" --listen "127.0.0.1:$serve_port" \
+CALLROUTE_ACME_TOKEN="$token" \
+    "$callroute" serve --schemes "$work/schemes.toml" --listen "127.0.0.1:$serve_port" \
     --allow-private-network >"$work/serve.log" 2>&1 &
 pids+=($!)
 
-CALLROUTE_URL="http://127.0.0.1:$serve_port/v1/route/acme" \
+CALLROUTE_URL="http://127.0.0.1:$serve_port/v1/route/acme" CALLROUTE_TOKEN="$token" \
     kamailio -f "$example/kamailio.cfg" -l "udp:127.0.0.1:$sip_port" -DD -E \
     -Y "$work" -w "$work" >"$work/kamailio.log" 2>&1 &
 pids+=($!)
@@ -82,6 +86,12 @@ pids+=($!)
 wait_for "the CRM" tcp_open "$crm_port"
 wait_for "callroute serve" http_ok "http://127.0.0.1:$serve_port/healthz"
 wait_for "kamailio" udp_bound "$sip_port"
+
+status_without_token=$(python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen(sys.argv[1], timeout=5); print(200)
+except urllib.error.HTTPError as e: print(e.code)' "http://127.0.0.1:$serve_port/v1/route/acme?call_id=x&caller=1&callee=2")
+[ "$status_without_token" = 401 ] || fail "callroute serve answered $status_without_token without a token"
+echo "ok: no token -> 401"
 
 call() { # scenario, callee -> prints the SIPp log
     local log="$work/sipp-$2-$1.log"
