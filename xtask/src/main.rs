@@ -90,7 +90,10 @@ fn run_release_build(task: &str, args: &[String]) -> Result<ExitCode, String> {
     if !built.is_ok_and(|s| s.success()) {
         return Err("the release build failed".into());
     }
-    let bench = root.join("target/release/callroute-bench");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bench = target.join("release/callroute-bench");
     let status = std::process::Command::new(&bench)
         .arg(task)
         .args(args)

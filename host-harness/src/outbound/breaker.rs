@@ -9,6 +9,13 @@
 //! (half-open); its success closes the breaker, its failure opens it again for twice as long
 //! (up to [`MAX_COOLDOWN`], or the scheme's own cool-down if that is longer). Each transition
 //! is logged once.
+//!
+//! "Consecutive" is counted in the order requests were sent, not the order they ended: a
+//! failure counts only if its request went out after the endpoint's last success. Under load,
+//! requests to a CRM that is merely slow now and then end in bunches (all those that waited
+//! time out together), while others are answered meanwhile; those bunches must not open the
+//! breaker of a CRM that answers most calls. A CRM that is down answers none, and every
+//! failure counts.
 
 use super::connector::Origin;
 use std::collections::HashMap;
@@ -55,6 +62,8 @@ pub struct BreakerSettings {
 enum Breaker {
     Closed {
         failures: u32,
+        /// When the endpoint last answered.
+        last_success: Option<Instant>,
     },
     Open {
         until: Instant,
@@ -122,6 +131,7 @@ impl Breakers {
         let ticket = |probe| Ticket {
             breakers: self.clone(),
             origin: origin.clone(),
+            sent: Instant::now(),
             deadline,
             probe,
             recorded: false,
@@ -131,9 +141,10 @@ impl Breakers {
         }
         let now = Instant::now();
         let mut endpoints = self.lock();
-        let breaker = endpoints
-            .entry(origin.clone())
-            .or_insert(Breaker::Closed { failures: 0 });
+        let breaker = endpoints.entry(origin.clone()).or_insert(Breaker::Closed {
+            failures: 0,
+            last_success: None,
+        });
         match *breaker {
             Breaker::Closed { .. } => Ok(ticket(false)),
             Breaker::Open { until, cooldown } if now >= until => {
@@ -167,7 +178,7 @@ impl Breakers {
         }
     }
 
-    fn record(&self, origin: &Origin, probe: bool, outcome: Option<Outcome>) {
+    fn record(&self, origin: &Origin, sent: Instant, probe: bool, outcome: Option<Outcome>) {
         if self.settings.failures == 0 {
             return;
         }
@@ -178,13 +189,33 @@ impl Breakers {
         let base = self.settings.cooldown;
         match (outcome, *breaker) {
             (Some(Outcome::Success), Breaker::Closed { .. }) => {
-                *breaker = Breaker::Closed { failures: 0 };
+                *breaker = Breaker::Closed {
+                    failures: 0,
+                    last_success: Some(Instant::now()),
+                };
             }
             (Some(Outcome::Success), _) if probe => {
-                *breaker = Breaker::Closed { failures: 0 };
+                *breaker = Breaker::Closed {
+                    failures: 0,
+                    last_success: Some(Instant::now()),
+                };
                 tracing::info!(scheme = %self.scheme, crm = %origin, "circuit breaker closed: the CRM answers again");
             }
-            (Some(Outcome::Failure), Breaker::Closed { failures }) => {
+            // Sent before the endpoint last answered: it says nothing new about the endpoint.
+            (
+                Some(Outcome::Failure),
+                Breaker::Closed {
+                    last_success: Some(answered),
+                    ..
+                },
+            ) if sent < answered => {}
+            (
+                Some(Outcome::Failure),
+                Breaker::Closed {
+                    failures,
+                    last_success,
+                },
+            ) => {
                 let failures = failures + 1;
                 *breaker = if failures >= self.settings.failures {
                     tracing::warn!(
@@ -199,7 +230,10 @@ impl Breakers {
                         cooldown: base,
                     }
                 } else {
-                    Breaker::Closed { failures }
+                    Breaker::Closed {
+                        failures,
+                        last_success,
+                    }
                 };
             }
             (Some(Outcome::Failure), Breaker::HalfOpen { cooldown, .. }) if probe => {
@@ -251,6 +285,8 @@ impl Breakers {
 pub struct Ticket {
     breakers: Arc<Breakers>,
     origin: Origin,
+    /// When the request went out.
+    sent: Instant,
     deadline: Instant,
     probe: bool,
     recorded: bool,
@@ -261,7 +297,7 @@ impl Ticket {
     pub fn record(mut self, outcome: Outcome) {
         self.recorded = true;
         self.breakers
-            .record(&self.origin, self.probe, Some(outcome));
+            .record(&self.origin, self.sent, self.probe, Some(outcome));
     }
 }
 
@@ -273,7 +309,8 @@ impl Drop for Ticket {
         // Dropped untold: the call gave up on the request. At its deadline, that is the CRM
         // not answering in time; before it, the call ended for its own reasons.
         let outcome = (Instant::now() >= self.deadline).then_some(Outcome::Failure);
-        self.breakers.record(&self.origin, self.probe, outcome);
+        self.breakers
+            .record(&self.origin, self.sent, self.probe, outcome);
     }
 }
 
@@ -344,6 +381,30 @@ mod tests {
         probe.record(Outcome::Success);
         assert_eq!(state(&breakers), BreakerState::Closed);
         assert!(breakers.admit(&origin(), later()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_sent_before_an_answer_do_not_count_towards_opening() {
+        let breakers = breakers(2, 1000);
+        // Three requests go out; one is answered, then the other two time out together, as
+        // requests to a CRM that is slow now and then do.
+        let slow: Vec<_> = (0..2)
+            .map(|_| breakers.admit(&origin(), later()).unwrap())
+            .collect();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        breakers
+            .admit(&origin(), later())
+            .unwrap()
+            .record(Outcome::Success);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for ticket in slow {
+            ticket.record(Outcome::Failure);
+        }
+        assert_eq!(state(&breakers), BreakerState::Closed);
+        // Failures of requests sent since: they count.
+        fail(&breakers);
+        fail(&breakers);
+        assert_eq!(state(&breakers), BreakerState::Open);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,7 +9,13 @@
 //! halfway through. (The growth since a warm-up of 1,000 calls is printed too: memory settles
 //! over the first few thousand calls, as allocator arenas, pooled instance slots and kept-alive
 //! connections reach their working size, so a leak shows as growth that goes on, from the
-//! middle of the run to its end.) Prints the figures recorded in RELIABILITY.md.
+//! middle of the run to its end.)
+//!
+//! Then an outage: a second tenant, `hang`, whose CRM accepts connections and never answers
+//! (its breaker off, the worst case for the others), gets [`OUTAGE_CALLS_IN_FLIGHT`] calls at
+//! once, again and again, while `load` runs [`OUTAGE_CALLS`] more calls. Every call of `load`
+//! must still be answered as its CRM answered it, and every call of `hang` within its deadline
+//! and a second. Prints the figures recorded in RELIABILITY.md.
 
 use callroute_host::crm::{CrmReply, CrmRequest, TestCrm};
 use std::path::PathBuf;
@@ -18,6 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WARM_UP: usize = 1000;
+/// The calls of the hanging tenant kept in flight during the outage: more than its share.
+const OUTAGE_CALLS_IN_FLIGHT: usize = 600;
+/// The healthy tenant's calls during the outage.
+const OUTAGE_CALLS: usize = 4000;
+/// The hanging tenant's deadline.
+const HANG_DEADLINE: Duration = Duration::from_secs(2);
 
 struct Options {
     calls: usize,
@@ -82,7 +94,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Drive calls `from..to`; returns (outcome counts, latencies in µs, problems).
+/// Drive calls `from..to` of scheme `load`; returns (outcome counts, latencies in µs,
+/// problems).
 fn drive(
     addr: std::net::SocketAddr,
     from: usize,
@@ -166,12 +179,17 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let crm = TestCrm::start(crm_answer).map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("callroute-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let hanging = TestCrm::start(|_| CrmReply::html("101").after(Duration::from_secs(120)))
+        .map_err(|e| e.to_string())?;
     let schemes = dir.join("schemes.toml");
     std::fs::write(
         &schemes,
         format!(
-            "[[scheme]]\nname = \"load\"\nurl = \"{}\"\nmethod = \"GET\"\nresponse_timeout_secs = 0.5\nfallback = \"reception\"\n",
-            crm.url("/route")
+            "[[scheme]]\nname = \"load\"\nurl = \"{}\"\nmethod = \"GET\"\nresponse_timeout_secs = 0.5\nfallback = \"reception\"\n\
+             [[scheme]]\nname = \"hang\"\nurl = \"{}\"\nmethod = \"GET\"\nresponse_timeout_secs = {}\nfallback = \"reception\"\nbreaker_failures = 0\n",
+            crm.url("/route"),
+            hanging.url("/route"),
+            HANG_DEADLINE.as_secs(),
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -195,6 +213,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let elapsed = start.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let rss_after = rss_kib(server.0.id());
+    let outage = outage(addr, options.calls, options.concurrency)?;
     let mut problems = problems;
     problems.append(&mut more);
     problems.append(&mut yet_more);
@@ -233,8 +252,10 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         "server RSS: {rss_warm} KiB after warm-up, {rss_middle} KiB halfway, {rss_after} KiB after \
          the run ({since_middle:+.1} % since halfway, {since_warm_up:+.1} % since warm-up)"
     );
+    outage.print();
     let _ = std::fs::remove_dir_all(&dir);
     drop(server);
+    drop(hanging);
 
     if !problems.is_empty() {
         for p in problems.iter().take(10) {
@@ -248,6 +269,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     if answered != measured {
         return Err(format!("{} calls lost", measured - answered));
     }
+    outage.check()?;
     if since_middle > 10.0 {
         return Err(format!(
             "memory grew {since_middle:.1} % over the second half of the run (limit 10 %)"
@@ -255,7 +277,157 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     }
     println!(
         "load: every call answered (routed or fallback), none lost, memory flat (within 10 % over \
-         the second half)"
+         the second half); during the outage every call of both tenants answered as expected"
     );
     Ok(())
+}
+
+/// What the outage did to each tenant.
+struct Outage {
+    /// The healthy tenant's calls: outcome counts, latencies (µs), problems.
+    healthy: (Vec<(String, usize)>, Vec<u64>, Vec<String>),
+    /// The hanging tenant's calls by error kind, and the longest any took.
+    hanging: std::collections::BTreeMap<String, usize>,
+    /// The longest a call of `hang` took to route, as the server measured it.
+    hanging_longest: Duration,
+    /// The longest one took as its client saw it, connecting included.
+    hanging_longest_seen: Duration,
+    hanging_problems: Vec<String>,
+}
+
+/// The outage (see the module docs): `hang`'s calls kept in flight while `load` runs.
+fn outage(addr: std::net::SocketAddr, base: usize, concurrency: usize) -> Result<Outage, String> {
+    // This process holds both ends of every connection to the hanging CRM, beside its own
+    // calls: more than the usual 1,024 descriptors. (The helper raises the soft limit.)
+    callroute_host::serve::connection_limit(OUTAGE_CALLS_IN_FLIGHT + concurrency + 256);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let results = Arc::new(Mutex::new((
+        std::collections::BTreeMap::new(),
+        Duration::ZERO,
+        Vec::new(),
+        Duration::ZERO,
+    )));
+    let flood: Vec<_> = (0..OUTAGE_CALLS_IN_FLIGHT)
+        .map(|i| {
+            let (stop, results) = (stop.clone(), results.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let path = format!("/v1/route/hang?call_id=h{i}-{n}&caller=%2B380501112233");
+                    n += 1;
+                    let start = Instant::now();
+                    let answer = callroute_tests::client::request(addr, "GET", &path, &[], b"");
+                    let took = start.elapsed();
+                    let mut r = results.lock().unwrap();
+                    match answer {
+                        Ok(response) if response.status == 200 => {
+                            let body = response.json();
+                            // The server's own measure: the client's includes waiting for a
+                            // connection, which a flood of reconnecting clients delays.
+                            let routing = body["elapsed_ms"].as_u64().unwrap_or(u64::MAX);
+                            r.1 = r.1.max(Duration::from_millis(routing));
+                            r.3 = r.3.max(took);
+                            let kind = body["error"]["kind"].as_str().unwrap_or("?").to_owned();
+                            if body["outcome"] != "fallback" {
+                                r.2.push(format!("hang: {}", response.text()));
+                            }
+                            *r.0.entry(kind).or_insert(0) += 1;
+                        }
+                        Ok(response) => r.2.push(format!("hang: HTTP {}", response.status)),
+                        Err(e) => r.2.push(format!("hang: {e}")),
+                    }
+                    drop(r);
+                    // A call turned away comes back at once: do not flood the connection table.
+                    if took < Duration::from_millis(100) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let the hanging calls fill the tenant's share.
+    std::thread::sleep(Duration::from_secs(1));
+    let start = base + 1_000_000;
+    let healthy = drive(addr, start, start + OUTAGE_CALLS, concurrency);
+    stop.store(true, Ordering::SeqCst);
+    for thread in flood {
+        let _ = thread.join();
+    }
+    let (hanging, hanging_longest, hanging_problems, hanging_longest_seen) =
+        Arc::try_unwrap(results)
+            .map_err(|_| "the outage's threads are still running")?
+            .into_inner()
+            .map_err(|e| e.to_string())?;
+    Ok(Outage {
+        healthy,
+        hanging,
+        hanging_longest,
+        hanging_longest_seen,
+        hanging_problems,
+    })
+}
+
+impl Outage {
+    fn print(&self) {
+        let (counts, latencies, problems) = &self.healthy;
+        let mut latencies = latencies.clone();
+        latencies.sort_unstable();
+        let answered: usize = counts.iter().map(|(_, n)| n).sum();
+        let as_expected = answered.saturating_sub(problems.len());
+        println!(
+            "outage: tenant `hang` ({OUTAGE_CALLS_IN_FLIGHT} calls in flight at a time on a CRM \
+             that never answers) beside tenant `load` ({OUTAGE_CALLS} calls):"
+        );
+        println!(
+            "  load: {as_expected} of {OUTAGE_CALLS} answered as its CRM answered ({:.1} %), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            as_expected as f64 * 100.0 / OUTAGE_CALLS as f64,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0)
+        );
+        let total: usize = self.hanging.values().sum();
+        let kinds: Vec<String> = self
+            .hanging
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "  hang: {total} calls, all with the fallback ({}), the longest {:.2} s to route (deadline {} s; {:.2} s as its client saw it, connecting included)",
+            kinds.join(", "),
+            self.hanging_longest.as_secs_f64(),
+            HANG_DEADLINE.as_secs(),
+            self.hanging_longest_seen.as_secs_f64()
+        );
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let (counts, _, problems) = &self.healthy;
+        let answered: usize = counts.iter().map(|(_, n)| n).sum();
+        if !problems.is_empty() || answered != OUTAGE_CALLS {
+            for p in problems.iter().take(10) {
+                eprintln!("  {p}");
+            }
+            return Err(format!(
+                "during the outage, {} of the healthy tenant's {OUTAGE_CALLS} calls were not \
+                 answered as expected",
+                OUTAGE_CALLS - answered + problems.len()
+            ));
+        }
+        if !self.hanging_problems.is_empty() {
+            for p in self.hanging_problems.iter().take(10) {
+                eprintln!("  {p}");
+            }
+            return Err(format!(
+                "{} of the hanging tenant's calls got no fallback",
+                self.hanging_problems.len()
+            ));
+        }
+        if self.hanging_longest > HANG_DEADLINE + Duration::from_secs(1) {
+            return Err(format!(
+                "a call of the hanging tenant took {:.2} s, past its deadline and a second",
+                self.hanging_longest.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
 }
