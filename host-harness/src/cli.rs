@@ -291,11 +291,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
         service.scheme_names().join(", ")
     );
     tracing::info!(%addr, "serving");
-    if !args.listen.ip().is_loopback() && !service.requires_tokens() {
+    let (open, metrics_open) = service.open_to_anyone();
+    if !args.listen.ip().is_loopback() && !open.is_empty() {
         tracing::warn!(
             %addr,
-            "listening beyond loopback without api_tokens: anyone who reaches this address can \
-             route calls and make callroute call the tenants' CRMs"
+            schemes = ?open,
+            "listening beyond loopback with schemes that need no token (api_tokens): anyone who \
+             reaches this address can route their calls and make callroute call their CRMs"
+        );
+    }
+    if !args.listen.ip().is_loopback() && metrics_open {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback with /metrics open (no [server] api_tokens): it names \
+             every tenant"
         );
     }
     crate::serve::run(listener, service, crate::serve::shutdown_signal()).await;

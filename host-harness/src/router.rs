@@ -175,6 +175,25 @@ impl PreparedScheme {
         }
     }
 
+    /// This scheme as the next version of `old` (the same tenant, changed fields): the calls
+    /// `old` still has in flight count against this one's share, and its breakers carry on
+    /// if their settings are the same.
+    pub fn carry_over(mut self, old: &PreparedScheme) -> PreparedScheme {
+        let limit = self.share.limit();
+        self.share = old.share.clone();
+        self.share.set_limit(limit);
+        if self.breakers.settings() == old.breakers.settings() {
+            self.breakers = old.breakers.clone();
+        }
+        self
+    }
+
+    /// A place in this scheme's share, as a call takes one.
+    #[cfg(test)]
+    pub(crate) fn admit_for_test(&self) -> InShare {
+        self.share.try_enter().expect("room in the share")
+    }
+
     /// Hold this scheme to `limit` calls in flight, unless it sets its own
     /// `max_concurrent_calls` (a service gives each tenant a default share of its pool).
     pub fn set_default_share(&self, limit: u32) {
@@ -415,11 +434,13 @@ impl Router {
         detail: DetailSlot,
         admission: Admission,
     ) -> Result<Routing, RouteFailure> {
+        // The admission is bound first so that it is dropped last, after the store has given
+        // its instance back to the pool: another call never finds the slot taken.
         let Sandbox {
+            _admission,
             mut store,
             plugin,
             stderr,
-            _admission,
         } = self.sandbox(scheme, deadline, detail, admission).await?;
         let call = wit::Call {
             call_id: call.call_id.clone(),
@@ -517,10 +538,10 @@ impl Router {
         let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
             let Sandbox {
+                _admission,
                 mut store,
                 plugin,
                 stderr,
-                _admission,
             } = self
                 .sandbox(scheme, deadline, DetailSlot::default(), admission)
                 .await?;

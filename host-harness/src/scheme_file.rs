@@ -23,12 +23,39 @@ use std::path::Path;
 use toml::Value;
 
 /// One scheme from a file: its name (when it has one) and its flat pairs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SchemeEntry {
     /// The scheme's `name` field.
     pub name: Option<String>,
     /// The flat `wasi:config` pairs.
     pub pairs: Vec<(String, String)>,
+}
+
+/// The keys only: values may be secrets.
+impl std::fmt::Debug for SchemeEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemeEntry")
+            .field("name", &self.name)
+            .field(
+                "keys",
+                &self.pairs.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The schemes' keys only: values may be secrets.
+impl std::fmt::Debug for SchemeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemeFile")
+            .field("path", &self.path)
+            .field("schemes", &self.schemes)
+            .field(
+                "server",
+                &self.server.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// A scheme file that cannot be used.
@@ -81,7 +108,7 @@ pub enum SchemeFileError {
 }
 
 /// The schemes of one file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchemeFile {
     path: String,
     /// The schemes, in file order.
@@ -107,7 +134,7 @@ impl SchemeFile {
             text.parse()
                 .map_err(|e: toml::de::Error| SchemeFileError::Toml {
                     path: path.into(),
-                    message: e.to_string().trim().to_owned(),
+                    message: toml_error(text, &e),
                 })?;
         let shape = |message: String| SchemeFileError::Shape {
             path: path.into(),
@@ -200,8 +227,21 @@ impl SchemeFile {
     }
 }
 
-/// A scheme's table as flat pairs; a key that flattens to one given already (a quoted
-/// `"fallback.0"` beside `fallback = [...]`) is an error rather than a silent choice.
+/// What is wrong with the TOML and where, without the line itself (the parser's own message
+/// quotes it, and a line of a schemes file may hold a secret).
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
 /// Every problem of a schemes file, one line each, as `route` and `serve` would meet them: a
 /// scheme the component refuses (naming the field), an `${env:…}` variable that is not set, a
 /// `[server]` table that cannot be used, a scheme without a name among several. Values never
@@ -234,6 +274,8 @@ pub fn check(file: &SchemeFile) -> Vec<String> {
     problems
 }
 
+/// A scheme's table as flat pairs; a key that flattens to one given already (a quoted
+/// `"fallback.0"` beside `fallback = [...]`) is an error rather than a silent choice.
 fn entry(table: &toml::Table) -> Result<SchemeEntry, String> {
     let mut pairs = Vec::new();
     for (key, value) in table {
@@ -385,6 +427,26 @@ mod tests {
         assert!(
             error.contains("scheme #1: the key `params.x` is given twice"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_toml_error_says_where_but_never_repeats_the_line() {
+        let error = SchemeFile::parse(
+            "url = \"http://crm/\"\napi_tokens = [\"tok-secret-0123456789\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("is not valid TOML: line "), "{error}");
+        assert!(!error.contains("tok-secret"), "{error}");
+        let entry = format!(
+            "{:?}",
+            SchemeFile::parse("url = \"http://crm/?k=SECRET\"\n", "t.toml").unwrap()
+        );
+        assert!(
+            entry.contains("\"url\"") && !entry.contains("SECRET"),
+            "{entry}"
         );
     }
 }

@@ -119,6 +119,11 @@ impl Breakers {
         })
     }
 
+    /// How these breakers behave.
+    pub fn settings(&self) -> BreakerSettings {
+        self.settings
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Origin, Breaker>> {
         self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -198,12 +198,13 @@ async fn send(
     let origin = endpoint.origin.clone();
     match &client.sender {
         Sender::Network(connector, pools) => {
+            let (mut parts, body) = request.into_parts();
+            let body = read_request_body(body, deadline).await?;
+            // Taken once the component's body is in: only the CRM's part counts.
             let ticket = scheme
                 .breakers
                 .admit(&origin, deadline)
                 .map_err(Failure::BreakerOpen)?;
-            let (mut parts, body) = request.into_parts();
-            let body = read_request_body(body, deadline).await?;
             // The request line names the path and query only (origin form): a URI with scheme
             // and authority is for proxies, and hyper sends the URI as it is given.
             parts.uri = http::Uri::builder()

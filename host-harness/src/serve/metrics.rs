@@ -107,6 +107,8 @@ pub struct Metrics {
     breakers: Family<BreakerLabels, Gauge>,
     unauthorized: Counter,
     reloads: Family<ReloadLabels, Counter>,
+    /// One scrape at a time: each refills the gauges before writing them.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -129,6 +131,7 @@ impl Metrics {
             breakers: Family::default(),
             unauthorized: Counter::default(),
             reloads: Family::default(),
+            rendering: std::sync::Mutex::new(()),
         };
         let mut registry = Registry::default();
         registry.register(
@@ -245,6 +248,7 @@ impl Metrics {
     /// The exposition, in the OpenMetrics text format, with the gauges read from `tenants`
     /// now (a scheme that is gone has none).
     pub fn render(&self, tenants: &Tenants) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
         self.in_flight.clear();
         self.share.clear();
         self.breakers.clear();

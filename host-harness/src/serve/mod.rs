@@ -97,6 +97,14 @@ pub enum ServeError {
     /// The `[server]` table cannot be used.
     #[error("[server] {0}")]
     Server(String),
+    /// At a reload, a new or changed scheme cannot be read.
+    #[error("scheme `{name}`: {problem}")]
+    Scheme {
+        /// The scheme.
+        name: String,
+        /// What is wrong (never a value of a secret).
+        problem: String,
+    },
     /// The service was not loaded from a file, so there is nothing to reload.
     #[error("this service was not loaded from a file")]
     NoSource,
@@ -187,10 +195,16 @@ impl Service {
             .collect()
     }
 
-    /// Whether any bearer token is configured (a server open to anyone who can reach it
-    /// should listen on loopback only).
-    pub fn requires_tokens(&self) -> bool {
-        self.tenants().any_tokens()
+    /// What a server reachable beyond loopback gives to anyone: the schemes routable without
+    /// a token, and whether `/metrics` (which names every tenant) is open.
+    pub fn open_to_anyone(&self) -> (Vec<String>, bool) {
+        let tenants = self.tenants();
+        let schemes = tenants
+            .open_schemes()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        (schemes, tenants.may_read_metrics(None))
     }
 
     /// Answer one HTTP request.

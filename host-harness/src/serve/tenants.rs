@@ -37,9 +37,14 @@ pub struct Changes {
 
 impl Tenants {
     /// The tenants of `file`, each held to a default share of a pool of `pool` calls unless
-    /// it sets its own `max_concurrent_calls`. A scheme whose fields are unchanged since
-    /// `previous` (the same pairs, the same secrets) is kept as it was: its calls in flight,
-    /// its breakers and its connections carry on.
+    /// it sets its own `max_concurrent_calls`.
+    ///
+    /// At a reload (`previous` given): a scheme whose fields are unchanged (the same pairs, the
+    /// same secrets) is kept as it was, its calls in flight, breakers and connections carrying
+    /// on; a changed one keeps its calls in flight counted against its share (and its
+    /// breakers, if their settings did not change); and a new or changed scheme that cannot
+    /// be read (an invalid field, an `${env:…}` that is not set) fails the reload, so the
+    /// previous set goes on serving rather than lock its tenant out.
     pub fn build(
         file: &SchemeFile,
         pool: u32,
@@ -50,9 +55,17 @@ impl Tenants {
         for (i, entry) in file.schemes.iter().enumerate() {
             let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
             let prepared = PreparedScheme::new(entry.pairs.clone());
-            let scheme = match previous.and_then(|p| p.by_name.get(&name)) {
+            let before = previous.and_then(|p| p.by_name.get(&name));
+            let scheme = match before {
                 Some(kept) if kept.scheme.identity() == prepared.identity() => kept.scheme.clone(),
-                _ => prepared,
+                _ if previous.is_some() && prepared.problem().is_some() => {
+                    return Err(ServeError::Scheme {
+                        name,
+                        problem: prepared.problem().unwrap_or_default().to_owned(),
+                    });
+                }
+                Some(old) => prepared.carry_over(&old.scheme),
+                None => prepared,
             };
             let tokens = match scheme.problem() {
                 // Its tokens may be what could not be read: only a server-wide token may
@@ -113,6 +126,18 @@ impl Tenants {
     /// Whether any token is configured, server-wide or for a scheme.
     pub fn any_tokens(&self) -> bool {
         !self.server.is_empty() || self.by_name.values().any(|t| !t.tokens.is_empty())
+    }
+
+    /// The schemes anyone who reaches the server may route (no token needed), sorted.
+    pub fn open_schemes(&self) -> Vec<&str> {
+        let mut open: Vec<&str> = self
+            .by_name
+            .iter()
+            .filter(|(_, t)| self.server.is_empty() && t.tokens.is_empty())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        open.sort_unstable();
+        open
     }
 
     /// Whether `token` is one of some scheme's.
@@ -268,5 +293,40 @@ mod tests {
                 ..Changes::default()
             }
         );
+    }
+
+    #[test]
+    fn a_reload_that_would_lock_a_tenant_out_is_refused() {
+        let one = tenants("[[scheme]]\nname = \"a\"\nurl = \"http://a/\"\n");
+        let file = SchemeFile::parse(
+            "[[scheme]]\nname = \"a\"\nurl = \"http://a/\"\napi_tokens = \"${env:CALLROUTE_TEST_UNSET_TOKEN}\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let error = Tenants::build(&file, 1000, Some(&one))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("scheme `a`") && error.contains("CALLROUTE_TEST_UNSET_TOKEN"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_changed_scheme_keeps_its_calls_in_flight_counted() {
+        let one =
+            tenants("[[scheme]]\nname = \"a\"\nurl = \"http://a/\"\nmax_concurrent_calls = 2\n");
+        let (a, _) = one.get("a").unwrap();
+        let _in_flight = a.admit_for_test();
+        let file = SchemeFile::parse(
+            "[[scheme]]\nname = \"a\"\nurl = \"http://a/other\"\nmax_concurrent_calls = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let two = Tenants::build(&file, 1000, Some(&one)).unwrap();
+        let (changed, _) = two.get("a").unwrap();
+        assert_ne!(changed.identity(), a.identity());
+        assert_eq!(changed.in_flight(), 1);
+        assert_eq!(changed.share_limit(), 2);
     }
 }

@@ -74,6 +74,9 @@ fn a_hanging_tenant_cannot_take_the_sandbox_from_the_others() {
         max_connections: 1400,
         ..ServeLimits::default()
     };
+    // This process holds both ends of every connection, to the server and to the CRMs: some
+    // 3,500 descriptors. (The helper raises the soft limit towards what it is asked for.)
+    callroute_host::serve::connection_limit(2000);
     let served = Served::start_with(router(), &toml, limits);
     let addr = served.addr();
     let runtime = runtime();
@@ -309,4 +312,53 @@ fn only_a_tenants_token_routes_its_calls() {
     }
     // Health checks need no token.
     assert_eq!(served.request("GET", "/healthz", &[], "").status, 200);
+}
+
+/// In `serve`: a full pool is told apart from a full share, and a breaker's state is shown.
+#[test]
+fn serve_shows_pool_rejections_and_breaker_states() {
+    let hanging = TestCrm::start(|_| CrmReply::html("101").after(Duration::from_secs(30))).unwrap();
+    let refused = refused_url("/route");
+    let toml = format!(
+        "[[scheme]]\nname = \"a\"\nurl = \"{}\"\nresponse_timeout_secs = 1\nmax_concurrent_calls = 2\n\
+         [[scheme]]\nname = \"b\"\nurl = \"{}\"\nresponse_timeout_secs = 1\nmax_concurrent_calls = 2\n\
+         [[scheme]]\nname = \"down\"\nurl = \"{refused}\"\nbreaker_failures = 2\nfallback = \"reception\"\n",
+        hanging.url("/route"),
+        hanging.url("/route"),
+    );
+    // A pool of two calls for the whole server.
+    let router = router().with_config(callroute_host::RouterConfig {
+        allow_private_network: true,
+        max_concurrent_calls: 2,
+        ..callroute_host::RouterConfig::default()
+    });
+    let served = Served::start(router, &toml);
+    let addr = served.addr();
+    runtime().block_on(async {
+        let a: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(post(addr, "/v1/route/a", None)))
+            .collect();
+        while hanging.requests().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // B is within its share, but the pool is full.
+        let (_, body, elapsed) = post(addr, "/v1/route/b", None).await;
+        assert_eq!(body["error"]["kind"], "overloaded", "{body}");
+        assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+        for call in a {
+            assert_eq!(call.await.unwrap().1["error"]["kind"], "timeout");
+        }
+        for _ in 0..3 {
+            let (_, body, _) = post(addr, "/v1/route/down", None).await;
+            assert_eq!(body["outcome"], "fallback", "{body}");
+        }
+    });
+    let metrics = served.request("GET", "/metrics", &[], "").text();
+    let origin = refused.split("/route").next().unwrap();
+    for line in [
+        "callroute_rejections_total{scheme=\"b\",reason=\"pool-full\"} 1".to_owned(),
+        format!("callroute_breaker_state{{scheme=\"down\",endpoint=\"{origin}\"}} 1"),
+    ] {
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
 }

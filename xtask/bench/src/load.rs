@@ -378,9 +378,14 @@ impl Outage {
             "outage: tenant `hang` ({OUTAGE_CALLS_IN_FLIGHT} calls in flight at a time on a CRM \
              that never answers) beside tenant `load` ({OUTAGE_CALLS} calls):"
         );
+        let routed = counts
+            .iter()
+            .find(|(outcome, _)| outcome == "routed")
+            .map_or(0, |(_, n)| *n);
         println!(
-            "  load: {as_expected} of {OUTAGE_CALLS} answered as its CRM answered ({:.1} %), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "  load: {as_expected} of {OUTAGE_CALLS} answered as its CRM answered ({:.1} %; routed {routed}, {:.1} %, the rest its CRM's own failures), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             as_expected as f64 * 100.0 / OUTAGE_CALLS as f64,
+            routed as f64 * 100.0 / OUTAGE_CALLS as f64,
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             percentile(&latencies, 1.0)
