@@ -83,6 +83,11 @@ pub enum RouteError {
     /// The connection failed.
     #[error("{0}")]
     Transport(String),
+    /// The host did not send the request: it holds requests to this CRM back for now (its
+    /// circuit breaker is open). Reported as `transport`; never retried at the same CRM, and
+    /// the secondary CRM is asked at once.
+    #[error("{0}")]
+    Unavailable(String),
     /// The CRM answered with a non-2xx status.
     #[error("{message}")]
     HttpStatus {
@@ -106,7 +111,7 @@ impl RouteError {
             RouteError::Config(_) => ErrorKind::Config,
             RouteError::Denied(_) => ErrorKind::Denied,
             RouteError::Timeout(_) => ErrorKind::Timeout,
-            RouteError::Transport(_) => ErrorKind::Transport,
+            RouteError::Transport(_) | RouteError::Unavailable(_) => ErrorKind::Transport,
             RouteError::HttpStatus { .. } => ErrorKind::HttpStatus,
             RouteError::BadResponse(_) => ErrorKind::BadResponse,
             RouteError::NoDestination(_) => ErrorKind::NoDestination,

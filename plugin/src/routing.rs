@@ -141,7 +141,8 @@ where
     .map_err(|_| cause)
 }
 
-/// Whether an error is worth retrying at the same CRM: it never answered properly.
+/// Whether an error is worth retrying at the same CRM: it never answered properly (and the
+/// host did not hold the request back).
 fn retryable(error: &RouteError) -> bool {
     match error {
         RouteError::Transport(_) => true,
@@ -153,7 +154,7 @@ fn retryable(error: &RouteError) -> bool {
 /// Whether the CRM was unavailable (worth asking the secondary), rather than answering.
 fn unavailable(error: &RouteError) -> bool {
     retryable(error)
-        || matches!(error, RouteError::Timeout(_))
+        || matches!(error, RouteError::Timeout(_) | RouteError::Unavailable(_))
         || matches!(error, RouteError::HttpStatus { status: 429, .. })
 }
 
@@ -330,6 +331,25 @@ mod tests {
             Some(404)
         );
         assert_eq!(script.sent.len(), 1, "a 4xx is an answer, not a failure");
+
+        // A CRM the host holds back (its breaker is open): no retry, no pause, the secondary
+        // at once.
+        let mut script = Script::new(vec![
+            (
+                "primary",
+                Duration::ZERO,
+                Err(RouteError::Unavailable("held back".into())),
+            ),
+            ("secondary", MS, ok("102")),
+        ]);
+        let routing = run(
+            &[("retries", "3"), ("fallback_url", "http://secondary/")],
+            &mut script,
+        )
+        .unwrap();
+        assert_eq!(routing.destination.target, Target::Phone("102".into()));
+        assert_eq!(script.sent.len(), 2);
+        assert_eq!(script.clock, MS, "no pause before the secondary");
 
         let mut script = Script::new(vec![("primary", 5000 * MS, ok("101"))]);
         assert_eq!(

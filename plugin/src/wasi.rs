@@ -178,7 +178,7 @@ fn error_to_wit(error: RouteError) -> wit::RouteError {
         RouteError::Config(m) => wit::RouteError::Config(m),
         RouteError::Denied(m) => wit::RouteError::Denied(m),
         RouteError::Timeout(m) => wit::RouteError::Timeout(m),
-        RouteError::Transport(m) => wit::RouteError::Transport(m),
+        RouteError::Transport(m) | RouteError::Unavailable(m) => wit::RouteError::Transport(m),
         RouteError::HttpStatus { status, message } => {
             wit::RouteError::HttpStatus(wit::HttpStatusError { status, message })
         }
@@ -409,6 +409,10 @@ fn error_from_code(code: &ErrorCode, url: &str) -> RouteError {
             RouteError::Transport(format!("cannot resolve the host of {url}"))
         }
         E::ConnectionRefused => RouteError::Transport(format!("{url} refused the connection")),
+        // What the host answers while a CRM's circuit breaker is open.
+        E::ConnectionLimitReached => {
+            RouteError::Unavailable(format!("the host holds requests to {url} back"))
+        }
         E::TlsProtocolError | E::TlsCertificateError | E::TlsAlertReceived(_) => {
             RouteError::Transport(format!("TLS with {url} failed ({})", code_name(code)))
         }

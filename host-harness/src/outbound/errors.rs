@@ -26,9 +26,9 @@ impl Failure {
                 Error::DestinationIpProhibited
             }
             Failure::Denied(_) => Error::HttpRequestDenied,
-            // What a CRM that is down looks like: the component moves on to its secondary CRM
-            // and its fallback, as for any connection that fails.
-            Failure::BreakerOpen(_) => Error::ConnectionRefused,
+            // The component reads it as "held back": no retry at this CRM, the secondary and
+            // the fallback at once.
+            Failure::BreakerOpen(_) => Error::ConnectionLimitReached,
             Failure::Tls(tls) if tls.certificate => Error::TlsCertificateError,
             Failure::Tls(_) => Error::TlsProtocolError,
             Failure::Other(e) => e,
