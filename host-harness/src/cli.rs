@@ -1,7 +1,7 @@
 //! The `callroute` command line.
 //!
 //! ```text
-//! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--plugin FILE] [--allow-private-network]
+//! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--trace] [--plugin FILE] [--allow-private-network]
 //! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--plugin FILE] [--allow-private-network]
 //!
 //! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
@@ -70,6 +70,11 @@ pub struct RouteArgs {
     /// what the scheme makes of a sample answer. The URL must still pass the outbound guard.
     #[arg(long, value_name = "FILE")]
     pub crm_answer: Option<PathBuf>,
+    /// Also print the call's exchange on stderr, as JSON: each request to the CRM (method, URL
+    /// without its query, body as sent) and what came back (status, the first 4 KiB of the
+    /// answer, or why nothing did), secrets masked.
+    #[arg(long)]
+    pub trace: bool,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -234,6 +239,9 @@ async fn route(args: RouteArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let report = router.route(&scheme, &call).await;
+    if args.trace {
+        eprintln!("{}", crate::exchange::record_json(&call, &report, false));
+    }
     println!("{}", report.to_json());
     ExitCode::from(if report.is_routed() {
         EXIT_ROUTED
@@ -245,6 +253,7 @@ async fn route(args: RouteArgs) -> ExitCode {
 /// `route`'s sandbox, answering the webhook itself with `--crm-answer`.
 fn route_router(args: &RouteArgs) -> Result<Router, String> {
     let mut config = args.sandbox.config()?;
+    config.record_exchanges = args.trace;
     if let Some(path) = &args.crm_answer {
         let body = std::fs::read(path)
             .map_err(|e| format!("cannot read CRM answer {}: {e}", path.display()))?;

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod cli;
 pub mod crm;
 pub mod demo;
+pub mod exchange;
 pub mod guard;
 pub mod logging;
 pub mod outbound;

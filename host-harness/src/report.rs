@@ -17,6 +17,9 @@ pub struct RouteReport {
     pub elapsed: Duration,
     /// Why the call got no sandbox, when it got none (it is then `overloaded`).
     pub rejected: Option<Rejection>,
+    /// What the call asked its CRM and what it answered, attempt by attempt, when the router
+    /// records exchanges (else empty).
+    pub attempts: Vec<crate::exchange::Attempt>,
 }
 
 impl RouteReport {

@@ -12,6 +12,7 @@
 use crate::EMBEDDED_PLUGIN;
 use crate::admission::{InShare, Rejection, Share};
 use crate::bindings::{Plugin, PluginPre, wit};
+use crate::exchange::Recorder;
 use crate::guard::AddressPolicy;
 use crate::guard::OutboundGuard;
 use crate::outbound::breaker::{BreakerSettings, Breakers};
@@ -68,6 +69,9 @@ pub struct RouterConfig {
     /// instance pool is sized by the router that creates it ([`Router::new`]); a router made
     /// with [`Router::with_config`] shares that pool and can use at most its size.
     pub max_concurrent_calls: u32,
+    /// Record what each call asked its CRM and what it answered ([`crate::exchange`]) in its
+    /// report.
+    pub record_exchanges: bool,
 }
 
 impl Default for RouterConfig {
@@ -80,6 +84,7 @@ impl Default for RouterConfig {
             cache_dir: None,
             canned_answer: None,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            record_exchanges: false,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct PreparedScheme {
     share: Arc<Share>,
     /// Its CRM endpoints' circuit breakers, shared by all its calls.
     breakers: Arc<Breakers>,
+    /// Its secrets' values, masked wherever a record of its exchanges would show them.
+    secrets: Arc<[String]>,
 }
 
 impl PreparedScheme {
@@ -136,6 +143,7 @@ impl PreparedScheme {
         // The component reads the scheme from `wasi:config`, a map, where a key given twice
         // is there once, with its last value: the host reads exactly those pairs.
         let pairs = last_value_of_each_key(pairs);
+        let referenced = crate::secrets::referenced_values(&pairs);
         let (pairs, problem) = match crate::secrets::resolve(pairs.clone()) {
             Ok(resolved) => (resolved, None),
             Err(problem) => (pairs, Some(problem)),
@@ -163,7 +171,9 @@ impl PreparedScheme {
             .filter(|(k, _)| k != "api_tokens" && !k.starts_with("api_tokens."))
             .cloned()
             .collect();
+        let secrets = secret_values(&pairs, referenced);
         PreparedScheme {
+            secrets,
             id: identity(&pairs),
             problem,
             guard: Arc::new(OutboundGuard::new(policy.endpoints())),
@@ -247,6 +257,37 @@ impl std::fmt::Debug for PreparedScheme {
             .field("problem", &self.problem)
             .finish_non_exhaustive()
     }
+}
+
+/// Every value of a scheme a record must not show: what `${env:…}` references resolved to,
+/// header values, signing secrets, tokens, and the values in its URLs' queries.
+fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[String]> {
+    for (key, value) in pairs {
+        let secret_field = ["headers.", "signing_secret", "api_tokens"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+        if secret_field {
+            secrets.push(value.clone());
+            // `Bearer <token>`: the token alone too, should a CRM echo it.
+            secrets.extend(
+                value
+                    .split_whitespace()
+                    .filter(|word| word.len() >= 8)
+                    .map(str::to_owned),
+            );
+        } else if (key == "url" || key == "fallback_url")
+            && let Some((_, query)) = value.split_once('?')
+        {
+            let query = query.split('#').next().unwrap_or_default();
+            secrets.extend(form_urlencoded::parse(query.as_bytes()).map(|(_, v)| v.into_owned()));
+        }
+    }
+    // Too short to mask without masking everything else too.
+    secrets.retain(|s| s.chars().count() >= 4);
+    // Longest first: a secret that contains another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets.into()
 }
 
 /// `pairs` with each key once, in the place it first came, with the value it last had.
@@ -366,16 +407,25 @@ impl Router {
                 result: Err(RouteFailure::new(ErrorKind::Config, problem.clone())),
                 elapsed: start.elapsed(),
                 rejected: None,
+                attempts: Vec::new(),
             };
         }
         let deadline = start + scheme.policy.response_timeout;
         let detail = DetailSlot::default();
+        let recorder = self
+            .config
+            .record_exchanges
+            .then(|| Recorder::new(scheme.secrets.clone()));
         let mut rejected = None;
         let result = match self.admit(scheme) {
             Ok(admission) => {
+                let door = Door {
+                    detail: detail.clone(),
+                    recorder: recorder.clone(),
+                };
                 within_grace(
                     deadline,
-                    self.run(scheme, call, deadline, detail.clone(), admission),
+                    self.run(scheme, call, deadline, door, admission),
                     || {
                         format!(
                             "no answer within {} s; the host stopped the call",
@@ -423,6 +473,7 @@ impl Router {
             result,
             elapsed: start.elapsed(),
             rejected,
+            attempts: recorder.map(|r| r.attempts()).unwrap_or_default(),
         }
     }
 
@@ -431,7 +482,7 @@ impl Router {
         scheme: &PreparedScheme,
         call: &Call,
         deadline: Instant,
-        detail: DetailSlot,
+        door: Door,
         admission: Admission,
     ) -> Result<Routing, RouteFailure> {
         // The admission is bound first so that it is dropped last, after the store has given
@@ -441,7 +492,7 @@ impl Router {
             mut store,
             plugin,
             stderr,
-        } = self.sandbox(scheme, deadline, detail, admission).await?;
+        } = self.sandbox(scheme, deadline, door, admission).await?;
         let call = wit::Call {
             call_id: call.call_id.clone(),
             caller: call.caller.clone(),
@@ -466,7 +517,7 @@ impl Router {
         &self,
         scheme: &PreparedScheme,
         deadline: Instant,
-        detail: DetailSlot,
+        door: Door,
         admission: Admission,
     ) -> Result<Sandbox, RouteFailure> {
         let outbound = Outbound::new(
@@ -477,8 +528,9 @@ impl Router {
             },
             deadline,
             self.client.clone(),
-            detail,
-        );
+            door.detail,
+        )
+        .recording(door.recorder);
         let (mut store, stderr) = new_store(
             &self.loaded.engine,
             &self.config,
@@ -543,7 +595,7 @@ impl Router {
                 plugin,
                 stderr,
             } = self
-                .sandbox(scheme, deadline, DetailSlot::default(), admission)
+                .sandbox(scheme, deadline, Door::default(), admission)
                 .await?;
             let trap = |error: wasmtime::Error| trap_failure(error, &stderr);
             let request = store
@@ -619,6 +671,14 @@ struct Sandbox {
     plugin: Plugin,
     stderr: MemoryOutputPipe,
     _admission: Admission,
+}
+
+/// What one call's outbound door leaves for the host: the host's reason for a refusal, and
+/// the record of its attempts (when they are recorded).
+#[derive(Default)]
+struct Door {
+    detail: DetailSlot,
+    recorder: Option<Recorder>,
 }
 
 /// One call's place: in its tenant's share and in the router's pool.

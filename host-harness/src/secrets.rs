@@ -34,6 +34,23 @@ pub fn problems(pairs: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// What the `${env:NAME}` references among `pairs` resolve to now (the secrets' values; unset
+/// and malformed references are left out).
+pub fn referenced_values(pairs: &[(String, String)]) -> Vec<String> {
+    let found = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        let value = std::env::var(name).ok();
+        if let Some(value) = &value {
+            found.borrow_mut().push(value.clone());
+        }
+        value
+    };
+    for (_, value) in pairs {
+        let _ = resolve_value(value, &lookup);
+    }
+    found.into_inner()
+}
+
 fn resolve_field(
     key: &str,
     value: &str,

@@ -873,3 +873,67 @@ fn serving_beyond_loopback_without_tokens_is_warned_about() {
     assert!(logs.contains("/metrics open"), "{logs}");
     assert!(!logs.contains("closed-token"), "{logs}");
 }
+
+/// `route --trace`: every attempt, what was sent and what came back, with no secret in it.
+#[test]
+fn trace_shows_each_attempt_without_secrets() {
+    // The CRM echoes what it was sent, secrets included: the record must mask them.
+    let primary = TestCrm::start(|r| {
+        let token = r
+            .header("authorization")
+            .unwrap_or_default()
+            .replace("Bearer ", "");
+        CrmReply::new(
+            503,
+            "text/plain",
+            format!(
+                "busy; you sent {} with {token}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        )
+    })
+    .unwrap();
+    let secondary = TestCrm::start(|_| CrmReply::html("manager_7")).unwrap();
+    let dir = Scratch::new("trace");
+    let scheme = dir.file(
+        "s.toml",
+        &format!(
+            "url = \"{}\"\nfallback_url = \"{}\"\nsubmission = \"form\"\nretries = 1\n\
+             [params]\ncaller = \"{{caller}}\"\nkey = \"${{env:CALLROUTE_TRACE_KEY}}\"\n\
+             [headers]\nAuthorization = \"Bearer header-secret-789\"\n",
+            primary.url("/route?token=query-secret-456"),
+            secondary.url("/route"),
+        ),
+    );
+    let out = route_stdin_with_env(
+        &scheme,
+        &["--allow-private-network", "--trace"],
+        &[("CALLROUTE_TRACE_KEY", "env-secret-123")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let logs = stderr(&out);
+    let trace: Value = logs
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no trace in {logs}"));
+    assert_eq!(trace["outcome"], "routed");
+    assert_eq!(trace["caller"], "+38050•••2233");
+    let attempts = trace["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{trace}");
+    let primary_url = primary.url("/route");
+    for attempt in &attempts[..2] {
+        assert_eq!(attempt["method"], "POST");
+        assert_eq!(attempt["url"], primary_url.as_str());
+        assert_eq!(attempt["status"], 503);
+        assert_eq!(attempt["request_body"], "caller=%2B380501112233&key=•••");
+        assert_eq!(
+            attempt["answer"],
+            "busy; you sent caller=%2B380501112233&key=••• with •••"
+        );
+    }
+    assert_eq!(attempts[2]["status"], 200);
+    assert_eq!(attempts[2]["answer"], "manager_7");
+    for secret in ["env-secret-123", "query-secret-456", "header-secret-789"] {
+        assert!(!logs.contains(secret), "{secret} leaked: {logs}");
+    }
+}

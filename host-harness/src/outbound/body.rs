@@ -4,6 +4,7 @@
 
 use super::errors::{Failure, classify_hyper};
 use super::pool::PooledBody;
+use crate::exchange::AttemptHandle;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame};
@@ -36,6 +37,7 @@ pub(crate) async fn read_request_body(body: WasiBody, deadline: Instant) -> Resu
 pub(crate) fn capped(
     response: http::Response<PooledBody>,
     body_deadline: Instant,
+    record: Option<AttemptHandle>,
 ) -> Result<http::Response<WasiBody>, Failure> {
     if let Some(length) = response
         .headers()
@@ -50,6 +52,7 @@ pub(crate) fn capped(
             inner: body,
             deadline: Box::pin(tokio::time::sleep_until(body_deadline)),
             remaining: MAX_RESPONSE_BODY,
+            record,
         }
         .boxed_unsync()
     }))
@@ -60,6 +63,8 @@ struct CappedBody {
     inner: PooledBody,
     deadline: Pin<Box<Sleep>>,
     remaining: u64,
+    /// Where the answer is recorded, when the call's exchanges are.
+    record: Option<AttemptHandle>,
 }
 
 impl Body for CappedBody {
@@ -74,6 +79,9 @@ impl Body for CappedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    if let Some(record) = &this.record {
+                        record.body(data);
+                    }
                     let len = data.len() as u64;
                     if len > this.remaining {
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(None))));

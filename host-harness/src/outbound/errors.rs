@@ -35,6 +35,15 @@ impl Failure {
         }
     }
 
+    /// What the attempt's record says of it: the host's reason, or the error code.
+    pub(crate) fn describe(&self) -> String {
+        match (self.detail(), self) {
+            (Some(detail), _) => detail.reason,
+            (None, Failure::Other(code)) => format!("{code:?}"),
+            (None, _) => "refused".into(),
+        }
+    }
+
     /// What the host can add to the component's error.
     pub(crate) fn detail(&self) -> Option<Detail> {
         match self {

@@ -26,6 +26,7 @@ mod errors;
 pub mod pool;
 pub mod tls;
 
+use crate::exchange::{AttemptHandle, Recorder};
 use crate::guard::{AddressPolicy, OutboundGuard};
 use body::{capped, read_request_body};
 use breaker::{Breakers, Outcome};
@@ -71,6 +72,8 @@ pub struct Outbound {
     deadline: Instant,
     client: OutboundClient,
     detail: DetailSlot,
+    /// Where the call's attempts are recorded, when they are.
+    recorder: Option<Recorder>,
 }
 
 /// What the outbound side keeps per scheme, across its calls.
@@ -98,7 +101,14 @@ impl Outbound {
             deadline,
             client,
             detail,
+            recorder: None,
         }
+    }
+
+    /// Record each attempt of the call with `recorder` ([`crate::exchange`]).
+    pub fn recording(mut self, recorder: Option<Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 }
 
@@ -158,6 +168,7 @@ impl WasiHttpHooks for Outbound {
         let client = self.client.clone();
         let detail = self.detail.clone();
         let scheme = self.scheme.clone();
+        let recorder = self.recorder.clone();
         // The component's own timeouts can only shorten the call's deadline.
         let deadline = options
             .and_then(|o| {
@@ -172,7 +183,19 @@ impl WasiHttpHooks for Outbound {
         // the host's bound trails it slightly so the component reports its own timeout.
         let body_deadline = self.deadline + BODY_DEADLINE_SLACK;
         Box::new(async move {
-            let result = send(&guard, &client, &scheme, request, deadline, body_deadline).await;
+            let mut attempt = None;
+            let result = send(
+                &guard,
+                &client,
+                &scheme,
+                request,
+                (deadline, body_deadline),
+                (recorder.as_ref(), &mut attempt),
+            )
+            .await;
+            if let (Err(failure), Some(attempt)) = (&result, &attempt) {
+                attempt.failed(failure.describe());
+            }
             let explained = result.as_ref().err().and_then(Failure::detail);
             if let Some(explained) = &explained {
                 tracing::debug!(reason = %explained.reason, "outbound request failed");
@@ -186,20 +209,28 @@ impl WasiHttpHooks for Outbound {
     }
 }
 
+/// Send one request of the component's through the door: `deadlines` bound the answer's
+/// head and its body; with a recorder, the attempt it begins is left in `record.1`.
 async fn send(
     guard: &OutboundGuard,
     client: &OutboundClient,
     scheme: &OutboundScheme,
     request: http::Request<WasiBody>,
-    deadline: Instant,
-    body_deadline: Instant,
+    (deadline, body_deadline): (Instant, Instant),
+    record: (Option<&Recorder>, &mut Option<AttemptHandle>),
 ) -> Result<http::Response<WasiBody>, Failure> {
     let endpoint = guard.check_target(request.uri()).map_err(Failure::Denied)?;
     let origin = endpoint.origin.clone();
+    let (recorder, attempt) = record;
+    // Where it goes, never its query (which often holds a key); only when recording.
+    let url = recorder.map(|_| format!("{origin}{}", request.uri().path()));
     match &client.sender {
         Sender::Network(connector, pools) => {
             let (mut parts, body) = request.into_parts();
             let body = read_request_body(body, deadline).await?;
+            *attempt = recorder
+                .zip(url)
+                .map(|(r, url)| r.begin(parts.method.as_str(), url, &body));
             // Taken once the component's body is in: only the CRM's part counts.
             let ticket = scheme
                 .breakers
@@ -231,13 +262,25 @@ async fn send(
                 Err(ExchangeError::Connect(ConnectError::Denied(_))) => drop(ticket),
                 Err(_) => ticket.record(Outcome::Failure),
             }
-            capped(exchanged.map_err(exchange_failure)?, body_deadline)
+            let response = exchanged.map_err(exchange_failure)?;
+            if let Some(attempt) = attempt.as_ref() {
+                attempt.answered(response.status().as_u16());
+            }
+            capped(response, body_deadline, attempt.take())
         }
         Sender::Canned(answer, policy) => {
             if let Ok(ip) = origin.host.parse() {
                 policy
                     .check_socket(&origin.host, std::net::SocketAddr::new(ip, origin.port))
                     .map_err(Failure::Denied)?;
+            }
+            if let (Some(recorder), Some(url)) = (recorder, url) {
+                let (parts, body) = request.into_parts();
+                let body = read_request_body(body, deadline).await?;
+                let canned = recorder.begin(parts.method.as_str(), url, &body);
+                canned.answered(answer.status);
+                // Canned answers are read whole: recorded here rather than as they stream.
+                canned.body(&answer.body);
             }
             let body = Full::new(answer.body.clone())
                 .map_err(|never| match never {})

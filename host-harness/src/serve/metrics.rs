@@ -292,6 +292,7 @@ mod tests {
             result: Err(Failure::new(ErrorKind::Timeout, "slow")),
             elapsed: Duration::from_millis(30),
             rejected: None,
+            attempts: Vec::new(),
         };
         metrics.observe("acme", &failed);
         metrics.observe("acme", &failed);
