@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--trace] [--plugin FILE] [--allow-private-network]
-//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--plugin FILE] [--allow-private-network]
+//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--exchange-log-size N] [--show-numbers] [--plugin FILE] [--allow-private-network]
 //!
 //! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
 //! callroute check FILE
@@ -113,6 +113,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = crate::router::DEFAULT_MAX_CONCURRENT_CALLS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_calls: u32,
+    /// How many recent exchanges each scheme keeps for the admin API (`/v1/schemes/…`).
+    #[arg(long, value_name = "N", default_value_t = crate::serve::exchanges::DEFAULT_CAPACITY as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub exchange_log_size: u32,
+    /// Show callers' and callees' numbers whole in the exchanges (masked by default:
+    /// `+38050•••2233`).
+    #[arg(long)]
+    pub show_numbers: bool,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -282,7 +290,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs),
     };
     let service = match crate::serve::Service::load(router, &args.schemes) {
-        Ok(service) => std::sync::Arc::new(service.with_limits(limits)),
+        Ok(service) => std::sync::Arc::new(
+            service
+                .with_limits(limits)
+                .with_exchange_log(args.exchange_log_size as usize, args.show_numbers),
+        ),
         Err(e) => return usage_error(format!("{}: {e}", args.schemes.display())),
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

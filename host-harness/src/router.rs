@@ -388,6 +388,14 @@ impl Router {
         }
     }
 
+    /// The same router, recording each call's exchange in its report
+    /// ([`RouterConfig::record_exchanges`]); it shares everything else with this one.
+    pub fn recording_exchanges(&self) -> Router {
+        let mut router = self.clone();
+        router.config.record_exchanges = true;
+        router
+    }
+
     /// The most calls this router runs at once (its pool).
     pub fn max_concurrent_calls(&self) -> u32 {
         self.config.max_concurrent_calls

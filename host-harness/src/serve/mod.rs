@@ -17,9 +17,11 @@
 //! finish, and exits.
 
 pub mod auth;
+pub mod exchanges;
 pub mod metrics;
 pub mod tenants;
 
+pub use exchanges::Exchanges;
 pub use metrics::Metrics;
 pub use tenants::Tenants;
 
@@ -79,6 +81,8 @@ pub struct Service {
     /// The schemes file the tenants come from, to reload.
     source: Option<PathBuf>,
     metrics: Metrics,
+    /// Each scheme's recent exchanges, for the admin API.
+    exchanges: Exchanges,
     limits: ServeLimits,
     calls: InFlight,
 }
@@ -117,13 +121,22 @@ impl Service {
         let metrics = Metrics::new();
         metrics.add_schemes(tenants.names());
         Ok(Service {
-            router,
+            // Every call's exchange is kept for the admin API.
+            router: router.recording_exchanges(),
             tenants: RwLock::new(Arc::new(tenants)),
             source: None,
             metrics,
+            exchanges: Exchanges::new(exchanges::DEFAULT_CAPACITY, false),
             limits: ServeLimits::default(),
             calls: InFlight::default(),
         })
+    }
+
+    /// The same service keeping the last `capacity` exchanges of each scheme, callers' and
+    /// callees' numbers whole only with `show_numbers`.
+    pub fn with_exchange_log(mut self, capacity: usize, show_numbers: bool) -> Service {
+        self.exchanges = Exchanges::new(capacity, show_numbers);
+        self
     }
 
     /// A service for every named scheme of the file at `path`, which [`Service::reload`]
@@ -176,6 +189,7 @@ impl Service {
         let next = Tenants::build(&file, self.router.max_concurrent_calls(), Some(&current))?;
         let changes = next.changes_since(&current);
         self.metrics.add_schemes(next.names());
+        self.exchanges.retain(&next.names());
         *current = Arc::new(next);
         Ok(changes)
     }
@@ -224,6 +238,9 @@ impl Service {
                     header::HeaderValue::from_static(metrics::CONTENT_TYPE),
                 );
                 response
+            }
+            (&Method::GET, p) if p == "/v1/schemes" || p.starts_with("/v1/schemes/") => {
+                self.admin(p, &request)
             }
             // A webhook of a callroute (this one or another) routed back into a callroute: a
             // scheme pointed at its own server. Answering would call it again, without end.
@@ -290,6 +307,7 @@ impl Service {
             self.router.route(scheme, &call).await
         };
         self.metrics.observe(&name, &report);
+        self.exchanges.record(&name, &call, &report);
         log_call(&name, &report);
         response(outcome::http_answer(
             &report.result,
@@ -297,6 +315,95 @@ impl Service {
             wants_text,
         ))
     }
+}
+
+impl Service {
+    /// The admin API, for server-wide tokens only (it shows every tenant):
+    /// `GET /v1/schemes`, `GET /v1/schemes/{name}/exchanges`,
+    /// `GET /v1/schemes/{name}/exchanges/{call_id}`.
+    fn admin<B>(&self, path: &str, request: &Request<B>) -> Response<Full<Bytes>> {
+        let tenants = self.tenants();
+        if tenants.server_tokens().is_empty() {
+            return rejection(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin API needs server-wide tokens ([server] api_tokens)".into(),
+            );
+        }
+        if !tenants.may_read_metrics(token_of(request)) {
+            self.metrics.unauthorized();
+            return unauthorized();
+        }
+        let segments: Vec<String> = path
+            .trim_start_matches("/v1/schemes")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                form_urlencoded::parse(format!("s={s}").as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .next()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let not_found = |what: String| rejection(StatusCode::NOT_FOUND, "not-found", what);
+        let known = |name: &str| tenants.get(name).map(|(scheme, _)| scheme);
+        match segments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            [] => {
+                let schemes: Vec<serde_json::Value> = tenants
+                    .names()
+                    .into_iter()
+                    .filter_map(|name| Some((name, known(name)?)))
+                    .map(|(name, scheme)| {
+                        let breakers: Vec<serde_json::Value> = scheme
+                            .breakers()
+                            .states()
+                            .into_iter()
+                            .map(|(origin, state)| {
+                                serde_json::json!({
+                                    "endpoint": origin.to_string(),
+                                    "state": format!("{state:?}").to_lowercase(),
+                                })
+                            })
+                            .collect();
+                        serde_json::json!({
+                            "name": name,
+                            "health": self.exchanges.health(name),
+                            "in_flight": scheme.in_flight(),
+                            "share": scheme.share_limit(),
+                            "breakers": breakers,
+                        })
+                    })
+                    .collect();
+                json_response(serde_json::json!({ "schemes": schemes }))
+            }
+            [name, "exchanges"] if known(name).is_some() => {
+                json_response(serde_json::json!({ "exchanges": self.exchanges.recent(name) }))
+            }
+            [name, "exchanges", call_id] if known(name).is_some() => {
+                match self.exchanges.find(name, call_id) {
+                    Some(record) => json_response(record),
+                    None => not_found(format!(
+                        "no recent exchange of call `{}`",
+                        excerpt(call_id, 64)
+                    )),
+                }
+            }
+            [name, ..] if known(name).is_none() => {
+                not_found(format!("no scheme named `{}`", excerpt(name, 64)))
+            }
+            _ => not_found("no such endpoint of the admin API".into()),
+        }
+    }
+}
+
+/// A 200 with `value` as JSON.
+fn json_response(value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(outcome::JSON),
+    );
+    response
 }
 
 /// One line per call: scheme, outcome, error kind, elapsed time. Never a URL query or a

@@ -4,6 +4,7 @@
 mod combinations;
 mod component;
 mod errors;
+mod exchanges;
 mod fallback;
 mod hostile;
 mod hostile_crm;
