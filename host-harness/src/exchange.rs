@@ -108,7 +108,9 @@ impl Recorder {
     fn masked(&self, bytes: &[u8]) -> String {
         let mut text = String::from_utf8_lossy(bytes).into_owned();
         for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            text = text.replace(secret.as_str(), MASK);
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), MASK);
+            }
         }
         text
     }
@@ -162,17 +164,44 @@ pub fn record_json(
     report: &crate::RouteReport,
     show_numbers: bool,
 ) -> serde_json::Value {
-    let shown = |number: &str| {
-        if show_numbers {
-            number.to_owned()
-        } else {
-            mask_number(number)
+    record_of(&CallShown::of(call, show_numbers), report)
+}
+
+/// A call as a record shows it: its id, and its numbers masked or whole.
+#[derive(Debug, Clone)]
+pub struct CallShown {
+    /// The call's id.
+    pub call_id: String,
+    /// The caller, as shown.
+    pub caller: String,
+    /// The callee, as shown.
+    pub callee: String,
+}
+
+impl CallShown {
+    /// `call` with its numbers masked, unless `show_numbers`.
+    pub fn of(call: &crate::Call, show_numbers: bool) -> CallShown {
+        let shown = |number: &str| {
+            if show_numbers {
+                number.to_owned()
+            } else {
+                mask_number(number)
+            }
+        };
+        CallShown {
+            call_id: call.call_id.clone(),
+            caller: shown(&call.caller),
+            callee: shown(&call.callee),
         }
-    };
+    }
+}
+
+/// The record of a call as shown, and its report (see [`record_json`]).
+pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::Value {
     let mut record = serde_json::json!({
         "call_id": call.call_id,
-        "caller": shown(&call.caller),
-        "callee": shown(&call.callee),
+        "caller": call.caller,
+        "callee": call.callee,
     });
     if let (Some(record), Ok(serde_json::Value::Object(outcome))) = (
         record.as_object_mut(),

@@ -7,6 +7,7 @@
 //! and of its answer, so the memory is bounded whatever the CRMs answer.
 
 use crate::Call;
+use crate::exchange::CallShown;
 use crate::report::RouteReport;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -23,13 +24,23 @@ pub struct Exchanges {
     by_scheme: Mutex<HashMap<String, VecDeque<Arc<Record>>>>,
 }
 
-/// One call's record, and what the scheme's health is computed from.
+/// One call's exchange as it was kept: its JSON form is made when it is read, not on the
+/// call's path.
 #[derive(Debug)]
 struct Record {
-    json: Value,
-    call_id: String,
-    outcome: &'static str,
-    elapsed_ms: u64,
+    call: CallShown,
+    report: RouteReport,
+    time_ms: u64,
+}
+
+impl Record {
+    fn json(&self) -> Value {
+        let mut json = crate::exchange::record_of(&self.call, &self.report);
+        if let Some(object) = json.as_object_mut() {
+            object.insert("time_ms".into(), self.time_ms.into());
+        }
+        json
+    }
 }
 
 impl Exchanges {
@@ -48,19 +59,14 @@ impl Exchanges {
     }
 
     /// Keep the exchange of `call`, routed with scheme `scheme`.
-    pub fn record(&self, scheme: &str, call: &Call, report: &RouteReport) {
-        let mut json = crate::exchange::record_json(call, report, self.show_numbers);
-        let now = std::time::SystemTime::now()
+    pub fn record(&self, scheme: &str, call: &Call, report: RouteReport) {
+        let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        if let Some(object) = json.as_object_mut() {
-            object.insert("time_ms".into(), now.into());
-        }
         let record = Arc::new(Record {
-            json,
-            call_id: call.call_id.clone(),
-            outcome: report.outcome(),
-            elapsed_ms: report.elapsed_ms(),
+            call: CallShown::of(call, self.show_numbers),
+            report,
+            time_ms,
         });
         let mut by_scheme = self.lock();
         let kept = by_scheme.entry(scheme.to_owned()).or_default();
@@ -74,7 +80,7 @@ impl Exchanges {
     pub fn recent(&self, scheme: &str) -> Vec<Value> {
         self.lock()
             .get(scheme)
-            .map(|kept| kept.iter().map(|r| r.json.clone()).collect())
+            .map(|kept| kept.iter().map(|r| r.json()).collect())
             .unwrap_or_default()
     }
 
@@ -83,8 +89,8 @@ impl Exchanges {
         self.lock()
             .get(scheme)?
             .iter()
-            .find(|r| r.call_id == call_id)
-            .map(|r| r.json.clone())
+            .find(|r| r.call.call_id == call_id)
+            .map(|r| r.json())
     }
 
     /// A scheme's health over its recent exchanges: how many, the share of each outcome, and
@@ -100,10 +106,13 @@ impl Exchanges {
             if calls == 0 {
                 0.0
             } else {
-                kept.iter().filter(|r| r.outcome == outcome).count() as f64 / calls as f64
+                kept.iter()
+                    .filter(|r| r.report.outcome() == outcome)
+                    .count() as f64
+                    / calls as f64
             }
         };
-        let mut times: Vec<u64> = kept.iter().map(|r| r.elapsed_ms).collect();
+        let mut times: Vec<u64> = kept.iter().map(|r| r.report.elapsed_ms()).collect();
         times.sort_unstable();
         let at = |p: f64| -> Value {
             if times.is_empty() {
@@ -156,7 +165,7 @@ mod tests {
     fn keeps_the_last_exchanges_of_each_scheme_newest_first() {
         let exchanges = Exchanges::new(3, false);
         for (i, ms) in [10, 20, 30, 40].into_iter().enumerate() {
-            exchanges.record("acme", &call(&format!("c{i}")), &report(ms));
+            exchanges.record("acme", &call(&format!("c{i}")), report(ms));
         }
         let recent = exchanges.recent("acme");
         let ids: Vec<_> = recent.iter().map(|r| r["call_id"].clone()).collect();
@@ -178,7 +187,7 @@ mod tests {
     #[test]
     fn numbers_are_shown_whole_only_when_asked() {
         let exchanges = Exchanges::new(3, true);
-        exchanges.record("acme", &call("c1"), &report(5));
+        exchanges.record("acme", &call("c1"), report(5));
         assert_eq!(exchanges.recent("acme")[0]["caller"], "+380501112233");
     }
 }

@@ -307,13 +307,14 @@ impl Service {
             self.router.route(scheme, &call).await
         };
         self.metrics.observe(&name, &report);
-        self.exchanges.record(&name, &call, &report);
         log_call(&name, &report);
-        response(outcome::http_answer(
+        let answer = response(outcome::http_answer(
             &report.result,
             report.elapsed_ms(),
             wants_text,
-        ))
+        ));
+        self.exchanges.record(&name, &call, report);
+        answer
     }
 }
 
