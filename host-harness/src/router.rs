@@ -284,8 +284,9 @@ fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[S
     }
     // Too short to mask without masking everything else too.
     secrets.retain(|s| s.chars().count() >= 4);
-    // Longest first: a secret that contains another is masked whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    // Longest first: a secret that contains another is masked whole. (Equal ones side by
+    // side, so that each is kept once.)
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets.into()
 }

@@ -266,10 +266,7 @@ impl Service {
     }
 
     async fn route(&self, name: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let name: String = form_urlencoded::parse(format!("n={name}").as_bytes())
-            .map(|(_, v)| v.into_owned())
-            .next()
-            .unwrap_or_default();
+        let name = path_segment(name);
         // The set this call starts with; a reload meanwhile does not change its scheme.
         let tenants = self.tenants();
         // Which tenants a server holds is not for its callers to learn: the answer names only
@@ -339,12 +336,7 @@ impl Service {
             .trim_start_matches("/v1/schemes")
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                form_urlencoded::parse(format!("s={s}").as_bytes())
-                    .map(|(_, v)| v.into_owned())
-                    .next()
-                    .unwrap_or_default()
-            })
+            .map(path_segment)
             .collect();
         let not_found = |what: String| rejection(StatusCode::NOT_FOUND, "not-found", what);
         let known = |name: &str| tenants.get(name).map(|(scheme, _)| scheme);
@@ -395,6 +387,14 @@ impl Service {
             _ => not_found("no such endpoint of the admin API".into()),
         }
     }
+}
+
+/// A path segment percent-decoded (a scheme's name, a call's id).
+fn path_segment(segment: &str) -> String {
+    form_urlencoded::parse(format!("s={segment}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .next()
+        .unwrap_or_default()
 }
 
 /// A 200 with `value` as JSON.

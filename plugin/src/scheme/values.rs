@@ -32,70 +32,56 @@ pub const MAX_BREAKER_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Parse `ring_timeout_secs`: whole seconds from 1 to [`MAX_RING_TIMEOUT_SECS`].
 pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
-    value
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
-        .ok_or_else(|| {
-            format!("`{value}` is not a whole number of seconds from 1 to {MAX_RING_TIMEOUT_SECS}")
-        })
+    whole_number(value, 1, MAX_RING_TIMEOUT_SECS, " of seconds")
 }
 
 /// Parse `response_timeout_secs`: decimal seconds from 0.1 to 60.
 pub fn parse_response_timeout(value: &str) -> Result<Duration, String> {
-    parse_seconds(value.trim())
-        .filter(|d| (MIN_RESPONSE_TIMEOUT..=MAX_RESPONSE_TIMEOUT).contains(d))
-        .ok_or_else(|| {
-            format!(
-                "`{value}` is not a number of seconds from {} to {}",
-                format_seconds(MIN_RESPONSE_TIMEOUT),
-                format_seconds(MAX_RESPONSE_TIMEOUT)
-            )
-        })
+    seconds_within(value, MIN_RESPONSE_TIMEOUT, MAX_RESPONSE_TIMEOUT)
 }
 
 /// Parse `retries`: a whole number from 0 to [`MAX_RETRIES`].
 pub fn parse_retries(value: &str) -> Result<u32, String> {
-    value
-        .parse::<u32>()
-        .ok()
-        .filter(|r| *r <= MAX_RETRIES)
-        .ok_or_else(|| format!("`{value}` is not a whole number from 0 to {MAX_RETRIES}"))
+    whole_number(value, 0, MAX_RETRIES, "")
 }
 
 /// Parse `max_concurrent_calls`: a whole number from 1 to [`MAX_CONCURRENT_CALLS`].
 pub fn parse_max_concurrent_calls(value: &str) -> Result<u32, String> {
-    whole_number(value, 1, MAX_CONCURRENT_CALLS)
+    whole_number(value, 1, MAX_CONCURRENT_CALLS, "")
 }
 
 /// Parse `breaker_failures`: a whole number from 0 (the breaker is off) to
 /// [`MAX_BREAKER_FAILURES`].
 pub fn parse_breaker_failures(value: &str) -> Result<u32, String> {
-    whole_number(value, 0, MAX_BREAKER_FAILURES)
+    whole_number(value, 0, MAX_BREAKER_FAILURES, "")
 }
 
 /// Parse `breaker_cooldown_secs`: decimal seconds from 0.1 to 300.
 pub fn parse_breaker_cooldown(value: &str) -> Result<Duration, String> {
-    parse_seconds(value.trim())
-        .filter(|d| (MIN_BREAKER_COOLDOWN..=MAX_BREAKER_COOLDOWN).contains(d))
-        .ok_or_else(|| {
-            format!(
-                "`{value}` is not a number of seconds from {} to {}",
-                format_seconds(MIN_BREAKER_COOLDOWN),
-                format_seconds(MAX_BREAKER_COOLDOWN)
-            )
-        })
+    seconds_within(value, MIN_BREAKER_COOLDOWN, MAX_BREAKER_COOLDOWN)
 }
 
-/// A whole number from `min` to `max`.
-fn whole_number(value: &str, min: u32, max: u32) -> Result<u32, String> {
+/// A whole number from `min` to `max` (`unit` says what of, in the error: " of seconds").
+fn whole_number(value: &str, min: u32, max: u32, unit: &str) -> Result<u32, String> {
     value
         .trim()
         .parse::<u32>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("`{value}` is not a whole number from {min} to {max}"))
+        .ok_or_else(|| format!("`{value}` is not a whole number{unit} from {min} to {max}"))
+}
+
+/// Decimal seconds from `min` to `max`.
+fn seconds_within(value: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    parse_seconds(value.trim())
+        .filter(|d| (min..=max).contains(d))
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is not a number of seconds from {} to {}",
+                format_seconds(min),
+                format_seconds(max)
+            )
+        })
 }
 
 /// Decimal seconds (`5`, `2.5`, `.25`) to nanosecond precision.
