@@ -106,13 +106,7 @@ impl Recorder {
     }
 
     fn masked(&self, bytes: &[u8]) -> String {
-        let mut text = String::from_utf8_lossy(bytes).into_owned();
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), MASK);
-            }
-        }
-        text
+        mask_secrets(String::from_utf8_lossy(bytes).into_owned(), &self.secrets)
     }
 }
 
@@ -214,6 +208,17 @@ pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::V
         );
     }
     record
+}
+
+/// `text` with every one of `secrets` in it replaced by [`MASK`] (empty ones are ignored;
+/// a secret that contains another should come first).
+pub fn mask_secrets(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), MASK);
+        }
+    }
+    text
 }
 
 /// A phone number as a record shows it by default: enough to recognise, not to dial

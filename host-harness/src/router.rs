@@ -124,6 +124,8 @@ pub struct PreparedScheme {
     breakers: Arc<Breakers>,
     /// Its secrets' values, masked wherever a record of its exchanges would show them.
     secrets: Arc<[String]>,
+    /// Its settings as an operator may see them (see [`PreparedScheme::settings`]).
+    settings: Arc<[(String, String)]>,
 }
 
 impl PreparedScheme {
@@ -173,6 +175,7 @@ impl PreparedScheme {
             .collect();
         let secrets = secret_values(&pairs, referenced);
         PreparedScheme {
+            settings: shown_settings(&pairs, &secrets),
             secrets,
             id: identity(&pairs),
             problem,
@@ -242,6 +245,14 @@ impl PreparedScheme {
         self.id
     }
 
+    /// Its settings as an operator may see them (`serve`'s admin API and console): every key
+    /// with its value, in the order written, except that the values of secret fields (header
+    /// values, the signing secret, API tokens) and of the URLs' query parameters are shown as
+    /// [`crate::exchange::MASK`], and so is any secret that appears in another value.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+
     /// Why this scheme cannot route anything, if so.
     pub fn problem(&self) -> Option<&str> {
         self.problem.as_deref()
@@ -263,10 +274,7 @@ impl std::fmt::Debug for PreparedScheme {
 /// header values, signing secrets, tokens, and the values in its URLs' queries.
 fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[String]> {
     for (key, value) in pairs {
-        let secret_field = ["headers.", "signing_secret", "api_tokens"]
-            .iter()
-            .any(|prefix| key.starts_with(prefix));
-        if secret_field {
+        if is_secret_field(key) {
             secrets.push(value.clone());
             // `Bearer <token>`: the token alone too, should a CRM echo it.
             secrets.extend(
@@ -275,7 +283,7 @@ fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[S
                     .filter(|word| word.len() >= 8)
                     .map(str::to_owned),
             );
-        } else if (key == "url" || key == "fallback_url")
+        } else if is_url_field(key)
             && let Some((_, query)) = value.split_once('?')
         {
             let query = query.split('#').next().unwrap_or_default();
@@ -289,6 +297,41 @@ fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[S
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets.into()
+}
+
+/// A field whose whole value is a secret: a header's value, the signing secret, an API token.
+fn is_secret_field(key: &str) -> bool {
+    ["headers.", "signing_secret", "api_tokens"]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
+/// A field holding a CRM's URL, whose query may carry a token.
+fn is_url_field(key: &str) -> bool {
+    key == "url" || key == "fallback_url"
+}
+
+/// The settings an operator may see (see [`PreparedScheme::settings`]).
+fn shown_settings(pairs: &[(String, String)], secrets: &[String]) -> Arc<[(String, String)]> {
+    use crate::exchange::{MASK, mask_secrets};
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let shown = if is_secret_field(key) {
+                MASK.to_owned()
+            } else if is_url_field(key)
+                && let Some((base, query)) = value.split_once('?')
+            {
+                let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                    .map(|(name, _)| format!("{name}={MASK}"))
+                    .collect();
+                format!("{base}?{}", names.join("&"))
+            } else {
+                value.clone()
+            };
+            (key.clone(), mask_secrets(shown, secrets))
+        })
+        .collect()
 }
 
 /// `pairs` with each key once, in the place it first came, with the value it last had.
@@ -387,6 +430,15 @@ impl Router {
             slots: slots(&config),
             config,
         }
+    }
+
+    /// The same router (its pool, its limits), answering every webhook itself with `answer`
+    /// instead of calling the CRM ([`CannedAnswer`]): to try a scheme on a sample answer.
+    pub fn answering_with(&self, answer: CannedAnswer) -> Router {
+        let mut router = self.clone();
+        router.config.canned_answer = Some(answer);
+        router.client = outbound_client(&router.config);
+        router
     }
 
     /// The same router, recording each call's exchange in its report
@@ -772,6 +824,37 @@ mod tests {
         assert_eq!(
             scheme.policy.fallback,
             [callroute_plugin::destination::Target::Phone("102".into())]
+        );
+    }
+
+    #[test]
+    fn settings_show_every_key_and_no_secret() {
+        let scheme = PreparedScheme::new(pairs(&[
+            ("name", "acme"),
+            ("url", "https://crm.example.com/route?token=t0psecret&tenant=7"),
+            ("headers.Authorization", "Bearer h3adertoken"),
+            ("signing_secret", "s1gningkey"),
+            ("api_tokens.0", "an-api-token-of-some-length"),
+            // A secret repeated where no rule would look for it.
+            ("vars.note", "see t0psecret"),
+            ("fallback.0", "101"),
+        ]));
+        let shown: Vec<(&str, &str)> = scheme
+            .settings()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("name", "acme"),
+                ("url", "https://crm.example.com/route?token=•••&tenant=•••"),
+                ("headers.Authorization", "•••"),
+                ("signing_secret", "•••"),
+                ("api_tokens.0", "•••"),
+                ("vars.note", "see •••"),
+                ("fallback.0", "101"),
+            ]
         );
     }
 

@@ -58,13 +58,18 @@ impl Exchanges {
         self.by_scheme.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `call` as the records show it (its numbers masked unless the server shows them).
+    pub fn shown(&self, call: &Call) -> CallShown {
+        CallShown::of(call, self.show_numbers)
+    }
+
     /// Keep the exchange of `call`, routed with scheme `scheme`.
     pub fn record(&self, scheme: &str, call: &Call, report: RouteReport) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let record = Arc::new(Record {
-            call: CallShown::of(call, self.show_numbers),
+            call: self.shown(call),
             report,
             time_ms,
         });

@@ -16,7 +16,9 @@
 //! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
 //! finish, and exits.
 
+pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod exchanges;
 pub mod metrics;
 pub mod tenants;
@@ -239,8 +241,13 @@ impl Service {
                 );
                 response
             }
+            (&Method::GET, "/") => console::page(),
+            (&Method::GET, p) if p.starts_with(console::ASSETS) => console::asset(p),
             (&Method::GET, p) if p == "/v1/schemes" || p.starts_with("/v1/schemes/") => {
                 self.admin(p, &request)
+            }
+            (&Method::POST, p) if p.starts_with("/v1/schemes/") => {
+                self.try_call(&path, request).await
             }
             // A webhook of a callroute (this one or another) routed back into a callroute: a
             // scheme pointed at its own server. Answering would call it again, without end.
@@ -315,80 +322,6 @@ impl Service {
     }
 }
 
-impl Service {
-    /// The admin API, for server-wide tokens only (it shows every tenant):
-    /// `GET /v1/schemes`, `GET /v1/schemes/{name}/exchanges`,
-    /// `GET /v1/schemes/{name}/exchanges/{call_id}`.
-    fn admin<B>(&self, path: &str, request: &Request<B>) -> Response<Full<Bytes>> {
-        let tenants = self.tenants();
-        if tenants.server_tokens().is_empty() {
-            return rejection(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the admin API needs server-wide tokens ([server] api_tokens)".into(),
-            );
-        }
-        if !tenants.may_read_metrics(token_of(request)) {
-            self.metrics.unauthorized();
-            return unauthorized();
-        }
-        let segments: Vec<String> = path
-            .trim_start_matches("/v1/schemes")
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(path_segment)
-            .collect();
-        let not_found = |what: String| rejection(StatusCode::NOT_FOUND, "not-found", what);
-        let known = |name: &str| tenants.get(name).map(|(scheme, _)| scheme);
-        match segments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [] => {
-                let schemes: Vec<serde_json::Value> = tenants
-                    .names()
-                    .into_iter()
-                    .filter_map(|name| Some((name, known(name)?)))
-                    .map(|(name, scheme)| {
-                        let breakers: Vec<serde_json::Value> = scheme
-                            .breakers()
-                            .states()
-                            .into_iter()
-                            .map(|(origin, state)| {
-                                serde_json::json!({
-                                    "endpoint": origin.to_string(),
-                                    "state": format!("{state:?}").to_lowercase(),
-                                })
-                            })
-                            .collect();
-                        serde_json::json!({
-                            "name": name,
-                            "health": self.exchanges.health(name),
-                            "in_flight": scheme.in_flight(),
-                            "share": scheme.share_limit(),
-                            "breakers": breakers,
-                        })
-                    })
-                    .collect();
-                json_response(serde_json::json!({ "schemes": schemes }))
-            }
-            [name, "exchanges"] if known(name).is_some() => {
-                json_response(serde_json::json!({ "exchanges": self.exchanges.recent(name) }))
-            }
-            [name, "exchanges", call_id] if known(name).is_some() => {
-                match self.exchanges.find(name, call_id) {
-                    Some(record) => json_response(record),
-                    None => not_found(format!(
-                        "no recent exchange of call `{}`",
-                        excerpt(call_id, 64)
-                    )),
-                }
-            }
-            [name, ..] if known(name).is_none() => {
-                not_found(format!("no scheme named `{}`", excerpt(name, 64)))
-            }
-            _ => not_found("no such endpoint of the admin API".into()),
-        }
-    }
-}
-
 /// A path segment percent-decoded (a scheme's name, a call's id).
 fn path_segment(segment: &str) -> String {
     form_urlencoded::parse(format!("s={segment}").as_bytes())
@@ -397,12 +330,17 @@ fn path_segment(segment: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A 200 with `value` as JSON.
+/// A 200 with `value` as JSON, for the admin API: never kept by a cache.
 fn json_response(value: serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(outcome::JSON),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
     );
     response
 }
@@ -434,33 +372,42 @@ fn log_call(scheme: &str, report: &RouteReport) {
 /// Read the request body (at most [`MAX_CALL_BODY`] bytes, within `timeout`) and parse the
 /// call it carries.
 async fn read_call(request: Request<Incoming>, timeout: Duration) -> Result<Call, RequestError> {
-    let (parts, body) = request.into_parts();
-    let body = if parts.method == Method::POST {
-        tokio::time::timeout(timeout, Limited::new(body, MAX_CALL_BODY).collect())
-            .await
-            .map_err(|_| RequestError {
-                status: 408,
-                message: format!(
-                    "the call body did not arrive within {} s",
-                    timeout.as_secs_f64()
-                ),
-            })?
-            .map_err(|error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    // Over the limit: the same answer as every front end gives.
-                    RequestError::too_large()
-                } else {
-                    RequestError {
-                        status: 400,
-                        message: "the call body was cut off".into(),
-                    }
-                }
-            })?
-            .to_bytes()
+    let method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    let body = if method == Method::POST {
+        read_body(request, timeout).await?
     } else {
         Bytes::new()
     };
-    Call::from_http(parts.method.as_str(), parts.uri.query(), &body)
+    Call::from_http(method.as_str(), query.as_deref(), &body)
+}
+
+/// Read a request's body: at most [`MAX_CALL_BODY`] bytes, within `timeout`.
+async fn read_body(request: Request<Incoming>, timeout: Duration) -> Result<Bytes, RequestError> {
+    let body = tokio::time::timeout(
+        timeout,
+        Limited::new(request.into_body(), MAX_CALL_BODY).collect(),
+    )
+    .await
+    .map_err(|_| RequestError {
+        status: 408,
+        message: format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs_f64()
+        ),
+    })?
+    .map_err(|error| {
+        if error.is::<http_body_util::LengthLimitError>() {
+            // Over the limit: the same answer as every front end gives.
+            RequestError::too_large()
+        } else {
+            RequestError {
+                status: 400,
+                message: "the request body was cut off".into(),
+            }
+        }
+    })?;
+    Ok(body.to_bytes())
 }
 
 /// The HTTP response for an answer (see [`outcome::http_answer`]).
