@@ -170,7 +170,13 @@ pub struct CallShown {
     pub caller: String,
     /// The callee, as shown.
     pub callee: String,
+    /// Each number masked, and its mask: also applied to what was sent and answered.
+    masked: Vec<(String, String)>,
 }
+
+/// The shortest number masked inside bodies too: shorter ones (an extension, `101`) are not
+/// anyone's phone number, and masking them would garble the rest.
+const MIN_MASKED_IN_BODIES: usize = 7;
 
 impl CallShown {
     /// `call` with its numbers masked, unless `show_numbers`.
@@ -182,15 +188,37 @@ impl CallShown {
                 mask_number(number)
             }
         };
+        let mut masked = Vec::new();
+        if !show_numbers {
+            for number in [&call.caller, &call.callee] {
+                // Without a leading `+`, so that `%2B380…` in a form body is masked too.
+                let digits = number.trim_start_matches('+');
+                if digits.chars().count() >= MIN_MASKED_IN_BODIES {
+                    masked.push((digits.to_owned(), mask_number(digits)));
+                }
+            }
+        }
         CallShown {
             call_id: call.call_id.clone(),
             caller: shown(&call.caller),
             callee: shown(&call.callee),
+            masked,
         }
+    }
+
+    /// `text` with the call's numbers masked as they are in the record.
+    fn mask(&self, mut text: String) -> String {
+        for (number, mask) in &self.masked {
+            if text.contains(number.as_str()) {
+                text = text.replace(number.as_str(), mask);
+            }
+        }
+        text
     }
 }
 
-/// The record of a call as shown, and its report (see [`record_json`]).
+/// The record of a call as shown, and its report (see [`record_json`]). The numbers masked in
+/// the call are masked in what was sent and answered too.
 pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::Value {
     let mut record = serde_json::json!({
         "call_id": call.call_id,
@@ -202,9 +230,18 @@ pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::V
         serde_json::from_str::<serde_json::Value>(&report.to_json()),
     ) {
         record.extend(outcome);
+        let attempts: Vec<Attempt> = report
+            .attempts
+            .iter()
+            .map(|attempt| Attempt {
+                request_body: call.mask(attempt.request_body.clone()),
+                answer: call.mask(attempt.answer.clone()),
+                ..attempt.clone()
+            })
+            .collect();
         record.insert(
             "attempts".into(),
-            serde_json::to_value(&report.attempts).unwrap_or_default(),
+            serde_json::to_value(&attempts).unwrap_or_default(),
         );
     }
     record
@@ -255,6 +292,44 @@ mod tests {
         assert!(attempts[0].answer.ends_with('y'));
         assert_eq!(attempts[1].error.as_deref(), Some("refused"));
         assert_eq!(attempts[1].status, None);
+    }
+
+    #[test]
+    fn masked_numbers_are_masked_in_what_was_sent_and_answered_too() {
+        let call =
+            crate::Call::from_json(r#"{"call_id":"c1","caller":"+380501112233","callee":"101"}"#)
+                .unwrap();
+        let recorder = Recorder::new(Arc::from(Vec::new()));
+        let attempt = recorder.begin(
+            "POST",
+            "http://crm/".into(),
+            b"caller=%2B380501112233&callee=101",
+        );
+        attempt.answered(200);
+        attempt.body(br#"{"for":"+380501112233","destination":"101"}"#);
+        let report = crate::RouteReport {
+            result: Err(crate::report::RouteFailure::new(
+                callroute_plugin::error::ErrorKind::Timeout,
+                "slow",
+            )),
+            elapsed: std::time::Duration::ZERO,
+            rejected: None,
+            attempts: recorder.attempts(),
+        };
+        let masked = record_json(&call, &report, false);
+        assert_eq!(
+            masked["attempts"][0]["request_body"],
+            "caller=%2B380501•••2233&callee=101"
+        );
+        assert_eq!(
+            masked["attempts"][0]["answer"],
+            r#"{"for":"+380501•••2233","destination":"101"}"#
+        );
+        let whole = record_json(&call, &report, true);
+        assert_eq!(
+            whole["attempts"][0]["request_body"],
+            "caller=%2B380501112233&callee=101"
+        );
     }
 
     #[test]

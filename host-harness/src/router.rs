@@ -831,7 +831,10 @@ mod tests {
     fn settings_show_every_key_and_no_secret() {
         let scheme = PreparedScheme::new(pairs(&[
             ("name", "acme"),
-            ("url", "https://crm.example.com/route?token=t0psecret&tenant=7"),
+            (
+                "url",
+                "https://crm.example.com/route?token=t0psecret&tenant=7",
+            ),
             ("headers.Authorization", "Bearer h3adertoken"),
             ("signing_secret", "s1gningkey"),
             ("api_tokens.0", "an-api-token-of-some-length"),

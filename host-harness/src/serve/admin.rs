@@ -140,7 +140,12 @@ impl Service {
             Err(e) => return bad_request(e),
         };
         let report = match sample {
-            Some(answer) => self.router.answering_with(answer).route(scheme, &call).await,
+            Some(answer) => {
+                self.router
+                    .answering_with(answer)
+                    .route(scheme, &call)
+                    .await
+            }
             None => self.router.route(scheme, &call).await,
         };
         json_response(crate::exchange::record_of(

@@ -73,7 +73,10 @@ mod tests {
         }
         assert!(!PAGE.contains("http://") && !PAGE.contains("https://"));
         assert!(!SCRIPT.contains("innerHTML"), "values are written as text");
-        assert_eq!(asset("/console/../Cargo.toml").status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            asset("/console/../Cargo.toml").status(),
+            StatusCode::NOT_FOUND
+        );
         let page = page();
         let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()

@@ -3,6 +3,7 @@
 
 mod combinations;
 mod component;
+mod console;
 mod errors;
 mod exchanges;
 mod fallback;
