@@ -14,6 +14,7 @@ const state = {
   callId: null, // the call whose exchange is shown
   tab: "calls",
   busy: false, // a refresh is under way
+  shown: new Map(), // what each table last showed (to rebuild it only when that changes)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -59,6 +60,20 @@ async function api(path, options = {}) {
 }
 
 const path = (...segments) => segments.map(encodeURIComponent).join("/");
+
+/** Fill `table`'s body with `rows(items)`, unless it already shows the same `items`: a
+ *  refresh that changes nothing keeps the rows, with their focus and selection. */
+function fill(table, items, rows) {
+  const key = JSON.stringify(items);
+  if (state.shown.get(table.id) === key) return;
+  state.shown.set(table.id, key);
+  table.tBodies[0].replaceChildren(...items.map(rows));
+}
+
+/** Show what went wrong with something the operator did. */
+function report(error) {
+  if (!(error instanceof SignedOut)) $("refreshed").textContent = `error: ${error.message}`;
+}
 const percent = (share) => `${Math.round(share * 100)} %`;
 const ms = (value) => (value === null || value === undefined ? "–" : `${value} ms`);
 
@@ -66,7 +81,14 @@ const ms = (value) => (value === null || value === undefined ? "–" : `${value}
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  // Nothing of what the token showed stays in the page.
   state.scheme = null;
+  state.callId = null;
+  state.shown.clear();
+  for (const table of ["tenants", "calls", "settings"]) $(table).tBodies[0].replaceChildren();
+  for (const id of ["exchange", "try-result"]) $(id).replaceChildren();
+  $("scheme-panel").hidden = true;
+  $("refreshed").textContent = "";
   $("console").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
@@ -110,7 +132,7 @@ function tenantRow(scheme) {
     el("td", {}, `${scheme.in_flight} of ${scheme.share}`),
     el("td", {}, ...breakers),
   );
-  const open = () => selectScheme(scheme.name);
+  const open = () => selectScheme(scheme.name).catch(report);
   row.addEventListener("click", open);
   row.addEventListener("keydown", (e) => e.key === "Enter" && open());
   return row;
@@ -118,7 +140,7 @@ function tenantRow(scheme) {
 
 async function refreshTenants() {
   const { schemes } = await api("/v1/schemes");
-  $("tenants").tBodies[0].replaceChildren(...schemes.map(tenantRow));
+  fill($("tenants"), schemes, tenantRow);
   if (state.scheme && !schemes.some((s) => s.name === state.scheme)) {
     // Gone at a reload.
     state.scheme = null;
@@ -136,6 +158,11 @@ async function selectScheme(name) {
   $("exchange").hidden = true;
   $("try-result").hidden = true;
   $("try-error").textContent = "";
+  // Another scheme's rows never stay under this one's name.
+  state.shown.delete("calls");
+  state.shown.delete("settings");
+  $("calls").tBodies[0].replaceChildren();
+  $("settings").tBodies[0].replaceChildren();
   for (const row of $("tenants").tBodies[0].rows) {
     row.classList.toggle("selected", row.dataset.scheme === name);
   }
@@ -150,6 +177,8 @@ function selectTab(tab) {
   for (const name of ["calls", "try", "settings"]) {
     $(`${name}-tab`).hidden = name !== tab;
   }
+  // The settings as they are now (a reload may have changed them).
+  if (tab === "settings" && state.scheme) showSettings().catch(report);
 }
 
 /** What a call came to, in a few words: its destination, or its error. */
@@ -176,25 +205,29 @@ function callRow(record) {
     el("td", { class: "verdict" }, verdict(record)),
     el("td", {}, String(record.elapsed_ms)),
   );
-  const open = () => showCall(record.call_id);
+  const open = () => showCall(record);
   row.addEventListener("click", open);
   row.addEventListener("keydown", (e) => e.key === "Enter" && open());
   return row;
 }
 
 async function refreshCalls() {
-  if (!state.scheme) return;
-  const { exchanges } = await api(`/v1/schemes/${path(state.scheme, "exchanges")}`);
-  $("calls").tBodies[0].replaceChildren(...exchanges.map(callRow));
+  const scheme = state.scheme;
+  if (!scheme) return;
+  const { exchanges } = await api(`/v1/schemes/${path(scheme, "exchanges")}`);
+  // The operator may have opened another scheme meanwhile.
+  if (scheme !== state.scheme) return;
+  fill($("calls"), exchanges, callRow);
+  $("calls").tBodies[0].dataset.scheme = scheme;
   $("no-calls").hidden = exchanges.length > 0;
 }
 
-async function showCall(callId) {
-  state.callId = callId;
+/** One call's exchange, as the list of recent calls has it. */
+function showCall(record) {
+  state.callId = record.call_id;
   for (const row of $("calls").tBodies[0].rows) {
-    row.classList.toggle("selected", row.dataset.callId === callId);
+    row.classList.toggle("selected", row.dataset.callId === record.call_id);
   }
-  const record = await api(`/v1/schemes/${path(state.scheme, "exchanges", callId)}`);
   showExchange($("exchange"), record);
 }
 
@@ -244,11 +277,11 @@ function attemptItem(attempt) {
 }
 
 async function showSettings() {
-  const scheme = await api(`/v1/schemes/${path(state.scheme)}`);
-  $("settings").tBodies[0].replaceChildren(
-    ...scheme.settings.map(({ key, value }) =>
-      el("tr", {}, el("td", {}, el("code", {}, key)), el("td", {}, el("code", {}, value))),
-    ),
+  const name = state.scheme;
+  const scheme = await api(`/v1/schemes/${path(name)}`);
+  if (name !== state.scheme) return;
+  fill($("settings"), scheme.settings, ({ key, value }) =>
+    el("tr", {}, el("td", {}, el("code", {}, key)), el("td", {}, el("code", {}, value))),
   );
   $("problem").hidden = !scheme.problem;
   $("problem").textContent = scheme.problem ? `This scheme cannot route: ${scheme.problem}` : "";
@@ -258,19 +291,21 @@ async function showSettings() {
 
 /** The trial the form describes, or an error naming what is wrong. */
 function trialOf(form) {
-  const vars = {};
+  const vars = new Map();
   const lines = form.elements.vars.value.split("\n").map((l) => l.trim()).filter(Boolean);
   for (const [index, line] of lines.entries()) {
     const at = line.indexOf("=");
     if (at < 1) throw new Error(`Variables, line ${index + 1}: write name=value`);
-    vars[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    const name = line.slice(0, at).trim();
+    if (vars.has(name)) throw new Error(`Variables, line ${index + 1}: ${name} is given twice`);
+    vars.set(name, line.slice(at + 1).trim());
   }
   const trial = {
     call: {
       call_id: form.elements.call_id.value.trim() || `try-${Date.now()}`,
       caller: form.elements.caller.value.trim(),
       callee: form.elements.callee.value.trim(),
-      vars,
+      vars: Object.fromEntries(vars),
     },
   };
   if (form.elements.use_sample.checked) {
@@ -285,13 +320,14 @@ async function tryCall(event) {
   $("try-error").textContent = "";
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
+  const scheme = state.scheme;
   try {
-    const record = await api(`/v1/schemes/${path(state.scheme, "try")}`, {
+    const record = await api(`/v1/schemes/${path(scheme, "try")}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(trialOf(form)),
     });
-    showExchange($("try-result"), record);
+    if (scheme === state.scheme) showExchange($("try-result"), record);
   } catch (error) {
     if (!(error instanceof SignedOut)) {
       $("try-error").textContent = error.message;

@@ -248,7 +248,8 @@ async fn route(args: RouteArgs) -> ExitCode {
     };
     let report = router.route(&scheme, &call).await;
     if args.trace {
-        eprintln!("{}", crate::exchange::record_json(&call, &report, false));
+        let record = crate::exchange::record_json(&call, &report, false, &scheme.secrets());
+        eprintln!("{record}");
     }
     println!("{}", report.to_json());
     ExitCode::from(if report.is_routed() {

@@ -42,6 +42,10 @@ pub struct Attempt {
 pub struct Recorder {
     attempts: Arc<Mutex<Vec<Raw>>>,
     secrets: Arc<[String]>,
+    /// How many bytes of a body are kept before masking: [`MAX_RECORDED`] and the longest
+    /// secret, so that a secret that starts within the first [`MAX_RECORDED`] bytes is
+    /// masked whole before the rest is cut off.
+    keep: usize,
 }
 
 /// An attempt as recorded, before masking.
@@ -60,9 +64,11 @@ struct Raw {
 impl Recorder {
     /// A recorder that masks `secrets` (the values themselves; empty ones are ignored).
     pub fn new(secrets: Arc<[String]>) -> Recorder {
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
         Recorder {
             attempts: Arc::default(),
             secrets,
+            keep: MAX_RECORDED + longest,
         }
     }
 
@@ -76,7 +82,7 @@ impl Recorder {
         attempts.push(Raw {
             method: method.to_owned(),
             url,
-            request: body[..body.len().min(MAX_RECORDED)].to_vec(),
+            request: body[..body.len().min(self.keep)].to_vec(),
             status: None,
             answer: Vec::new(),
             error: None,
@@ -95,18 +101,31 @@ impl Recorder {
             .iter()
             .map(|raw| Attempt {
                 method: raw.method.clone(),
-                url: raw.url.clone(),
+                // A secret can be in a URL's path too (`/rest/1/${env:TOKEN}/…`).
+                url: mask_secrets(raw.url.clone(), &self.secrets),
                 request_body: self.masked(&raw.request),
                 status: raw.status,
                 answer: self.masked(&raw.answer),
-                error: raw.error.clone(),
+                error: raw
+                    .error
+                    .clone()
+                    .map(|error| mask_secrets(error, &self.secrets)),
                 elapsed_ms: raw.elapsed_ms.unwrap_or(0),
             })
             .collect()
     }
 
+    /// A kept body, secrets masked, then cut to [`MAX_RECORDED`] bytes.
     fn masked(&self, bytes: &[u8]) -> String {
-        mask_secrets(String::from_utf8_lossy(bytes).into_owned(), &self.secrets)
+        let mut text = mask_secrets(String::from_utf8_lossy(bytes).into_owned(), &self.secrets);
+        if text.len() > MAX_RECORDED {
+            let mut end = MAX_RECORDED;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        text
     }
 }
 
@@ -142,8 +161,9 @@ impl AttemptHandle {
 
     /// Part of the answer's body, as the component reads it.
     pub(crate) fn body(&self, bytes: &[u8]) {
+        let keep = self.recorder.keep;
         self.update(|raw| {
-            let room = MAX_RECORDED.saturating_sub(raw.answer.len());
+            let room = keep.saturating_sub(raw.answer.len());
             raw.answer
                 .extend_from_slice(&bytes[..bytes.len().min(room)]);
         });
@@ -157,8 +177,9 @@ pub fn record_json(
     call: &crate::Call,
     report: &crate::RouteReport,
     show_numbers: bool,
+    secrets: &[String],
 ) -> serde_json::Value {
-    record_of(&CallShown::of(call, show_numbers), report)
+    record_of(&CallShown::of(call, show_numbers), report, secrets)
 }
 
 /// A call as a record shows it: its id, and its numbers masked or whole.
@@ -191,10 +212,14 @@ impl CallShown {
         let mut masked = Vec::new();
         if !show_numbers {
             for number in [&call.caller, &call.callee] {
-                // Without a leading `+`, so that `%2B380…` in a form body is masked too.
+                // As written first; then without its `+`, so that `%2B380…` in a form body
+                // is masked too.
                 let digits = number.trim_start_matches('+');
                 if digits.chars().count() >= MIN_MASKED_IN_BODIES {
-                    masked.push((digits.to_owned(), mask_number(digits)));
+                    masked.push((number.clone(), mask_number(number)));
+                    if digits != number {
+                        masked.push((digits.to_owned(), mask_number(digits)));
+                    }
                 }
             }
         }
@@ -217,9 +242,14 @@ impl CallShown {
     }
 }
 
-/// The record of a call as shown, and its report (see [`record_json`]). The numbers masked in
-/// the call are masked in what was sent and answered too.
-pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::Value {
+/// The record of a call as shown, and its report (see [`record_json`]). Every string in it
+/// (the attempts, and the error, which may quote a URL or a CRM's answer) has the scheme's
+/// `secrets` masked, and the numbers masked in the call masked too.
+pub fn record_of(
+    call: &CallShown,
+    report: &crate::RouteReport,
+    secrets: &[String],
+) -> serde_json::Value {
     let mut record = serde_json::json!({
         "call_id": call.call_id,
         "caller": call.caller,
@@ -230,21 +260,25 @@ pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::V
         serde_json::from_str::<serde_json::Value>(&report.to_json()),
     ) {
         record.extend(outcome);
-        let attempts: Vec<Attempt> = report
-            .attempts
-            .iter()
-            .map(|attempt| Attempt {
-                request_body: call.mask(attempt.request_body.clone()),
-                answer: call.mask(attempt.answer.clone()),
-                ..attempt.clone()
-            })
-            .collect();
         record.insert(
             "attempts".into(),
-            serde_json::to_value(&attempts).unwrap_or_default(),
+            serde_json::to_value(&report.attempts).unwrap_or_default(),
         );
     }
+    mask_strings(&mut record, &|text| call.mask(mask_secrets(text, secrets)));
     record
+}
+
+/// Apply `mask` to every string in `value`.
+fn mask_strings(value: &mut serde_json::Value, mask: &impl Fn(String) -> String) {
+    match value {
+        serde_json::Value::String(text) => *text = mask(std::mem::take(text)),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_strings(v, mask)),
+        serde_json::Value::Object(members) => {
+            members.values_mut().for_each(|v| mask_strings(v, mask))
+        }
+        _ => {}
+    }
 }
 
 /// `text` with every one of `secrets` in it replaced by [`MASK`] (empty ones are ignored;
@@ -316,16 +350,18 @@ mod tests {
             rejected: None,
             attempts: recorder.attempts(),
         };
-        let masked = record_json(&call, &report, false);
+        let masked = record_json(&call, &report, false, &[]);
         assert_eq!(
             masked["attempts"][0]["request_body"],
             "caller=%2B380501•••2233&callee=101"
         );
+        // As the record shows the caller, where the body has the number as written.
+        assert_eq!(masked["caller"], "+38050•••2233");
         assert_eq!(
             masked["attempts"][0]["answer"],
-            r#"{"for":"+380501•••2233","destination":"101"}"#
+            r#"{"for":"+38050•••2233","destination":"101"}"#
         );
-        let whole = record_json(&call, &report, true);
+        let whole = record_json(&call, &report, true, &[]);
         assert_eq!(
             whole["attempts"][0]["request_body"],
             "caller=%2B380501112233&callee=101"

@@ -146,6 +146,7 @@ impl PreparedScheme {
         // is there once, with its last value: the host reads exactly those pairs.
         let pairs = last_value_of_each_key(pairs);
         let referenced = crate::secrets::referenced_values(&pairs);
+        let written = pairs.clone();
         let (pairs, problem) = match crate::secrets::resolve(pairs.clone()) {
             Ok(resolved) => (resolved, None),
             Err(problem) => (pairs, Some(problem)),
@@ -175,7 +176,7 @@ impl PreparedScheme {
             .collect();
         let secrets = secret_values(&pairs, referenced);
         PreparedScheme {
-            settings: shown_settings(&pairs, &secrets),
+            settings: shown_settings(&written, &secrets),
             secrets,
             id: identity(&pairs),
             problem,
@@ -246,11 +247,19 @@ impl PreparedScheme {
     }
 
     /// Its settings as an operator may see them (`serve`'s admin API and console): every key
-    /// with its value, in the order written, except that the values of secret fields (header
-    /// values, the signing secret, API tokens) and of the URLs' query parameters are shown as
-    /// [`crate::exchange::MASK`], and so is any secret that appears in another value.
+    /// in the order written, with its value as written (an `${env:…}` reference, not its
+    /// value) for the fields known to hold nothing secret; the URLs with the values of their
+    /// query and any user information as [`crate::exchange::MASK`]; a parameter whose value
+    /// is only placeholders (`{caller}`) as it is; and every other value (headers, the
+    /// signing secret, tokens, literal parameters, keys the host does not know) as the mask.
     pub fn settings(&self) -> &[(String, String)] {
         &self.settings
+    }
+
+    /// Its secrets' values, as a record of its exchanges masks them
+    /// ([`crate::exchange::record_of`]).
+    pub fn secrets(&self) -> Arc<[String]> {
+        self.secrets.clone()
     }
 
     /// Why this scheme cannot route anything, if so.
@@ -292,6 +301,17 @@ fn secret_values(pairs: &[(String, String)], mut secrets: Vec<String>) -> Arc<[S
     }
     // Too short to mask without masking everything else too.
     secrets.retain(|s| s.chars().count() >= 4);
+    // As a form body or a query writes them, and as a JSON string does.
+    let encoded: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| {
+            let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let json = serde_json::to_string(secret).unwrap_or_default();
+            [form, json.trim_matches('"').to_owned()]
+        })
+        .filter(|variant| !secrets.contains(variant))
+        .collect();
+    secrets.extend(encoded);
     // Longest first: a secret that contains another is masked whole. (Equal ones side by
     // side, so that each is kept once.)
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -311,27 +331,93 @@ fn is_url_field(key: &str) -> bool {
     key == "url" || key == "fallback_url"
 }
 
-/// The settings an operator may see (see [`PreparedScheme::settings`]).
-fn shown_settings(pairs: &[(String, String)], secrets: &[String]) -> Arc<[(String, String)]> {
+/// The fields known to hold nothing secret, shown as written (lists item by item).
+const PLAIN_FIELDS: &[&str] = &[
+    "name",
+    "method",
+    "submission",
+    "import",
+    "destination_field",
+    "jsonrpc_method",
+    "retries",
+    "response_timeout_secs",
+    "ring_timeout_secs",
+    "fallback",
+    "allowed_prefixes",
+    "allowed_sip_domains",
+    "max_concurrent_calls",
+    "breaker_failures",
+    "breaker_cooldown_secs",
+];
+
+/// Whether `key` is one of [`PLAIN_FIELDS`], or an item of one (`fallback.0`).
+fn is_plain_field(key: &str) -> bool {
+    let (field, item) = key.split_once('.').unwrap_or((key, "0"));
+    PLAIN_FIELDS.contains(&field) && item.parse::<usize>().is_ok()
+}
+
+/// The settings an operator may see (see [`PreparedScheme::settings`]), from the pairs as
+/// written.
+fn shown_settings(written: &[(String, String)], secrets: &[String]) -> Arc<[(String, String)]> {
     use crate::exchange::{MASK, mask_secrets};
-    pairs
+    written
         .iter()
         .map(|(key, value)| {
-            let shown = if is_secret_field(key) {
-                MASK.to_owned()
-            } else if is_url_field(key)
-                && let Some((base, query)) = value.split_once('?')
-            {
-                let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
-                    .map(|(name, _)| format!("{name}={MASK}"))
-                    .collect();
-                format!("{base}?{}", names.join("&"))
-            } else {
+            let shown = if is_plain_field(key) {
                 value.clone()
+            } else if is_url_field(key) {
+                url_shown(value)
+            } else if key.starts_with("params.") && only_placeholders(value) {
+                value.clone()
+            } else {
+                MASK.to_owned()
             };
+            // A literal that happens to be a secret's value is masked too.
             (key.clone(), mask_secrets(shown, secrets))
         })
         .collect()
+}
+
+/// A URL with its user information and its query's values masked.
+fn url_shown(url: &str) -> String {
+    use crate::exchange::MASK;
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://{MASK}{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    };
+    if let Some(query) = query {
+        let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| format!("{name}={MASK}"))
+            .collect();
+        shown.push('?');
+        shown.push_str(&names.join("&"));
+    }
+    shown
+}
+
+/// Whether a parameter's template is only placeholders (`{caller}`, `+{callee}`): nothing
+/// literal in it could be a key.
+fn only_placeholders(template: &str) -> bool {
+    let mut depth = 0usize;
+    for c in template.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if depth == 0 && c.is_alphanumeric() => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// `pairs` with each key once, in the place it first came, with the value it last had.
@@ -831,16 +917,21 @@ mod tests {
     fn settings_show_every_key_and_no_secret() {
         let scheme = PreparedScheme::new(pairs(&[
             ("name", "acme"),
-            (
-                "url",
-                "https://crm.example.com/route?token=t0psecret&tenant=7",
-            ),
+            ("url", "https://crm.example.com/r?token=t0psecret&tenant=7"),
+            ("fallback_url", "https://user:pa55word@backup.example.com/r"),
             ("headers.Authorization", "Bearer h3adertoken"),
             ("signing_secret", "s1gningkey"),
             ("api_tokens.0", "an-api-token-of-some-length"),
-            // A secret repeated where no rule would look for it.
-            ("vars.note", "see t0psecret"),
+            ("params.caller", "+{caller}"),
+            ("params.key", "literal-key"),
+            ("headers.X-Key", "k3y+with/slash=and\"quote"),
+            // Misspelt, or read by a component of one's own: not known to be harmless.
+            ("api_token", "another-token"),
+            // A secret's value in a field shown as written.
+            ("destination_field", "t0psecret"),
             ("fallback.0", "101"),
+            // As written: the reference, not its value (unset here).
+            ("retries", "${env:CALLROUTE_NEVER_SET_RETRIES}"),
         ]));
         let shown: Vec<(&str, &str)> = scheme
             .settings()
@@ -851,14 +942,41 @@ mod tests {
             shown,
             [
                 ("name", "acme"),
-                ("url", "https://crm.example.com/route?token=•••&tenant=•••"),
+                ("url", "https://crm.example.com/r?token=•••&tenant=•••"),
+                ("fallback_url", "https://•••@backup.example.com/r"),
                 ("headers.Authorization", "•••"),
                 ("signing_secret", "•••"),
                 ("api_tokens.0", "•••"),
-                ("vars.note", "see •••"),
+                ("params.caller", "+{caller}"),
+                ("params.key", "•••"),
+                ("headers.X-Key", "•••"),
+                ("api_token", "•••"),
+                ("destination_field", "•••"),
                 ("fallback.0", "101"),
+                ("retries", "${env:CALLROUTE_NEVER_SET_RETRIES}"),
             ]
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_as_a_form_and_as_json_write_them_too() {
+        let scheme = PreparedScheme::new(pairs(&[
+            ("url", "https://crm.example.com/r"),
+            ("headers.X-Key", "k3y+with/slash=and\"quote"),
+        ]));
+        let secrets = scheme.secrets();
+        for written in [
+            "k3y+with/slash=and\"quote",
+            "k3y%2Bwith%2Fslash%3Dand%22quote",
+            r#"k3y+with/slash=and\"quote"#,
+        ] {
+            let text = format!("sent {written}.");
+            assert_eq!(
+                crate::exchange::mask_secrets(text, &secrets),
+                "sent •••.",
+                "{written}"
+            );
+        }
     }
 
     #[test]

@@ -902,13 +902,17 @@ fn trace_shows_each_attempt_without_secrets() {
              [params]\ncaller = \"{{caller}}\"\nkey = \"${{env:CALLROUTE_TRACE_KEY}}\"\n\
              [headers]\nAuthorization = \"Bearer header-secret-789\"\n",
             primary.url("/route?token=query-secret-456"),
-            secondary.url("/route"),
+            // A secret in a URL's path, as a Bitrix-style webhook URL has.
+            secondary.url("/route/${env:CALLROUTE_TRACE_PATH}"),
         ),
     );
     let out = route_stdin_with_env(
         &scheme,
         &["--allow-private-network", "--trace"],
-        &[("CALLROUTE_TRACE_KEY", "env-secret-123")],
+        &[
+            ("CALLROUTE_TRACE_KEY", "env-secret-123"),
+            ("CALLROUTE_TRACE_PATH", "path-secret-321"),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let logs = stderr(&out);
@@ -925,15 +929,22 @@ fn trace_shows_each_attempt_without_secrets() {
         assert_eq!(attempt["method"], "POST");
         assert_eq!(attempt["url"], primary_url.as_str());
         assert_eq!(attempt["status"], 503);
-        assert_eq!(attempt["request_body"], "caller=%2B380501112233&key=•••");
+        // The caller's number is masked in the bodies as in the record.
+        assert_eq!(attempt["request_body"], "caller=%2B380501•••2233&key=•••");
         assert_eq!(
             attempt["answer"],
-            "busy; you sent caller=%2B380501112233&key=••• with •••"
+            "busy; you sent caller=%2B380501•••2233&key=••• with •••"
         );
     }
     assert_eq!(attempts[2]["status"], 200);
     assert_eq!(attempts[2]["answer"], "manager_7");
-    for secret in ["env-secret-123", "query-secret-456", "header-secret-789"] {
+    assert_eq!(attempts[2]["url"], secondary.url("/route/•••").as_str());
+    for secret in [
+        "env-secret-123",
+        "path-secret-321",
+        "query-secret-456",
+        "header-secret-789",
+    ] {
         assert!(!logs.contains(secret), "{secret} leaked: {logs}");
     }
 }

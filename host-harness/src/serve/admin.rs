@@ -21,7 +21,7 @@ use crate::router::PreparedScheme;
 use bytes::Bytes;
 use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
 use callroute_plugin::error::excerpt;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -33,47 +33,60 @@ struct Trial {
     /// The call, as `POST /v1/route/{scheme}` takes it (read by the same parser, so its
     /// variables keep their order and a name given twice is refused as there).
     call: Box<serde_json::value::RawValue>,
-    /// A sample answer to route with instead of asking the CRM.
+    /// A sample answer to route with instead of asking the CRM: `status` (200 if not given)
+    /// and `body`. Read by [`sample_answer`], whose errors name the field.
     #[serde(default)]
-    crm_answer: Option<SampleAnswer>,
+    crm_answer: Option<Value>,
 }
 
-/// What the CRM is supposed to have answered.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SampleAnswer {
-    /// The HTTP status (200 if not given).
-    #[serde(default = "ok")]
-    status: u16,
-    /// The body.
-    #[serde(default)]
-    body: String,
-}
-
-fn ok() -> u16 {
-    200
-}
+/// The most a trial's body may hold: a call and a sample answer as large as a CRM's may be,
+/// written as a JSON string.
+const MAX_TRIAL_BODY: usize = 4 * MAX_CALL_BODY;
 
 impl Service {
-    /// The admin API's `GET` requests (see the module docs).
-    pub(super) fn admin<B>(&self, path: &str, request: &Request<B>) -> Response<Full<Bytes>> {
+    /// The admin API (see the module docs).
+    pub(super) async fn admin(
+        &self,
+        path: &str,
+        request: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
         let tenants = self.tenants();
-        if let Err(refused) = self.admin_access(&tenants, request) {
+        if let Some(refused) = self.admin_refusal(&tenants, &request) {
             return refused;
         }
         let segments = segments(path);
-        let not_found = |what: String| rejection(StatusCode::NOT_FOUND, "not-found", what);
-        let known = |name: &str| tenants.get(name).map(|(scheme, _)| scheme);
-        match segments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [] => {
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let allowed = match segments[..] {
+            [_, "try"] => Method::POST,
+            [] | [_] | [_, "exchanges"] | [_, "exchanges", _] => Method::GET,
+            _ => {
+                return rejection(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "no such endpoint of the admin API".into(),
+                );
+            }
+        };
+        let scheme = match segments.first() {
+            Some(name) => match tenants.get(name) {
+                Some((scheme, _)) => Some(scheme),
+                None => return unknown_scheme(name),
+            },
+            None => None,
+        };
+        if request.method() != allowed {
+            return method_not_allowed(allowed);
+        }
+        match (&segments[..], scheme) {
+            ([], _) => {
                 let schemes: Vec<Value> = tenants
                     .names()
                     .into_iter()
-                    .filter_map(|name| Some(self.summary(name, known(name)?)))
+                    .filter_map(|name| Some(self.summary(name, tenants.get(name)?.0)))
                     .collect();
                 json_response(json!({ "schemes": schemes }))
             }
-            [name] if let Some(scheme) = known(name) => {
+            ([name], Some(scheme)) => {
                 let mut summary = self.summary(name, scheme);
                 let settings: Vec<Value> = scheme
                     .settings()
@@ -84,54 +97,29 @@ impl Service {
                 summary["problem"] = scheme.problem().into();
                 json_response(summary)
             }
-            [name, "exchanges"] if known(name).is_some() => {
+            ([name, "exchanges"], Some(_)) => {
                 json_response(json!({ "exchanges": self.exchanges.recent(name) }))
             }
-            [name, "exchanges", call_id] if known(name).is_some() => {
-                match self.exchanges.find(name, call_id) {
-                    Some(record) => json_response(record),
-                    None => not_found(format!(
-                        "no recent exchange of call `{}`",
-                        excerpt(call_id, 64)
-                    )),
-                }
-            }
-            [name, ..] if known(name).is_none() => unknown_scheme(name),
-            _ => not_found("no such endpoint of the admin API".into()),
+            ([name, "exchanges", call_id], Some(_)) => match self.exchanges.find(name, call_id) {
+                Some(record) => json_response(record),
+                None => rejection(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no recent exchange of call `{}`", excerpt(call_id, 64)),
+                ),
+            },
+            ([_, "try"], Some(scheme)) => self.try_call(scheme, request).await,
+            _ => unreachable!("every shape allowed above has a scheme"),
         }
     }
 
-    /// `POST /v1/schemes/{name}/try`: route a trial call and answer its exchange.
-    pub(super) async fn try_call(
+    /// Route a trial call with `scheme` and answer its exchange.
+    async fn try_call(
         &self,
-        path: &str,
+        scheme: &PreparedScheme,
         request: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
-        let tenants = self.tenants();
-        if let Err(refused) = self.admin_access(&tenants, &request) {
-            return refused;
-        }
-        let segments = segments(path);
-        let [name, action] = &segments[..] else {
-            return rejection(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "no such endpoint of the admin API; trial calls go to /v1/schemes/{name}/try"
-                    .into(),
-            );
-        };
-        let Some((scheme, _)) = tenants.get(name) else {
-            return unknown_scheme(name);
-        };
-        if action != "try" {
-            return rejection(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "no such endpoint of the admin API; trial calls go to /v1/schemes/{name}/try"
-                    .into(),
-            );
-        }
-        let body = match super::read_body(request, self.limits.read_timeout).await {
+        let body = match super::read_body(request, MAX_TRIAL_BODY, self.limits.read_timeout).await {
             Ok(body) => body,
             Err(e) => return bad_request(e),
         };
@@ -139,30 +127,35 @@ impl Service {
             Ok(trial) => trial,
             Err(e) => return bad_request(e),
         };
-        let report = match sample {
-            Some(answer) => {
-                self.router
-                    .answering_with(answer)
-                    .route(scheme, &call)
-                    .await
+        let report = {
+            // A call in flight like any other: shutdown waits for it.
+            let _in_flight = self.calls.enter();
+            match sample {
+                Some(answer) => {
+                    self.router
+                        .answering_with(answer)
+                        .route(scheme, &call)
+                        .await
+                }
+                None => self.router.route(scheme, &call).await,
             }
-            None => self.router.route(scheme, &call).await,
         };
         json_response(crate::exchange::record_of(
             &self.exchanges.shown(&call),
             &report,
+            &scheme.secrets(),
         ))
     }
 
-    /// Whether `request` may use the admin API: 403 on a server without server-wide tokens,
-    /// 401 without one of them.
-    fn admin_access<B>(
+    /// Why `request` may not use the admin API, if it may not: 403 on a server without
+    /// server-wide tokens, 401 without one of them.
+    fn admin_refusal<B>(
         &self,
         tenants: &Tenants,
         request: &Request<B>,
-    ) -> Result<(), Response<Full<Bytes>>> {
+    ) -> Option<Response<Full<Bytes>>> {
         if tenants.server_tokens().is_empty() {
-            return Err(rejection(
+            return Some(rejection(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "the admin API needs server-wide tokens ([server] api_tokens)".into(),
@@ -170,9 +163,9 @@ impl Service {
         }
         if !tenants.may_read_metrics(token_of(request)) {
             self.metrics.unauthorized();
-            return Err(unauthorized());
+            return Some(unauthorized());
         }
-        Ok(())
+        None
     }
 
     /// One scheme as `GET /v1/schemes` lists it.
@@ -220,35 +213,76 @@ fn bad_request(e: RequestError) -> Response<Full<Bytes>> {
     rejection(status, "bad-request", e.message)
 }
 
+/// 405, naming the one method the endpoint takes.
+fn method_not_allowed(allowed: Method) -> Response<Full<Bytes>> {
+    let mut response = rejection(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("this endpoint of the admin API takes {allowed} only"),
+    );
+    if let Ok(value) = http::HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(http::header::ALLOW, value);
+    }
+    response
+}
+
 /// A trial's call, and its sample answer if it has one. Errors name what is wrong.
 fn read_trial(body: &[u8]) -> Result<(Call, Option<CannedAnswer>), RequestError> {
-    let invalid = |message: String| RequestError {
-        status: 400,
-        message,
-    };
     let trial: Trial = serde_json::from_slice(body)
         .map_err(|e| invalid(format!("the trial call is not valid: {e}")))?;
     let call = Call::from_json(trial.call.get())
         .map_err(|e| invalid(format!("the trial's `call`: {e}")))?;
-    let answer = trial
-        .crm_answer
-        .map(|answer| {
-            if !(100..=599).contains(&answer.status) {
+    let answer = trial.crm_answer.map(sample_answer).transpose()?;
+    Ok((call, answer))
+}
+
+/// A trial's `crm_answer`: `{"status": 200, "body": "…"}`, both optional.
+fn sample_answer(answer: Value) -> Result<CannedAnswer, RequestError> {
+    let Value::Object(fields) = answer else {
+        return Err(invalid(
+            "the trial's `crm_answer` must be an object: {\"status\": 200, \"body\": \"…\"}".into(),
+        ));
+    };
+    let mut sample = CannedAnswer {
+        status: 200,
+        body: Bytes::new(),
+    };
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("status", Value::Number(n))
+                if n.as_u64().is_some_and(|n| (100..=599).contains(&n)) =>
+            {
+                sample.status = n.as_u64().unwrap_or(200) as u16;
+            }
+            ("status", _) => {
+                return Err(invalid(
+                    "the trial's `crm_answer.status` must be an HTTP status, a number from 100 to 599"
+                        .into(),
+                ));
+            }
+            ("body", Value::String(body)) => sample.body = body.into(),
+            ("body", _) => {
+                return Err(invalid(
+                    "the trial's `crm_answer.body` must be a string: the answer's text as the CRM would send it"
+                        .into(),
+                ));
+            }
+            (other, _) => {
                 return Err(invalid(format!(
-                    "the trial's `crm_answer.status` {} is not an HTTP status (100-599)",
-                    answer.status
+                    "the trial's `crm_answer.{}` is unknown (expected status, body)",
+                    excerpt(other, 64)
                 )));
             }
-            if answer.body.len() > MAX_CALL_BODY {
-                return Err(RequestError::too_large());
-            }
-            Ok(CannedAnswer {
-                status: answer.status,
-                body: answer.body.into(),
-            })
-        })
-        .transpose()?;
-    Ok((call, answer))
+        }
+    }
+    Ok(sample)
+}
+
+fn invalid(message: String) -> RequestError {
+    RequestError {
+        status: 400,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -272,7 +306,24 @@ mod tests {
             (&br#"{"call":{"caler":"1"}}"#[..], "caler"),
             (br#"{"call":{},"answer":{}}"#, "answer"),
             (br#"{"crm_answer":{}}"#, "call"),
-            (br#"{"call":{},"crm_answer":{"status":42}}"#, "status"),
+            (
+                br#"{"call":{},"crm_answer":{"status":42}}"#,
+                "crm_answer.status",
+            ),
+            (
+                br#"{"call":{},"crm_answer":{"status":70000}}"#,
+                "crm_answer.status",
+            ),
+            (
+                br#"{"call":{},"crm_answer":{"status":"200"}}"#,
+                "crm_answer.status",
+            ),
+            (
+                br#"{"call":{},"crm_answer":{"body":{"a":1}}}"#,
+                "crm_answer.body",
+            ),
+            (br#"{"call":{},"crm_answer":{"bdy":""}}"#, "crm_answer.bdy"),
+            (br#"{"call":{},"crm_answer":"x"}"#, "crm_answer"),
             (br#"not json"#, "not valid"),
         ] {
             let error = read_trial(body).unwrap_err();

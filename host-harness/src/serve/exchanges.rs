@@ -30,12 +30,14 @@ pub struct Exchanges {
 struct Record {
     call: CallShown,
     report: RouteReport,
+    /// The scheme's secrets, masked wherever they appear in the record.
+    secrets: Arc<[String]>,
     time_ms: u64,
 }
 
 impl Record {
     fn json(&self) -> Value {
-        let mut json = crate::exchange::record_of(&self.call, &self.report);
+        let mut json = crate::exchange::record_of(&self.call, &self.report, &self.secrets);
         if let Some(object) = json.as_object_mut() {
             object.insert("time_ms".into(), self.time_ms.into());
         }
@@ -63,14 +65,16 @@ impl Exchanges {
         CallShown::of(call, self.show_numbers)
     }
 
-    /// Keep the exchange of `call`, routed with scheme `scheme`.
-    pub fn record(&self, scheme: &str, call: &Call, report: RouteReport) {
+    /// Keep the exchange of `call`, routed with the scheme named `scheme`, whose `secrets` are
+    /// masked wherever they appear.
+    pub fn record(&self, scheme: &str, call: &Call, report: RouteReport, secrets: Arc<[String]>) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let record = Arc::new(Record {
             call: self.shown(call),
             report,
+            secrets,
             time_ms,
         });
         let mut by_scheme = self.lock();
@@ -83,29 +87,30 @@ impl Exchanges {
 
     /// A scheme's recent exchanges, newest first.
     pub fn recent(&self, scheme: &str) -> Vec<Value> {
-        self.lock()
-            .get(scheme)
-            .map(|kept| kept.iter().map(|r| r.json()).collect())
-            .unwrap_or_default()
+        self.kept(scheme).iter().map(|r| r.json()).collect()
     }
 
     /// The newest exchange of `call_id` in a scheme's recent ones.
     pub fn find(&self, scheme: &str, call_id: &str) -> Option<Value> {
-        self.lock()
-            .get(scheme)?
+        self.kept(scheme)
             .iter()
             .find(|r| r.call.call_id == call_id)
             .map(|r| r.json())
     }
 
+    /// A scheme's records, newest first, taken from under the lock: what is made of them is
+    /// made without holding up the calls that are being recorded.
+    fn kept(&self, scheme: &str) -> Vec<Arc<Record>> {
+        self.lock()
+            .get(scheme)
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// A scheme's health over its recent exchanges: how many, the share of each outcome, and
     /// the time to route (p50, p99).
     pub fn health(&self, scheme: &str) -> Value {
-        let kept: Vec<Arc<Record>> = self
-            .lock()
-            .get(scheme)
-            .map(|kept| kept.iter().cloned().collect())
-            .unwrap_or_default();
+        let kept = self.kept(scheme);
         let calls = kept.len();
         let share = |outcome: &str| {
             if calls == 0 {
@@ -159,6 +164,10 @@ mod tests {
         }
     }
 
+    fn secrets() -> Arc<[String]> {
+        Arc::from(Vec::new())
+    }
+
     fn call(id: &str) -> Call {
         Call::from_json(&format!(
             r#"{{"call_id":"{id}","caller":"+380501112233","callee":"380441234567"}}"#
@@ -170,7 +179,7 @@ mod tests {
     fn keeps_the_last_exchanges_of_each_scheme_newest_first() {
         let exchanges = Exchanges::new(3, false);
         for (i, ms) in [10, 20, 30, 40].into_iter().enumerate() {
-            exchanges.record("acme", &call(&format!("c{i}")), report(ms));
+            exchanges.record("acme", &call(&format!("c{i}")), report(ms), secrets());
         }
         let recent = exchanges.recent("acme");
         let ids: Vec<_> = recent.iter().map(|r| r["call_id"].clone()).collect();
@@ -192,7 +201,7 @@ mod tests {
     #[test]
     fn numbers_are_shown_whole_only_when_asked() {
         let exchanges = Exchanges::new(3, true);
-        exchanges.record("acme", &call("c1"), report(5));
+        exchanges.record("acme", &call("c1"), report(5), secrets());
         assert_eq!(exchanges.recent("acme")[0]["caller"], "+380501112233");
     }
 }

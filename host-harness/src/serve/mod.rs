@@ -8,11 +8,13 @@
 //! | either, with `Accept: text/plain` | the bare target and `X-Ring-Timeout`, 200; or 503 with the error kind |
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | OpenMetrics text ([`metrics`]): routes by scheme and outcome, error kinds, latency |
+//! | `GET /` | the web [`console`] |
+//! | `/v1/schemes…` | the [`admin`] API: tenants, their health and settings, exchanges, trial calls |
 //!
 //! A failed route is still a 200 with outcome `failed` and its kind, so a PBX can tell "CRM
 //! down" from "our bug"; an unknown scheme is a 404 and a malformed request a 400, each with a
 //! JSON error saying what is wrong. Every call runs in a fresh sandbox with its tenant's scheme;
-//! the server keeps no state between calls beyond counters, so any number of instances can
+//! the server keeps no state between calls beyond counters and the recent exchanges, so any number of instances can
 //! stand behind a load balancer. On SIGTERM or SIGINT it stops accepting, lets calls in flight
 //! finish, and exits.
 
@@ -243,15 +245,10 @@ impl Service {
             }
             (&Method::GET, "/") => console::page(),
             (&Method::GET, p) if p.starts_with(console::ASSETS) => console::asset(p),
-            (&Method::GET, p) if p == "/v1/schemes" || p.starts_with("/v1/schemes/") => {
-                self.admin(p, &request)
-            }
-            (&Method::POST, p) if p.starts_with("/v1/schemes/") => {
-                self.try_call(&path, request).await
-            }
             // A webhook of a callroute (this one or another) routed back into a callroute: a
-            // scheme pointed at its own server. Answering would call it again, without end.
-            (_, p) if p.starts_with("/v1/route/") && request.headers().contains_key(HOP_HEADER) => {
+            // scheme pointed at its own server (its routes, or its trial calls). Answering
+            // would call it again, without end.
+            (_, p) if p.starts_with("/v1/") && request.headers().contains_key(HOP_HEADER) => {
                 rejection(
                     StatusCode::LOOP_DETECTED,
                     "loop-detected",
@@ -264,10 +261,15 @@ impl Service {
                 let name = p.trim_start_matches("/v1/route/").to_owned();
                 self.route(&name, request).await
             }
+            (_, p) if p == "/v1/schemes" || p.starts_with("/v1/schemes/") => {
+                self.admin(p, request).await
+            }
             _ => rejection(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint; use /v1/route/{scheme}, /healthz or /metrics".into(),
+                "no such endpoint; use /v1/route/{scheme}, /healthz, /metrics, / (the console) \
+                 or /v1/schemes (the admin API)"
+                    .into(),
             ),
         }
     }
@@ -317,7 +319,8 @@ impl Service {
             report.elapsed_ms(),
             wants_text,
         ));
-        self.exchanges.record(&name, &call, report);
+        self.exchanges
+            .record(&name, &call, report, scheme.secrets());
         answer
     }
 }
@@ -375,38 +378,46 @@ async fn read_call(request: Request<Incoming>, timeout: Duration) -> Result<Call
     let method = request.method().clone();
     let query = request.uri().query().map(str::to_owned);
     let body = if method == Method::POST {
-        read_body(request, timeout).await?
+        read_body(request, MAX_CALL_BODY, timeout).await?
     } else {
         Bytes::new()
     };
     Call::from_http(method.as_str(), query.as_deref(), &body)
 }
 
-/// Read a request's body: at most [`MAX_CALL_BODY`] bytes, within `timeout`.
-async fn read_body(request: Request<Incoming>, timeout: Duration) -> Result<Bytes, RequestError> {
-    let body = tokio::time::timeout(
-        timeout,
-        Limited::new(request.into_body(), MAX_CALL_BODY).collect(),
-    )
-    .await
-    .map_err(|_| RequestError {
-        status: 408,
-        message: format!(
-            "the request body did not arrive within {} s",
-            timeout.as_secs_f64()
-        ),
-    })?
-    .map_err(|error| {
-        if error.is::<http_body_util::LengthLimitError>() {
-            // Over the limit: the same answer as every front end gives.
-            RequestError::too_large()
-        } else {
-            RequestError {
-                status: 400,
-                message: "the request body was cut off".into(),
+/// Read a request's body: at most `limit` bytes, within `timeout`.
+async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, RequestError> {
+    let body = tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect())
+        .await
+        .map_err(|_| RequestError {
+            status: 408,
+            message: format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        })?
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                // Over a call's limit: the same answer as every front end gives.
+                if limit == MAX_CALL_BODY {
+                    RequestError::too_large()
+                } else {
+                    RequestError {
+                        status: 413,
+                        message: format!("the request body is larger than {limit} bytes"),
+                    }
+                }
+            } else {
+                RequestError {
+                    status: 400,
+                    message: "the request body was cut off".into(),
+                }
             }
-        }
-    })?;
+        })?;
     Ok(body.to_bytes())
 }
 

@@ -10,8 +10,13 @@ const QUERY_SECRET: &str = "query-secret-0123456789";
 const SIGNING_SECRET: &str = "signing-secret-0123456789";
 
 pub fn call(id: &str) -> String {
+    call_with_mood(id, id)
+}
+
+/// A call whose variable `mood` is `mood`.
+pub fn call_with_mood(id: &str, mood: &str) -> String {
     format!(
-        r#"{{"call_id":"{id}","caller":"+380501112233","callee":"380441234567","vars":{{"mood":"{id}"}}}}"#
+        r#"{{"call_id":"{id}","caller":"+380501112233","callee":"380441234567","vars":{{"mood":"{mood}"}}}}"#
     )
 }
 
@@ -29,7 +34,8 @@ pub const SECRETS: [&str; 5] = [
 
 /// Two tenants served with a CRM that echoes what it is sent (the signature and the token
 /// included) and puts [`MARKUP`] in its answers: `acme` has every kind of secret, `globex` no
-/// fallback. A call whose `mood` is `down` gets a 503.
+/// fallback. A call whose `mood` is `down` gets a 503, one whose `mood` is `hostile` the markup
+/// alone.
 pub fn tenants_with_secrets() -> (TestCrm, Served) {
     let crm = TestCrm::start(|r| {
         let echoed = format!(
@@ -38,8 +44,12 @@ pub fn tenants_with_secrets() -> (TestCrm, Served) {
             r.header("authorization").unwrap_or_default(),
             r.header("x-callroute-signature").unwrap_or_default()
         );
-        if String::from_utf8_lossy(&r.body).contains("\"mood\":\"down\"") {
+        let body = String::from_utf8_lossy(&r.body);
+        if body.contains("\"mood\":\"down\"") {
             CrmReply::new(503, "text/plain", format!("down; got {echoed}"))
+        } else if body.contains("\"mood\":\"hostile\"") {
+            // Not JSON: the error quotes it.
+            CrmReply::html(MARKUP)
         } else {
             CrmReply::json(
                 serde_json::json!({"number_01": "380123456789", "echo": echoed, "note": MARKUP}),
@@ -244,6 +254,11 @@ fn a_trial_call_is_routed_by_the_crm_or_a_sample_answer_and_is_not_a_call() {
         401
     );
     assert_eq!(trial("").status, 400);
+    // Each endpoint takes one method, and says which.
+    let wrong = served.request("GET", "/v1/schemes/acme/try", &as_admin, "");
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST")));
+    let wrong = served.request("POST", "/v1/schemes/acme", &as_admin, &body);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET")));
     assert_eq!(
         served
             .request("POST", "/v1/schemes/nobody/try", &as_admin, &body)
