@@ -21,9 +21,12 @@ fuzz_target!(|data: &[u8]| {
     ])
     .unwrap();
     let answer = RawAnswer { status: 200, body: body.to_vec() };
-    if let Ok(destination) = read(&scheme, &Call::default(), &answer) {
-        let value = destination.target.value();
-        assert!(!value.chars().any(char::is_control));
-        assert_eq!(Target::parse(value).as_ref(), Ok(&destination.target));
+    if let Ok(answered) = read(&scheme, &Call::default(), &answer) {
+        assert!(!answered.destinations.is_empty());
+        for destination in &answered.destinations {
+            let value = destination.target.value();
+            assert!(!value.chars().any(char::is_control));
+            assert_eq!(Target::parse(value).as_ref(), Ok(&destination.target));
+        }
     }
 });

@@ -106,11 +106,7 @@ pub async fn run(router: &Router, out: &mut impl Write) -> std::io::Result<bool>
                 .map(|r| demo_answer(r).body_text())
                 .unwrap_or_default();
             let routed = match &report.result {
-                Ok(r) => format!(
-                    "{} {}",
-                    r.destination.target.kind(),
-                    r.destination.target.value()
-                ),
+                Ok(r) => format!("{} {}", r.first().target.kind(), r.first().target.value()),
                 Err(e) => {
                     all_routed = false;
                     format!("FAILED {e}")

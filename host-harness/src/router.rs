@@ -11,7 +11,7 @@
 
 use crate::EMBEDDED_PLUGIN;
 use crate::admission::{InShare, Rejection, Share};
-use crate::bindings::{Plugin, PluginPre, wit};
+use crate::bindings::{Plugin, PluginPre, v0_1, wit};
 use crate::exchange::Recorder;
 use crate::guard::AddressPolicy;
 use crate::guard::OutboundGuard;
@@ -20,10 +20,13 @@ use crate::outbound::{
     CannedAnswer, DetailSlot, Outbound, OutboundClient, OutboundScheme, tls_config,
 };
 use crate::report::{RouteFailure, RouteReport};
-use crate::sandbox::convert::{error_from_wit, routing_from_wit};
+use crate::sandbox::convert::{
+    error_from_v0_1, error_from_wit, routing_from_v0_1, routing_from_wit,
+};
 use crate::sandbox::engine::EpochTicker;
 use crate::sandbox::store::{CallState, new_store, overloaded, trap_failure};
 use callroute_plugin::call::Call;
+use callroute_plugin::destination::Refused;
 use callroute_plugin::error::ErrorKind;
 use callroute_plugin::routing::Routing;
 use callroute_plugin::scheme::{HostPolicy, format_seconds};
@@ -449,8 +452,22 @@ fn identity(pairs: &[(String, String)]) -> u64 {
 /// What every call shares: the compiled, linked component and the engine's clock.
 struct Loaded {
     engine: Engine,
-    pre: PluginPre<CallState>,
+    pre: Pre,
     _ticker: EpochTicker,
+}
+
+/// A linked component, by the contract it implements.
+enum Pre {
+    /// `callroute:router@0.2.0`, this host's.
+    Current(PluginPre<CallState>),
+    /// `callroute:router@0.1.0`: one destination and its alternatives.
+    V0_1(v0_1::PluginPre<CallState>),
+}
+
+/// One call's instance of the component.
+enum Instance {
+    Current(Plugin),
+    V0_1(v0_1::Plugin),
 }
 
 /// The loaded routing component and the host policy: route any number of calls, concurrently.
@@ -495,7 +512,20 @@ impl Router {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(LoadError::Component)?;
-        let pre = PluginPre::new(instance_pre).map_err(LoadError::Component)?;
+        // This host's contract first; a component built against 0.1.0 still loads.
+        let pre = match PluginPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Current(pre),
+            Err(current) => match v0_1::PluginPre::new(instance_pre) {
+                Ok(pre) => {
+                    tracing::info!(
+                        "the component implements callroute:router@0.1.0: each call gets its \
+                         one destination and alternatives, rung in turn"
+                    );
+                    Pre::V0_1(pre)
+                }
+                Err(_) => return Err(LoadError::Component(current)),
+            },
+        };
         Ok(Router {
             loaded: Arc::new(Loaded {
                 _ticker: EpochTicker::start(engine.clone()),
@@ -646,14 +676,36 @@ impl Router {
             callee: call.callee.clone(),
             vars: call.vars.clone(),
         };
-        let answer = plugin
-            .callroute_router_router()
-            .call_route(&mut store, &call)
-            .await
-            .map_err(|error| trap_failure(error, &stderr))?;
-        match answer {
-            Ok(routing) => routing_from_wit(routing),
-            Err(error) => Err(error_from_wit(error).into()),
+        let trap = |error| trap_failure(error, &stderr);
+        match plugin {
+            Instance::Current(plugin) => {
+                match plugin
+                    .callroute_router_router()
+                    .call_route(&mut store, &call)
+                    .await
+                    .map_err(trap)?
+                {
+                    Ok(routing) => routing_from_wit(routing),
+                    Err(error) => Err(error_from_wit(error).into()),
+                }
+            }
+            Instance::V0_1(plugin) => {
+                let call = v0_1::wit::Call {
+                    call_id: call.call_id,
+                    caller: call.caller,
+                    callee: call.callee,
+                    vars: call.vars,
+                };
+                match plugin
+                    .callroute_router0_1_0_router()
+                    .call_route(&mut store, &call)
+                    .await
+                    .map_err(trap)?
+                {
+                    Ok(routing) => routing_from_v0_1(routing),
+                    Err(error) => Err(error_from_wit(error_from_v0_1(error)).into()),
+                }
+            }
         }
     }
 
@@ -684,12 +736,14 @@ impl Router {
             scheme.vars.clone(),
             outbound,
         );
-        let plugin = self
-            .loaded
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|error| trap_failure(error, &stderr))?;
+        let plugin = match &self.loaded.pre {
+            Pre::Current(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Instance::Current),
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_1),
+        }
+        .map_err(|error| trap_failure(error, &stderr))?;
         Ok(Sandbox {
             store,
             plugin,
@@ -757,9 +811,20 @@ impl Router {
                 .new_response_outparam(sender)
                 .map_err(trap)?;
             // The handler streams the body after handing over the response: read both at once.
-            let handle = plugin
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, out);
+            let handle = async {
+                match &plugin {
+                    Instance::Current(p) => {
+                        p.wasi_http_incoming_handler()
+                            .call_handle(&mut store, request, out)
+                            .await
+                    }
+                    Instance::V0_1(p) => {
+                        p.wasi_http_incoming_handler()
+                            .call_handle(&mut store, request, out)
+                            .await
+                    }
+                }
+            };
             let answer = async {
                 let response = receiver
                     .await
@@ -815,7 +880,7 @@ async fn within_grace<T>(
 /// explain a crash), and the call's admission, held until the store is dropped.
 struct Sandbox {
     store: Store<CallState>,
-    plugin: Plugin,
+    plugin: Instance,
     stderr: MemoryOutputPipe,
     _admission: Admission,
 }
@@ -856,22 +921,35 @@ fn outbound_client(config: &RouterConfig) -> OutboundClient {
 
 /// A component's destinations must be inside the scheme's allowlist or be the scheme's own
 /// fallback: a component loaded with `--plugin` is not trusted to have applied either. One
-/// outside both is a `bad-response`, and the call gets the scheme's fallback.
-fn check_allowlist(scheme: &PreparedScheme, routing: Routing) -> Result<Routing, RouteFailure> {
-    for destination in std::iter::once(&routing.destination).chain(&routing.alternatives) {
-        if scheme.policy.fallback.contains(&destination.target) {
-            continue;
+/// outside both is left out (refused, saying why); none left is a `bad-response`, and the call
+/// gets the scheme's fallback.
+fn check_allowlist(scheme: &PreparedScheme, mut routing: Routing) -> Result<Routing, RouteFailure> {
+    let mut first_reason = None;
+    let destinations = std::mem::take(&mut routing.destinations);
+    for destination in destinations {
+        let allowed = if scheme.policy.fallback.contains(&destination.target) {
+            Ok(())
+        } else {
+            scheme.policy.allowlist.check(&destination.target)
+        };
+        match allowed {
+            Ok(()) => routing.destinations.push(destination),
+            Err(reason) => {
+                routing
+                    .refused
+                    .push(Refused::new(destination.target.value(), reason.clone()));
+                first_reason.get_or_insert(reason);
+            }
         }
-        scheme
-            .policy
-            .allowlist
-            .check(&destination.target)
-            .map_err(|reason| {
-                RouteFailure::new(
-                    ErrorKind::BadResponse,
-                    format!("the component's destination was refused: {reason}"),
-                )
-            })?;
+    }
+    if routing.destinations.is_empty() {
+        return Err(RouteFailure::new(
+            ErrorKind::BadResponse,
+            format!(
+                "the component's destination was refused: {}",
+                first_reason.unwrap_or_default()
+            ),
+        ));
     }
     Ok(routing)
 }

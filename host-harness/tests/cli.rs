@@ -118,7 +118,9 @@ fn a_routed_call_prints_the_destination_and_exits_0() {
         serde_json::json!({"kind": "phone", "target": "380123456789", "ring_timeout_secs": 25})
     );
     assert!(json["elapsed_ms"].is_u64(), "{json}");
-    assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
+    assert_eq!(json["destinations"][0], json["destination"]);
+    assert_eq!(json["strategy"], "serial");
+    assert_eq!(json.as_object().unwrap().len(), 5, "{json}");
     assert_eq!(crm.single_request().json()["uuid"], "842d921d");
 }
 
@@ -513,7 +515,7 @@ fn a_fallback_prints_the_destination_and_the_cause_and_exits_0() {
         json["destination"],
         serde_json::json!({"kind": "sip", "target": "reception", "ring_timeout_secs": 30})
     );
-    assert_eq!(json["alternatives"][0]["target"], "+380441234567");
+    assert_eq!(json["destinations"][1]["target"], "+380441234567");
     assert_eq!(json["error"]["kind"], "transport");
 }
 

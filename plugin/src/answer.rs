@@ -9,7 +9,7 @@
 //! JSON numbers are accepted as phone numbers (`{"number_01": 380123456789}`).
 
 use crate::call::Call;
-use crate::destination::{Destination, Target};
+use crate::destination::{Destination, Refused, Target};
 use crate::error::{RouteError, excerpt};
 use crate::json::{self, Value};
 use crate::request::jsonrpc_id;
@@ -27,8 +27,18 @@ pub struct RawAnswer {
     pub body: Vec<u8>,
 }
 
-/// Turn the CRM's answer into a destination, or say why it holds none.
-pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Destination, RouteError> {
+/// What the CRM's answer names: the destinations to ring, in order (never empty), and those
+/// left out with their reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The destinations, in the CRM's order, at most the scheme's `max_destinations`.
+    pub destinations: Vec<Destination>,
+    /// The destinations the CRM named that cannot be used.
+    pub refused: Vec<Refused>,
+}
+
+/// Turn the CRM's answer into its destinations, or say why it holds none.
+pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Answered, RouteError> {
     let status = answer.status;
     if !(200..300).contains(&status) {
         let reason = reason_phrase(status);
@@ -56,19 +66,15 @@ pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Destinat
             "the CRM answered with an empty body".into(),
         ));
     }
-    let target = match scheme.import {
-        Import::Http => plain_text(text)?,
+    match scheme.import {
+        Import::Http => plain_text(scheme, text),
         Import::Json => {
             let value = parse_json(text)?;
             let path = scheme.destination_field.as_deref().unwrap_or_default();
-            field_target(&value, path)?
+            destinations(scheme, field_value(&value, path)?, &path.join("."))
         }
-        Import::JsonRpc => json_rpc(scheme, call, &parse_json(text)?)?,
-    };
-    Ok(Destination {
-        target,
-        ring_timeout_secs: scheme.ring_timeout_secs,
-    })
+        Import::JsonRpc => json_rpc(scheme, call, &parse_json(text)?),
+    }
 }
 
 /// The reason phrase of the statuses a CRM plausibly answers with (RFC 9110, RFC 6585), for
@@ -118,7 +124,23 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn plain_text(text: &str) -> Result<Target, RouteError> {
+/// A plain-text answer: one destination, or one per line.
+fn plain_text(scheme: &Scheme, text: &str) -> Result<Answered, RouteError> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() > 1 {
+        return collect(
+            scheme,
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, line)| (line.to_string(), one_line(scheme, line, i + 1))),
+            &format!("the answer's {} lines", lines.len()),
+        );
+    }
     // A CRM that JSON-encodes its plain answer (`"380123456789"`) still means the number.
     let text = match json::parse(text) {
         Ok(Value::String(s)) if text.starts_with('"') => s,
@@ -129,7 +151,31 @@ fn plain_text(text: &str) -> Result<Target, RouteError> {
             "the CRM answered with an empty destination".into(),
         ));
     }
-    Target::parse(&text).map_err(RouteError::BadResponse)
+    let target = Target::parse(&text).map_err(RouteError::BadResponse)?;
+    Ok(Answered::one(scheme, target))
+}
+
+/// Line `number` of a plain-text answer with several.
+fn one_line(scheme: &Scheme, line: &str, number: usize) -> Result<Destination, RouteError> {
+    Target::parse(line)
+        .map(|target| Destination {
+            target,
+            ring_timeout_secs: scheme.ring_timeout_secs,
+        })
+        .map_err(|reason| RouteError::BadResponse(format!("line {number}: {reason}")))
+}
+
+impl Answered {
+    /// One destination, ringing for the scheme's ring time.
+    fn one(scheme: &Scheme, target: Target) -> Answered {
+        Answered {
+            destinations: vec![Destination {
+                target,
+                ring_timeout_secs: scheme.ring_timeout_secs,
+            }],
+            refused: Vec::new(),
+        }
+    }
 }
 
 fn parse_json(text: &str) -> Result<Value, RouteError> {
@@ -141,8 +187,8 @@ fn parse_json(text: &str) -> Result<Value, RouteError> {
     })
 }
 
-/// The destination at a dotted path; array elements are addressed by index (`routes.0.number`).
-fn field_target(root: &Value, path: &[String]) -> Result<Target, RouteError> {
+/// The value at a dotted path; array elements are addressed by index (`routes.0.number`).
+fn field_value<'a>(root: &'a Value, path: &[String]) -> Result<&'a Value, RouteError> {
     let name = path.join(".");
     let mut value = root;
     for segment in path {
@@ -160,7 +206,133 @@ fn field_target(root: &Value, path: &[String]) -> Result<Target, RouteError> {
         value =
             next.ok_or_else(|| RouteError::NoDestination(format!("the answer has no `{name}`")))?;
     }
-    value_target(value, &name)
+    Ok(value)
+}
+
+/// The destinations a JSON value names: one (a string or a whole number), or a list (an
+/// array of them, or of objects with a target and a ring time).
+fn destinations(scheme: &Scheme, value: &Value, name: &str) -> Result<Answered, RouteError> {
+    let Value::Array(items) = value else {
+        return Ok(Answered::one(scheme, value_target(value, name)?));
+    };
+    if items.is_empty() {
+        return Err(RouteError::NoDestination(format!(
+            "`{name}` is an empty list"
+        )));
+    }
+    collect(
+        scheme,
+        items.iter().enumerate().map(|(i, item)| {
+            let item_name = format!("{name}.{i}");
+            (shown(scheme, item), list_item(scheme, item, &item_name))
+        }),
+        &format!("`{name}`"),
+    )
+}
+
+/// One item of a list of destinations: a target, or an object holding one (and maybe its
+/// own ring time).
+fn list_item(scheme: &Scheme, item: &Value, name: &str) -> Result<Destination, RouteError> {
+    let Value::Object(_) = item else {
+        return Ok(Destination {
+            target: value_target(item, name)?,
+            ring_timeout_secs: scheme.ring_timeout_secs,
+        });
+    };
+    let target_name = format!("{name}.{}", scheme.target_field.join("."));
+    let target = match lookup(item, &scheme.target_field) {
+        Some(value) => value_target(value, &target_name)?,
+        None => {
+            return Err(RouteError::NoDestination(format!(
+                "`{target_name}` is missing"
+            )));
+        }
+    };
+    let ring_timeout_secs = match lookup(item, &scheme.ring_timeout_field) {
+        None | Some(Value::Null) => scheme.ring_timeout_secs,
+        Some(value) => {
+            let text = match value {
+                Value::Number(n) | Value::String(n) => n.as_str(),
+                _ => "",
+            };
+            crate::scheme::parse_ring_timeout(text).map_err(|reason| {
+                RouteError::BadResponse(format!(
+                    "`{name}.{}`: {reason}",
+                    scheme.ring_timeout_field.join(".")
+                ))
+            })?
+        }
+    };
+    Ok(Destination {
+        target,
+        ring_timeout_secs,
+    })
+}
+
+/// The value at a dotted path inside an object, if there is one.
+fn lookup<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(object, |value, segment| value.get(segment))
+}
+
+/// How a refused item is shown: its target as written, or the item itself.
+fn shown(scheme: &Scheme, item: &Value) -> String {
+    match lookup(item, &scheme.target_field).unwrap_or(item) {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The destinations of a list, in order: the valid ones up to `max_destinations`, the rest
+/// refused with their reasons. None valid is the error of the only one, or `bad-response`
+/// (`no-destination` when every item was empty).
+fn collect(
+    scheme: &Scheme,
+    candidates: impl Iterator<Item = (String, Result<Destination, RouteError>)>,
+    what: &str,
+) -> Result<Answered, RouteError> {
+    let mut answered = Answered {
+        destinations: Vec::new(),
+        refused: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    for (raw, candidate) in candidates {
+        match candidate {
+            Ok(destination) if answered.destinations.len() < scheme.max_destinations => {
+                answered.destinations.push(destination)
+            }
+            Ok(destination) => answered.refused.push(Refused::new(
+                destination.target.value(),
+                format!(
+                    "beyond max_destinations ({}): the rest of the list is not rung",
+                    scheme.max_destinations
+                ),
+            )),
+            Err(error) => {
+                answered.refused.push(Refused::new(&raw, error.to_string()));
+                errors.push(error);
+            }
+        }
+    }
+    if !answered.destinations.is_empty() {
+        return Ok(answered);
+    }
+    if errors.len() == 1 {
+        return Err(errors.remove(0));
+    }
+    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+    if errors
+        .iter()
+        .all(|e| matches!(e, RouteError::NoDestination(_)))
+    {
+        return Err(RouteError::NoDestination(format!(
+            "none of {what} holds a destination: {first}"
+        )));
+    }
+    Err(RouteError::BadResponse(format!(
+        "none of the {} destinations in {what} can be used; the first: {first}",
+        errors.len()
+    )))
 }
 
 fn value_target(value: &Value, name: &str) -> Result<Target, RouteError> {
@@ -181,7 +353,7 @@ fn value_target(value: &Value, name: &str) -> Result<Target, RouteError> {
     }
 }
 
-fn json_rpc(scheme: &Scheme, call: &Call, value: &Value) -> Result<Target, RouteError> {
+fn json_rpc(scheme: &Scheme, call: &Call, value: &Value) -> Result<Answered, RouteError> {
     if !matches!(value, Value::Object(_)) {
         return Err(RouteError::BadResponse(format!(
             "the JSON-RPC answer is {}, not an object",
@@ -212,13 +384,14 @@ fn json_rpc(scheme: &Scheme, call: &Call, value: &Value) -> Result<Target, Route
         RouteError::BadResponse("the JSON-RPC answer has neither `result` nor `error`".into())
     })?;
     match (result, scheme.destination_field.as_deref()) {
-        (Value::Object(_) | Value::Array(_), Some(path)) => {
-            field_target(result, path).map_err(prefix_result)
-        }
-        (Value::Object(_) | Value::Array(_), None) => Err(RouteError::BadResponse(
+        (Value::Object(_) | Value::Array(_), Some(path)) => field_value(result, path)
+            .and_then(|value| destinations(scheme, value, &path.join(".")))
+            .map_err(prefix_result),
+        (Value::Array(_), None) => destinations(scheme, result, "result"),
+        (Value::Object(_), None) => Err(RouteError::BadResponse(
             "the JSON-RPC result is an object; set destination_field to the field holding the destination".into(),
         )),
-        (value, _) => value_target(value, "result"),
+        (value, _) => destinations(scheme, value, "result"),
     }
 }
 
@@ -248,6 +421,10 @@ mod tests {
     use crate::error::ErrorKind;
 
     fn scheme(import: &str, field: Option<&str>) -> Scheme {
+        scheme_with(import, field, &[])
+    }
+
+    fn scheme_with(import: &str, field: Option<&str>, extra: &[(&str, &str)]) -> Scheme {
         let mut pairs = vec![
             ("url", "http://crm/"),
             ("import", import),
@@ -257,6 +434,7 @@ mod tests {
         if let Some(field) = field {
             pairs.push(("destination_field", field));
         }
+        pairs.extend_from_slice(extra);
         Scheme::from_pairs(pairs).unwrap()
     }
 
@@ -272,7 +450,7 @@ mod tests {
         field: Option<&str>,
         status: u16,
         body: &str,
-    ) -> Result<Destination, RouteError> {
+    ) -> Result<Answered, RouteError> {
         read(
             &scheme(import, field),
             &call(),
@@ -283,12 +461,39 @@ mod tests {
         )
     }
 
-    fn target(r: Result<Destination, RouteError>) -> Target {
-        r.unwrap_or_else(|e| panic!("{e:?}")).target
+    fn target(r: Result<Answered, RouteError>) -> Target {
+        let answered = r.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(answered.destinations.len(), 1, "{answered:?}");
+        answered.destinations[0].target.clone()
     }
 
-    fn kind(r: Result<Destination, RouteError>) -> ErrorKind {
+    fn kind(r: Result<Answered, RouteError>) -> ErrorKind {
         r.unwrap_err().kind()
+    }
+
+    /// The targets and ring times of a list answer, and the reasons of those refused.
+    fn list(scheme: &Scheme, body: &str) -> (Vec<(String, u32)>, Vec<String>) {
+        let answered = read(
+            scheme,
+            &call(),
+            &RawAnswer {
+                status: 200,
+                body: body.as_bytes().to_vec(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{body}: {e}"));
+        (
+            answered
+                .destinations
+                .iter()
+                .map(|d| (d.target.value().to_owned(), d.ring_timeout_secs))
+                .collect(),
+            answered
+                .refused
+                .iter()
+                .map(|r| format!("{}: {}", r.value, r.reason))
+                .collect(),
+        )
     }
 
     #[test]
@@ -299,7 +504,9 @@ mod tests {
             200,
             r#"{"number_01":"3 80123456789"}"#,
         )
-        .unwrap();
+        .unwrap()
+        .destinations
+        .remove(0);
         assert_eq!(d.target, Target::Phone("380123456789".into()));
         assert_eq!(d.ring_timeout_secs, 25);
         assert_eq!(
@@ -374,7 +581,7 @@ mod tests {
             r#"{"n":-5}"#,
             r#"{"n":1.5}"#,
             r#"{"n":{}}"#,
-            r#"{"n":["1"]}"#,
+            r#"{"n":["not a number!"]}"#,
             "[1,",
             "<html>",
             r#"{"n":"a\nb"}"#,
@@ -465,6 +672,115 @@ mod tests {
         );
         let err = read_as("json-rpc", Some("n"), 200, r#"{"result":{},"id":"c-1"}"#).unwrap_err();
         assert!(err.to_string().contains("`result.n`"), "{err}");
+    }
+
+    #[test]
+    fn lists_of_destinations_in_every_form() {
+        let json = scheme("json", Some("managers"));
+        // Strings and numbers, in order, each with the scheme's ring time.
+        assert_eq!(
+            list(
+                &json,
+                r#"{"managers":["380441234567", 101, "sip:team@pbx.example.com"]}"#
+            ),
+            (
+                vec![
+                    ("380441234567".into(), 25),
+                    ("101".into(), 25),
+                    ("sip:team@pbx.example.com".into(), 25)
+                ],
+                vec![]
+            )
+        );
+        // Objects with a target and a ring time of their own, the field names configurable.
+        assert_eq!(
+            list(
+                &json,
+                r#"{"managers":[{"target":"101","ring_timeout_secs":10},{"target":"102"}]}"#
+            )
+            .0,
+            vec![("101".into(), 10), ("102".into(), 25)]
+        );
+        let named = scheme_with(
+            "json",
+            Some("managers"),
+            &[
+                ("target_field", "phone.work"),
+                ("ring_timeout_field", "ring"),
+            ],
+        );
+        assert_eq!(
+            list(
+                &named,
+                r#"{"managers":[{"phone":{"work":"101"},"ring":"15"}]}"#
+            )
+            .0,
+            vec![("101".into(), 15)]
+        );
+        // Invalid ones are left out with their reasons; the rest still ring.
+        let (rung, refused) = list(
+            &json,
+            r#"{"managers":["101", "not a number!", null, {"target":"102","ring_timeout_secs":0}, {"name":"x"}, "103"]}"#,
+        );
+        assert_eq!(rung, vec![("101".into(), 25), ("103".into(), 25)]);
+        assert_eq!(refused.len(), 4, "{refused:?}");
+        assert!(refused[0].starts_with("not a number!: "), "{refused:?}");
+        assert!(refused[1].contains("`managers.2` is null"), "{refused:?}");
+        assert!(
+            refused[2].contains("`managers.3.ring_timeout_secs`"),
+            "{refused:?}"
+        );
+        assert!(
+            refused[3].contains("`managers.4.target` is missing"),
+            "{refused:?}"
+        );
+        // At most max_destinations; the rest are refused, saying why.
+        let two = scheme_with("json", Some("managers"), &[("max_destinations", "2")]);
+        let (rung, refused) = list(&two, r#"{"managers":["101","102","103"]}"#);
+        assert_eq!(rung.len(), 2);
+        assert_eq!(
+            refused,
+            vec!["103: beyond max_destinations (2): the rest of the list is not rung".to_owned()]
+        );
+        // A JSON-RPC result array, and plain-text lines.
+        let rpc = scheme("json-rpc", None);
+        assert_eq!(
+            list(
+                &rpc,
+                r#"{"jsonrpc":"2.0","result":["101","102"],"id":"c-1"}"#
+            )
+            .0,
+            vec![("101".into(), 25), ("102".into(), 25)]
+        );
+        let text = scheme("http", None);
+        let (rung, refused) = list(&text, "101\r\n\nmanager_7\n<html>\n");
+        assert_eq!(rung, vec![("101".into(), 25), ("manager_7".into(), 25)]);
+        assert!(refused[0].starts_with("<html>: line 3: "), "{refused:?}");
+        // None usable: no-destination when all were empty, bad-response otherwise.
+        for (body, expected) in [
+            (r#"{"managers":[]}"#, ErrorKind::NoDestination),
+            (r#"{"managers":[null, ""]}"#, ErrorKind::NoDestination),
+            (r#"{"managers":["x y", "a&b"]}"#, ErrorKind::BadResponse),
+            (r#"{"managers":[true]}"#, ErrorKind::BadResponse),
+        ] {
+            assert_eq!(
+                kind(read_as("json", Some("managers"), 200, body)),
+                expected,
+                "{body}"
+            );
+        }
+        let err = read_as(
+            "json",
+            Some("managers"),
+            200,
+            r#"{"managers":["x y", "a&b"]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("none of the 2 destinations in `managers`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -121,6 +121,61 @@ pub struct Destination {
     pub ring_timeout_secs: u32,
 }
 
+/// How several destinations are rung (the WIT `ring-strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingStrategy {
+    /// One after another, in order, each for its ring time.
+    #[default]
+    Serial,
+    /// All at once; the first to answer takes the call.
+    Parallel,
+}
+
+impl RingStrategy {
+    /// The strategy's name, as the scheme and the outcome JSON write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingStrategy::Serial => "serial",
+            RingStrategy::Parallel => "parallel",
+        }
+    }
+}
+
+impl std::str::FromStr for RingStrategy {
+    type Err = String;
+
+    /// `serial` or `parallel`, in any case.
+    fn from_str(value: &str) -> Result<RingStrategy, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "serial" => Ok(RingStrategy::Serial),
+            "parallel" => Ok(RingStrategy::Parallel),
+            _ => Err(format!(
+                "`{}` is not one of serial, parallel",
+                crate::error::excerpt(value, 32)
+            )),
+        }
+    }
+}
+
+/// A destination the CRM named that is left out, and why (the WIT `refused-destination`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What the CRM gave, cut to at most 64 characters.
+    pub value: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+impl Refused {
+    /// `value` (cut to 64 characters) refused for `reason`.
+    pub fn new(value: &str, reason: impl Into<String>) -> Refused {
+        Refused {
+            value: crate::error::excerpt(value, 64),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// `Some(normalised)` when `raw` is a phone number once separators are dropped.
 fn phone(raw: &str) -> Option<String> {
     let (plus, rest) = match raw.strip_prefix('+') {

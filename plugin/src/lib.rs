@@ -79,11 +79,8 @@ mod tests {
             }),
         };
         let routing = route(pairs, &call, &mut transport).unwrap();
-        assert_eq!(
-            routing.destination.target,
-            Target::Phone("380123456789".into())
-        );
-        assert_eq!(routing.destination.ring_timeout_secs, 30);
+        assert_eq!(routing.first().target, Target::Phone("380123456789".into()));
+        assert_eq!(routing.first().ring_timeout_secs, 30);
         assert!(routing.fallback_cause.is_none());
     }
 

@@ -4,15 +4,17 @@
 //! answer alike by construction.
 //!
 //! ```json
-//! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}
-//! {"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":30},"error":{"kind":"timeout","message":"…"},"elapsed_ms":5003}
+//! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","elapsed_ms":12}
+//! {"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":30},"destinations":[…],"strategy":"serial","error":{"kind":"timeout","message":"…"},"elapsed_ms":5003}
 //! {"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}
 //! ```
 //!
-//! Keys come in the documented order; `status` appears only for `http-status`, and
-//! `alternatives` (the rest of a fallback list, in order) only when there are some.
+//! Keys come in the documented order. `destination` is the first of `destinations` (what a
+//! client that rings one target needs); `refused` (`[{"value","reason"}]`, the CRM's
+//! destinations left out) appears only when there are some, and `status` only for
+//! `http-status`.
 
-use crate::destination::Destination;
+use crate::destination::{Destination, Refused};
 use crate::error::Failure;
 use crate::json::Object;
 use crate::routing::Routing;
@@ -33,6 +35,12 @@ fn destination_json(d: &Destination) -> Object {
         .number("ring_timeout_secs", d.ring_timeout_secs)
 }
 
+fn refused_json(r: &Refused) -> Object {
+    Object::new()
+        .string("value", &r.value)
+        .string("reason", &r.reason)
+}
+
 fn error_json(e: &Failure) -> Object {
     let error = Object::new()
         .string("kind", e.kind.as_str())
@@ -48,9 +56,12 @@ pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
     let mut json = Object::new().string("outcome", outcome_name(result));
     match result {
         Ok(r) => {
-            json = json.object("destination", destination_json(&r.destination));
-            if !r.alternatives.is_empty() {
-                json = json.array("alternatives", r.alternatives.iter().map(destination_json));
+            json = json
+                .object("destination", destination_json(r.first()))
+                .array("destinations", r.destinations.iter().map(destination_json))
+                .string("strategy", r.strategy.as_str());
+            if !r.refused.is_empty() {
+                json = json.array("refused", r.refused.iter().map(refused_json));
             }
             if let Some(cause) = &r.fallback_cause {
                 json = json.object("error", error_json(cause));
@@ -61,8 +72,8 @@ pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
     json.number("elapsed_ms", elapsed_ms).finish()
 }
 
-/// What an HTTP front end answers: status, content type, body, and the ring timeout for the
-/// `X-Ring-Timeout` header of a plain-text answer.
+/// What an HTTP front end answers: status, content type, body, and the headers of a
+/// plain-text answer ([`plain_text`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpAnswer {
     /// The HTTP status.
@@ -71,9 +82,17 @@ pub struct HttpAnswer {
     pub content_type: &'static str,
     /// The body.
     pub body: String,
-    /// `X-Ring-Timeout`, for a plain-text destination.
-    pub ring_timeout: Option<u32>,
+    /// Further headers, names in lower case.
+    pub headers: Vec<(&'static str, String)>,
 }
+
+/// A plain-text answer's header: how long the target rings, in seconds.
+pub const RING_TIMEOUT_HEADER: &str = "x-ring-timeout";
+/// A plain-text answer's header: the destinations after the first, in order, comma-separated
+/// (none of them can hold a comma), each with its ring time (`101;ring=20, manager_7;ring=30`).
+pub const NEXT_DESTINATIONS_HEADER: &str = "x-next-destinations";
+/// A plain-text answer's header: how the destinations are rung, `serial` or `parallel`.
+pub const RING_STRATEGY_HEADER: &str = "x-ring-strategy";
 
 /// The `Content-Type` of JSON answers.
 pub const JSON: &str = "application/json";
@@ -89,19 +108,13 @@ pub fn http_answer(
     prefers_text: bool,
 ) -> HttpAnswer {
     if prefers_text {
-        let (status, body, ring_timeout) = plain_text(result);
-        HttpAnswer {
-            status,
-            content_type: TEXT,
-            body,
-            ring_timeout,
-        }
+        plain_text(result)
     } else {
         HttpAnswer {
             status: 200,
             content_type: JSON,
             body: to_json(result, elapsed_ms),
-            ring_timeout: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -113,7 +126,7 @@ pub fn http_rejection(status: u16, kind: &str, message: &str) -> HttpAnswer {
         status,
         content_type: JSON,
         body: rejection_json(kind, message),
-        ring_timeout: None,
+        headers: Vec::new(),
     }
 }
 
@@ -130,17 +143,37 @@ pub fn prefers_text<'a>(accept: impl IntoIterator<Item = &'a str>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("text/plain"))
 }
 
-/// The plain-text answer to a client that [`prefers_text`]: `(status, body, ring timeout)`.
-/// A routed call (or its fallback) is `200` with the bare target, so the simplest PBX script
-/// can dial it; a failed one is `503` with the error kind.
-pub fn plain_text(result: &Result<Routing, Failure>) -> (u16, String, Option<u32>) {
+/// The plain-text answer to a client that [`prefers_text`]. A routed call (or its fallback)
+/// is `200` with the first target bare, so the simplest PBX script can dial it, its ring time
+/// in [`RING_TIMEOUT_HEADER`], and, when there are more, the rest in
+/// [`NEXT_DESTINATIONS_HEADER`] and the strategy in [`RING_STRATEGY_HEADER`]; a failed call is
+/// `503` with the error kind.
+pub fn plain_text(result: &Result<Routing, Failure>) -> HttpAnswer {
     match result {
-        Ok(r) => (
-            200,
-            r.destination.target.value().to_owned(),
-            Some(r.destination.ring_timeout_secs),
-        ),
-        Err(e) => (503, e.kind.as_str().to_owned(), None),
+        Ok(r) => {
+            let first = r.first();
+            let mut headers = vec![(RING_TIMEOUT_HEADER, first.ring_timeout_secs.to_string())];
+            if r.destinations.len() > 1 {
+                let next: Vec<String> = r.destinations[1..]
+                    .iter()
+                    .map(|d| format!("{};ring={}", d.target.value(), d.ring_timeout_secs))
+                    .collect();
+                headers.push((NEXT_DESTINATIONS_HEADER, next.join(", ")));
+                headers.push((RING_STRATEGY_HEADER, r.strategy.as_str().to_owned()));
+            }
+            HttpAnswer {
+                status: 200,
+                content_type: TEXT,
+                body: first.target.value().to_owned(),
+                headers,
+            }
+        }
+        Err(e) => HttpAnswer {
+            status: 503,
+            content_type: TEXT,
+            body: e.kind.as_str().to_owned(),
+            headers: Vec::new(),
+        },
     }
 }
 
@@ -156,19 +189,40 @@ pub fn rejection_json(kind: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::destination::Target;
+    use crate::destination::{RingStrategy, Target};
     use crate::error::{ErrorKind, RouteError};
     use serde_json::Value;
 
+    fn routed(targets: &[Target], ring_timeout_secs: u32) -> Result<Routing, Failure> {
+        Ok(Routing {
+            destinations: targets
+                .iter()
+                .map(|target| Destination {
+                    target: target.clone(),
+                    ring_timeout_secs,
+                })
+                .collect(),
+            strategy: RingStrategy::Serial,
+            refused: Vec::new(),
+            fallback_cause: None,
+        })
+    }
+
     #[test]
     fn json_matches_the_contract() {
-        let routed = Ok(Routing::direct(Destination {
-            target: Target::Phone("380123456789".into()),
-            ring_timeout_secs: 30,
-        }));
+        let routed = routed(&[Target::Phone("380123456789".into())], 30);
         assert_eq!(
             to_json(&routed, 12),
-            r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"elapsed_ms":12}"#
+            r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","elapsed_ms":12}"#
+        );
+        let mut group = routed_group();
+        if let Ok(r) = &mut group {
+            r.strategy = RingStrategy::Parallel;
+            r.refused.push(Refused::new("x!", "not a number"));
+        }
+        assert_eq!(
+            to_json(&group, 3),
+            r#"{"outcome":"routed","destination":{"kind":"phone","target":"101","ring_timeout_secs":20},"destinations":[{"kind":"phone","target":"101","ring_timeout_secs":20},{"kind":"sip","target":"manager_7","ring_timeout_secs":20}],"strategy":"parallel","refused":[{"value":"x!","reason":"not a number"}],"elapsed_ms":3}"#
         );
         let failed = Err(Failure::from(RouteError::HttpStatus {
             status: 503,
@@ -185,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             to_json(&fallback, 5003),
-            r#"{"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":20},"alternatives":[{"kind":"phone","target":"101","ring_timeout_secs":20}],"error":{"kind":"timeout","message":"slow"},"elapsed_ms":5003}"#
+            r#"{"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":20},"destinations":[{"kind":"sip","target":"reception","ring_timeout_secs":20},{"kind":"phone","target":"101","ring_timeout_secs":20}],"strategy":"serial","error":{"kind":"timeout","message":"slow"},"elapsed_ms":5003}"#
         );
         assert_eq!(outcome_name(&fallback), "fallback");
         let trap = Err(Failure::new(ErrorKind::Trap, "said \"no\"\n"));
@@ -196,25 +250,38 @@ mod tests {
         assert_eq!(json["elapsed_ms"], 5001);
     }
 
+    fn routed_group() -> Result<Routing, Failure> {
+        routed(
+            &[Target::Phone("101".into()), Target::Sip("manager_7".into())],
+            20,
+        )
+    }
+
     #[test]
     fn both_front_ends_answer_alike() {
-        let routed = Ok(Routing::direct(Destination {
-            target: Target::Phone("380123456789".into()),
-            ring_timeout_secs: 25,
-        }));
+        let routed = routed(&[Target::Phone("380123456789".into())], 25);
         assert_eq!(
             http_answer(&routed, 9, true),
             HttpAnswer {
                 status: 200,
                 content_type: TEXT,
                 body: "380123456789".into(),
-                ring_timeout: Some(25),
+                headers: vec![(RING_TIMEOUT_HEADER, "25".into())],
             }
         );
         let json = http_answer(&routed, 9, false);
         assert_eq!((json.status, json.content_type), (200, JSON));
         assert_eq!(json.body, to_json(&routed, 9));
-        assert_eq!(json.ring_timeout, None);
+        assert!(json.headers.is_empty());
+        // Several: the first bare, the rest and the strategy in headers.
+        assert_eq!(
+            http_answer(&routed_group(), 9, true).headers,
+            vec![
+                (RING_TIMEOUT_HEADER, "20".into()),
+                (NEXT_DESTINATIONS_HEADER, "manager_7;ring=20".into()),
+                (RING_STRATEGY_HEADER, "serial".into()),
+            ]
+        );
         let failed = Err(Failure::new(ErrorKind::Transport, "down"));
         assert_eq!(
             (
@@ -243,13 +310,13 @@ mod tests {
 
     #[test]
     fn plain_text_and_rejections() {
-        let routed = Ok(Routing::direct(Destination {
-            target: Target::Sip("manager_7".into()),
-            ring_timeout_secs: 20,
-        }));
-        assert_eq!(plain_text(&routed), (200, "manager_7".into(), Some(20)));
+        let routed = routed(&[Target::Sip("manager_7".into())], 20);
+        let answer = plain_text(&routed);
+        assert_eq!((answer.status, answer.body.as_str()), (200, "manager_7"));
         let failed = Err(Failure::new(ErrorKind::Timeout, "slow"));
-        assert_eq!(plain_text(&failed), (503, "timeout".into(), None));
+        let answer = plain_text(&failed);
+        assert_eq!((answer.status, answer.body.as_str()), (503, "timeout"));
+        assert!(answer.headers.is_empty());
         let json: Value =
             serde_json::from_str(&rejection_json("bad-request", "call field `x`")).unwrap();
         assert_eq!(

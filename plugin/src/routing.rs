@@ -10,9 +10,9 @@
 //! the secondary its share. Retries (`retries`) follow connection failures and 5xx only, after
 //! a short pause, and only while time is left; a timed-out CRM is not retried.
 
-use crate::answer;
+use crate::answer::{self, Answered};
 use crate::call::Call;
-use crate::destination::{Destination, Target};
+use crate::destination::{Destination, Refused, RingStrategy, Target};
 use crate::error::{Failure, RouteError};
 use crate::request;
 use crate::scheme::{Endpoint, Scheme};
@@ -72,23 +72,32 @@ impl<F: FnMut(&Endpoint, &request::Request)> Transport for InHand<F> {
 /// Where a call goes (the WIT `routing` record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {
-    /// The destination to ring.
-    pub destination: Destination,
-    /// Further destinations to try in order if it does not answer (the rest of a fallback list).
-    pub alternatives: Vec<Destination>,
-    /// Set when `destination` is the scheme's static fallback: why the CRM's answer was not
+    /// The destinations to ring, in order; never empty.
+    pub destinations: Vec<Destination>,
+    /// How to ring them.
+    pub strategy: RingStrategy,
+    /// Destinations the CRM named that were left out, with their reasons.
+    pub refused: Vec<Refused>,
+    /// Set when `destinations` is the scheme's static fallback: why the CRM's answer was not
     /// used (a host adds its own causes, such as a component that trapped).
     pub fallback_cause: Option<Failure>,
 }
 
 impl Routing {
-    /// The CRM's own destination.
-    pub fn direct(destination: Destination) -> Routing {
+    /// The CRM's own destinations, rung with `strategy`.
+    pub fn direct(answered: Answered, strategy: RingStrategy) -> Routing {
         Routing {
-            destination,
-            alternatives: Vec::new(),
+            destinations: answered.destinations,
+            strategy,
+            refused: answered.refused,
             fallback_cause: None,
         }
+    }
+
+    /// The first destination: the one a single-destination front end (a plain-text answer,
+    /// a 0.1.0 host) rings.
+    pub fn first(&self) -> &Destination {
+        &self.destinations[0]
     }
 
     /// The static fallback `targets` because of `cause`, or `cause` itself when there is none.
@@ -98,18 +107,21 @@ impl Routing {
         ring_timeout_secs: u32,
         cause: Failure,
     ) -> Result<Routing, Failure> {
-        let mut destinations = targets.iter().map(|target| Destination {
-            target: target.clone(),
-            ring_timeout_secs,
-        });
-        match destinations.next() {
-            Some(destination) => Ok(Routing {
-                destination,
-                alternatives: destinations.collect(),
-                fallback_cause: Some(cause),
-            }),
-            None => Err(cause),
+        if targets.is_empty() {
+            return Err(cause);
         }
+        Ok(Routing {
+            destinations: targets
+                .iter()
+                .map(|target| Destination {
+                    target: target.clone(),
+                    ring_timeout_secs,
+                })
+                .collect(),
+            strategy: RingStrategy::Serial,
+            refused: Vec::new(),
+            fallback_cause: Some(cause),
+        })
     }
 }
 
@@ -125,20 +137,56 @@ where
 {
     let scheme = Scheme::from_pairs(scheme_pairs)?;
     let deadline = transport.now() + scheme.response_timeout;
-    let cause = match ask(&scheme, call, transport, deadline) {
-        Ok(destination) => match scheme.allowlist.check(&destination.target) {
-            Ok(()) => return Ok(Routing::direct(destination)),
-            Err(reason) => RouteError::BadResponse(reason),
+    let (cause, refused) = match ask(&scheme, call, transport, deadline) {
+        Ok(answered) => match allowed(&scheme, answered) {
+            Ok(answered) => return Ok(Routing::direct(answered, scheme.ring_strategy)),
+            Err(refusal) => refusal,
         },
         Err(RouteError::Config(message)) => return Err(RouteError::Config(message)),
-        Err(cause) => cause,
+        Err(cause) => (cause, Vec::new()),
     };
-    Routing::fallback(
+    let mut routing = Routing::fallback(
         &scheme.fallback,
         scheme.ring_timeout_secs,
         Failure::from(cause.clone()),
     )
-    .map_err(|_| cause)
+    .map_err(|_| cause)?;
+    routing.refused = refused;
+    Ok(routing)
+}
+
+/// The CRM's destinations inside the scheme's allowlist, the others refused; none left is a
+/// `bad-response` (with the reason of the only one, or of the first), and what was refused.
+fn allowed(scheme: &Scheme, answered: Answered) -> Result<Answered, (RouteError, Vec<Refused>)> {
+    let Answered {
+        destinations,
+        mut refused,
+    } = answered;
+    let count = destinations.len();
+    let mut kept = Vec::with_capacity(count);
+    let mut first_reason = None;
+    for destination in destinations {
+        match scheme.allowlist.check(&destination.target) {
+            Ok(()) => kept.push(destination),
+            Err(reason) => {
+                refused.push(Refused::new(destination.target.value(), reason.clone()));
+                first_reason.get_or_insert(reason);
+            }
+        }
+    }
+    if !kept.is_empty() {
+        return Ok(Answered {
+            destinations: kept,
+            refused,
+        });
+    }
+    let reason = first_reason.unwrap_or_default();
+    let message = if count == 1 {
+        reason
+    } else {
+        format!("none of the CRM's {count} destinations is allowed; the first: {reason}")
+    };
+    Err((RouteError::BadResponse(message), refused))
 }
 
 /// Whether an error is worth retrying at the same CRM: it never answered properly (and the
@@ -164,7 +212,7 @@ fn ask(
     call: &Call,
     transport: &mut impl Transport,
     deadline: Duration,
-) -> Result<Destination, RouteError> {
+) -> Result<Answered, RouteError> {
     let crms: Vec<&Endpoint> = std::iter::once(&scheme.endpoint)
         .chain(scheme.fallback_url.as_ref())
         .collect();
@@ -188,7 +236,7 @@ fn ask(
                 .send(endpoint, request, remaining / crms_left)
                 .and_then(|raw| answer::read(scheme, call, &raw));
             match result {
-                Ok(destination) => return Ok(destination),
+                Ok(answered) => return Ok(answered),
                 Err(error) if !unavailable(&error) => return Err(error),
                 Err(error) => {
                     let again = retryable(&error);
@@ -305,10 +353,15 @@ mod tests {
         let routing = run(&[], &mut script).unwrap();
         assert_eq!(
             routing,
-            Routing::direct(Destination {
-                target: Target::Phone("101".into()),
-                ring_timeout_secs: 30
-            })
+            Routing {
+                destinations: vec![Destination {
+                    target: Target::Phone("101".into()),
+                    ring_timeout_secs: 30
+                }],
+                strategy: RingStrategy::Serial,
+                refused: Vec::new(),
+                fallback_cause: None,
+            }
         );
         assert_eq!(script.sent, [("primary".to_string(), 2000 * MS)]);
     }
@@ -321,7 +374,7 @@ mod tests {
             ("primary", MS, ok("101")),
         ]);
         let routing = run(&[("retries", "2")], &mut script).unwrap();
-        assert_eq!(routing.destination.target, Target::Phone("101".into()));
+        assert_eq!(routing.first().target, Target::Phone("101".into()));
         assert_eq!(script.sent.len(), 3);
         assert!(script.clock >= 2 * RETRY_PAUSE, "retries pause first");
 
@@ -347,7 +400,7 @@ mod tests {
             &mut script,
         )
         .unwrap();
-        assert_eq!(routing.destination.target, Target::Phone("102".into()));
+        assert_eq!(routing.first().target, Target::Phone("102".into()));
         assert_eq!(script.sent.len(), 2);
         assert_eq!(script.clock, MS, "no pause before the secondary");
 
@@ -370,7 +423,7 @@ mod tests {
             ("backup", 10 * MS, ok("202")),
         ]);
         let routing = run(&[("fallback_url", "http://backup/")], &mut script).unwrap();
-        assert_eq!(routing.destination.target, Target::Phone("202".into()));
+        assert_eq!(routing.first().target, Target::Phone("202".into()));
         assert_eq!(
             script.sent[0],
             ("primary".to_string(), 1000 * MS),
@@ -410,19 +463,19 @@ mod tests {
             let mut script = Script::new(vec![("primary", MS, answer)]);
             let routing = run(&fallback, &mut script).unwrap();
             assert_eq!(
-                routing.destination,
-                Destination {
-                    target: Target::Phone("+380441234567".into()),
-                    ring_timeout_secs: 20
-                }
+                routing.destinations,
+                [
+                    Destination {
+                        target: Target::Phone("+380441234567".into()),
+                        ring_timeout_secs: 20
+                    },
+                    Destination {
+                        target: Target::Sip("manager_7".into()),
+                        ring_timeout_secs: 20
+                    }
+                ]
             );
-            assert_eq!(
-                routing.alternatives,
-                [Destination {
-                    target: Target::Sip("manager_7".into()),
-                    ring_timeout_secs: 20
-                }]
-            );
+            assert_eq!(routing.strategy, RingStrategy::Serial);
             assert!(routing.fallback_cause.is_some());
         }
         let mut script = Script::new(vec![("primary", 5000 * MS, ok("101"))]);
@@ -442,7 +495,7 @@ mod tests {
             &mut script,
         )
         .unwrap();
-        assert_eq!(routing.destination.target, Target::Phone("101".into()));
+        assert_eq!(routing.first().target, Target::Phone("101".into()));
         let cause = routing.fallback_cause.unwrap();
         assert_eq!(cause.kind, ErrorKind::BadResponse);
         assert!(cause.message.contains("allowed_prefixes"), "{cause}");
@@ -462,5 +515,53 @@ mod tests {
         let err = run(&[("method", "PATCH"), ("fallback", "101")], &mut script).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
         assert!(script.sent.is_empty());
+    }
+
+    #[test]
+    fn a_list_keeps_what_the_allowlist_allows_and_says_what_it_refused() {
+        let mut script = Script::new(vec![(
+            "primary",
+            MS,
+            ok("+380441234567\n+19005550100\n101"),
+        )]);
+        let routing = run(
+            &[
+                ("allowed_prefixes", "380,101"),
+                ("ring_strategy", "parallel"),
+            ],
+            &mut script,
+        )
+        .unwrap();
+        let targets: Vec<&str> = routing
+            .destinations
+            .iter()
+            .map(|d| d.target.value())
+            .collect();
+        assert_eq!(targets, ["+380441234567", "101"]);
+        assert_eq!(routing.strategy, RingStrategy::Parallel);
+        assert_eq!(routing.refused.len(), 1);
+        assert_eq!(routing.refused[0].value, "+19005550100");
+        assert!(routing.refused[0].reason.contains("allowed_prefixes"));
+
+        // None allowed: the static fallback, serially, with what was refused.
+        let mut script = Script::new(vec![("primary", MS, ok("+19005550100\n+19005550101"))]);
+        let routing = run(
+            &[
+                ("allowed_prefixes", "380"),
+                ("fallback", "reception"),
+                ("ring_strategy", "parallel"),
+            ],
+            &mut script,
+        )
+        .unwrap();
+        assert_eq!(routing.first().target, Target::Sip("reception".into()));
+        assert_eq!(routing.strategy, RingStrategy::Serial);
+        assert_eq!(routing.refused.len(), 2);
+        let cause = routing.fallback_cause.unwrap();
+        assert_eq!(cause.kind, ErrorKind::BadResponse);
+        assert!(
+            cause.message.contains("none of the CRM's 2 destinations"),
+            "{cause}"
+        );
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
-use crate::destination::{Destination, Target};
+use crate::destination::{Destination, RingStrategy, Target};
 use crate::error::{Failure, RouteError};
 use crate::outcome::{self, HttpAnswer};
 use crate::request::Request;
@@ -132,9 +132,12 @@ fn send_answer(answer: HttpAnswer, out: ResponseOutparam) {
         "content-type".to_owned(),
         answer.content_type.as_bytes().to_vec(),
     )];
-    if let Some(secs) = answer.ring_timeout {
-        headers.push(("x-ring-timeout".to_owned(), secs.to_string().into_bytes()));
-    }
+    headers.extend(
+        answer
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
+    );
     let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);
     let _ = response.set_status_code(answer.status);
@@ -161,11 +164,22 @@ fn destination_to_wit(destination: Destination) -> wit::Destination {
 
 fn routing_to_wit(routing: Routing) -> wit::Routing {
     wit::Routing {
-        destination: destination_to_wit(routing.destination),
-        alternatives: routing
-            .alternatives
+        destinations: routing
+            .destinations
             .into_iter()
             .map(destination_to_wit)
+            .collect(),
+        strategy: match routing.strategy {
+            RingStrategy::Serial => wit::RingStrategy::Serial,
+            RingStrategy::Parallel => wit::RingStrategy::Parallel,
+        },
+        refused: routing
+            .refused
+            .into_iter()
+            .map(|r| wit::RefusedDestination {
+                value: r.value,
+                reason: r.reason,
+            })
             .collect(),
         fallback_cause: routing
             .fallback_cause

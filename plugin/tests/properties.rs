@@ -176,9 +176,13 @@ proptest! {
     ) {
         let answer = RawAnswer { status, body };
         match answer::read(&valid_scheme(import), &Call::default(), &answer) {
-            Ok(destination) => {
+            Ok(answered) => {
                 prop_assert!((200..300).contains(&status));
-                assert_safe(&destination.target);
+                prop_assert!(!answered.destinations.is_empty());
+                prop_assert!(answered.destinations.len() <= callroute_plugin::scheme::DEFAULT_MAX_DESTINATIONS);
+                for destination in &answered.destinations {
+                    assert_safe(&destination.target);
+                }
             }
             Err(e) => {
                 if !(200..300).contains(&status) {

@@ -1,7 +1,6 @@
 //! Support for the end-to-end suites in `tests/tests/`: the real routing component in the real
 //! harness, compiled once per test process, and the local CRM from `callroute_host::crm`.
 
-pub mod browser;
 pub mod client;
 
 use callroute_host::crm::ServerThread;
@@ -75,10 +74,9 @@ pub async fn route(pairs: &[(&str, &str)], call: &Call) -> RouteReport {
 /// The destination of a call the CRM routed; fails the test otherwise.
 pub fn routed(report: &RouteReport) -> (Target, u32) {
     match &report.result {
-        Ok(r) if r.fallback_cause.is_none() => (
-            r.destination.target.clone(),
-            r.destination.ring_timeout_secs,
-        ),
+        Ok(r) if r.fallback_cause.is_none() => {
+            (r.first().target.clone(), r.first().ring_timeout_secs)
+        }
         Ok(r) => panic!(
             "expected a routed call, got the fallback because {:?}",
             r.fallback_cause
@@ -91,7 +89,7 @@ pub fn routed(report: &RouteReport) -> (Target, u32) {
 pub fn fell_back(report: &RouteReport) -> &callroute_plugin::routing::Routing {
     match &report.result {
         Ok(r) if r.fallback_cause.is_some() => r,
-        Ok(r) => panic!("expected the fallback, got {:?}", r.destination),
+        Ok(r) => panic!("expected the fallback, got {:?}", r.destinations),
         Err(e) => panic!("expected the fallback, got {e}"),
     }
 }

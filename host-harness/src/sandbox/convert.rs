@@ -1,23 +1,86 @@
 //! The component's answer, from its WIT types into the host's, trusting nothing: every
 //! destination is validated again, as a component loaded with `--plugin` may return anything.
 
-use crate::bindings::wit;
+use crate::bindings::{v0_1, wit};
 use crate::report::RouteFailure;
-use callroute_plugin::destination::{Destination, Target};
+use callroute_plugin::destination::{Destination, Refused, RingStrategy, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
 use callroute_plugin::routing::Routing;
+use callroute_plugin::scheme::MAX_DESTINATIONS;
 
-/// A component's routing, every destination re-validated (see [`destination_from_wit`]).
+/// A component's routing, every destination re-validated (see [`destination_from_wit`]): at
+/// least one, and at most [`MAX_DESTINATIONS`] (the rest are refused here, whatever the
+/// component says).
 pub(crate) fn routing_from_wit(routing: wit::Routing) -> Result<Routing, RouteFailure> {
+    if routing.destinations.is_empty() {
+        return Err(RouteFailure::new(
+            ErrorKind::BadResponse,
+            "the component returned a routing with no destination",
+        ));
+    }
+    let mut refused: Vec<Refused> = routing
+        .refused
+        .into_iter()
+        .map(|r| Refused::new(&r.value, excerpt(&r.reason, 200)))
+        .collect();
+    let mut destinations = Vec::new();
+    for destination in routing.destinations {
+        let destination = destination_from_wit(destination)?;
+        if destinations.len() < MAX_DESTINATIONS {
+            destinations.push(destination);
+        } else {
+            refused.push(Refused::new(
+                destination.target.value(),
+                format!("beyond the host's limit of {MAX_DESTINATIONS} destinations"),
+            ));
+        }
+    }
     Ok(Routing {
-        destination: destination_from_wit(routing.destination)?,
-        alternatives: routing
-            .alternatives
-            .into_iter()
-            .map(destination_from_wit)
-            .collect::<Result<_, _>>()?,
+        destinations,
+        strategy: match routing.strategy {
+            wit::RingStrategy::Serial => RingStrategy::Serial,
+            wit::RingStrategy::Parallel => RingStrategy::Parallel,
+        },
+        refused,
         fallback_cause: routing.fallback_cause.map(|e| error_from_wit(e).into()),
     })
+}
+
+/// A 0.1.0 component's routing: its destination, then its alternatives, rung in turn.
+pub(crate) fn routing_from_v0_1(routing: v0_1::wit::Routing) -> Result<Routing, RouteFailure> {
+    let destinations = std::iter::once(routing.destination)
+        .chain(routing.alternatives)
+        .map(|d| wit::Destination {
+            target: match d.target {
+                v0_1::wit::Target::Phone(p) => wit::Target::Phone(p),
+                v0_1::wit::Target::Sip(s) => wit::Target::Sip(s),
+            },
+            ring_timeout_secs: d.ring_timeout_secs,
+        })
+        .collect();
+    routing_from_wit(wit::Routing {
+        destinations,
+        strategy: wit::RingStrategy::Serial,
+        refused: Vec::new(),
+        fallback_cause: routing.fallback_cause.map(error_from_v0_1),
+    })
+}
+
+/// A 0.1.0 component's error, as the current contract writes it (the cases are the same).
+pub(crate) fn error_from_v0_1(error: v0_1::wit::RouteError) -> wit::RouteError {
+    use v0_1::wit::RouteError as Old;
+    match error {
+        Old::Config(m) => wit::RouteError::Config(m),
+        Old::Denied(m) => wit::RouteError::Denied(m),
+        Old::Timeout(m) => wit::RouteError::Timeout(m),
+        Old::Transport(m) => wit::RouteError::Transport(m),
+        Old::HttpStatus(e) => wit::RouteError::HttpStatus(wit::HttpStatusError {
+            status: e.status,
+            message: e.message,
+        }),
+        Old::BadResponse(m) => wit::RouteError::BadResponse(m),
+        Old::NoDestination(m) => wit::RouteError::NoDestination(m),
+    }
 }
 
 /// A component's answer is re-validated on the host: a component loaded with `--plugin` is
@@ -88,6 +151,46 @@ mod tests {
             assert_eq!(error.kind, ErrorKind::BadResponse);
             assert!(error.message.contains(says), "{}", error.message);
         }
+    }
+
+    #[test]
+    fn a_routing_has_one_to_the_most_destinations() {
+        let routing = |count: usize| wit::Routing {
+            destinations: (0..count)
+                .map(|i| destination(wit::Target::Phone(format!("10{i}"))))
+                .collect(),
+            strategy: wit::RingStrategy::Parallel,
+            refused: Vec::new(),
+            fallback_cause: None,
+        };
+        let error = routing_from_wit(routing(0)).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::BadResponse);
+        let many = routing_from_wit(routing(MAX_DESTINATIONS + 2)).unwrap();
+        assert_eq!(many.destinations.len(), MAX_DESTINATIONS);
+        assert_eq!(many.refused.len(), 2);
+        assert_eq!(many.strategy, RingStrategy::Parallel);
+    }
+
+    #[test]
+    fn a_0_1_routing_is_its_destination_then_its_alternatives_in_turn() {
+        let old = |t: &str| v0_1::wit::Destination {
+            target: v0_1::wit::Target::Phone(t.into()),
+            ring_timeout_secs: 20,
+        };
+        let routing = routing_from_v0_1(v0_1::wit::Routing {
+            destination: old("101"),
+            alternatives: vec![old("102")],
+            fallback_cause: Some(v0_1::wit::RouteError::Timeout("slow".into())),
+        })
+        .unwrap();
+        let targets: Vec<&str> = routing
+            .destinations
+            .iter()
+            .map(|d| d.target.value())
+            .collect();
+        assert_eq!(targets, ["101", "102"]);
+        assert_eq!(routing.strategy, RingStrategy::Serial);
+        assert_eq!(routing.fallback_cause.unwrap().kind, ErrorKind::Timeout);
     }
 
     #[test]

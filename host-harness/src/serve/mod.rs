@@ -430,10 +430,10 @@ fn response(answer: outcome::HttpAnswer) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(answer.content_type),
     );
-    if let Some(secs) = answer.ring_timeout {
-        response
-            .headers_mut()
-            .insert("x-ring-timeout", header::HeaderValue::from(secs));
+    for (name, value) in answer.headers {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
     }
     response
 }

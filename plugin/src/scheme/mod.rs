@@ -12,7 +12,11 @@
 //! | `import` | `http` (plain text), `json` or `json-rpc` (default `http`) |
 //! | `destination_field` | the answer's field holding the destination, dotted paths allowed |
 //! | `jsonrpc_method` | the JSON-RPC method, required when submission or import is `json-rpc` |
-//! | `ring_timeout_secs` | how long the destination rings, 1 to 600 (default 30) |
+//! | `ring_timeout_secs` | how long each destination rings, 1 to 600 (default 30) |
+//! | `ring_strategy` | how the CRM's destinations are rung: `serial` (in turn) or `parallel` (at once); default `serial` |
+//! | `max_destinations` | the most destinations taken from one answer, 1 to 32 (default 10; the rest are refused) |
+//! | `target_field` | in an answer's array of objects, the field holding each target (dotted paths allowed; default `target`) |
+//! | `ring_timeout_field` | in the same objects, the field holding a target's own ring time in seconds (default `ring_timeout_secs`) |
 //! | `response_timeout_secs` | the most the CRM may take, 0.1 to 60 (default 5) |
 //! | `fallback_url` | a secondary CRM, asked (same scheme otherwise) when the first is unavailable |
 //! | `retries` | extra attempts per CRM on connection failures and 5xx, 0 to 3 (default 0) |
@@ -57,14 +61,14 @@ pub use endpoint::{Endpoint, Origin, default_port};
 pub use lists::MAX_LIST_LEN;
 pub use policy::{ApiToken, HostPolicy, ServiceSettings};
 pub use values::{
-    DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS, MAX_RESPONSE_TIMEOUT, MAX_RETRIES,
-    MAX_RING_TIMEOUT_SECS, MIN_RESPONSE_TIMEOUT, format_seconds, parse_response_timeout,
-    parse_ring_timeout,
+    DEFAULT_MAX_DESTINATIONS, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS,
+    MAX_DESTINATIONS, MAX_RESPONSE_TIMEOUT, MAX_RETRIES, MAX_RING_TIMEOUT_SECS,
+    MIN_RESPONSE_TIMEOUT, format_seconds, parse_response_timeout, parse_ring_timeout,
 };
 // `Allowlist` lives next to the destinations it checks, over the same parsed SIP address.
 pub use crate::destination::Allowlist;
 
-use crate::destination::Target;
+use crate::destination::{RingStrategy, Target};
 use crate::template::Template;
 use policy::PolicyFields;
 use std::str::FromStr;
@@ -191,8 +195,16 @@ pub struct Scheme {
     pub destination_field: Option<Vec<String>>,
     /// The JSON-RPC method.
     pub jsonrpc_method: Option<String>,
-    /// How long the destination rings.
+    /// How long each destination rings, unless the CRM gives its own.
     pub ring_timeout_secs: u32,
+    /// How the CRM's destinations are rung.
+    pub ring_strategy: RingStrategy,
+    /// The most destinations taken from one answer.
+    pub max_destinations: usize,
+    /// In an answer's array of objects, the field holding each target, split on dots.
+    pub target_field: Vec<String>,
+    /// In the same objects, the field holding a target's own ring time, split on dots.
+    pub ring_timeout_field: Vec<String>,
     /// The most the CRM may take to answer.
     pub response_timeout: Duration,
     /// The secondary CRM.
@@ -240,7 +252,7 @@ pub enum SchemeError {
     },
 }
 
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, api_tokens";
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, ring_strategy, max_destinations, target_field, ring_timeout_field, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, api_tokens";
 
 /// Most signing secrets at once: the current one and the next (rotation).
 pub const MAX_SIGNING_SECRETS: usize = 2;
@@ -288,6 +300,10 @@ impl Scheme {
         let mut params: Option<Vec<Field>> = None;
         let mut headers = Vec::new();
         let mut retries = 0;
+        let mut ring_strategy = RingStrategy::default();
+        let mut max_destinations = values::DEFAULT_MAX_DESTINATIONS;
+        let mut target_field = vec!["target".to_owned()];
+        let mut ring_timeout_field = vec!["ring_timeout_secs".to_owned()];
         let mut policy = PolicyFields::default();
 
         for (key, value) in pairs {
@@ -311,6 +327,14 @@ impl Scheme {
                     jsonrpc_method = Some(value.to_owned());
                 }
                 "retries" => retries = values::parse_retries(value).map_err(field)?,
+                "ring_strategy" => ring_strategy = value.parse().map_err(field)?,
+                "max_destinations" => {
+                    max_destinations = values::parse_max_destinations(value).map_err(field)?
+                }
+                "target_field" => target_field = parse_field_path(value).map_err(field)?,
+                "ring_timeout_field" => {
+                    ring_timeout_field = parse_field_path(value).map_err(field)?
+                }
                 _ => {
                     if let Some(param) = key.strip_prefix("params.") {
                         if param.is_empty() {
@@ -385,6 +409,10 @@ impl Scheme {
             destination_field,
             jsonrpc_method,
             ring_timeout_secs,
+            ring_strategy,
+            max_destinations,
+            target_field,
+            ring_timeout_field,
             response_timeout,
             fallback_url,
             retries,

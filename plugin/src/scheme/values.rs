@@ -9,6 +9,10 @@ use std::time::Duration;
 pub const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
 /// Longest `ring_timeout_secs` accepted.
 pub const MAX_RING_TIMEOUT_SECS: u32 = 600;
+/// Default for `max_destinations`.
+pub const DEFAULT_MAX_DESTINATIONS: usize = 10;
+/// Most `max_destinations` accepted.
+pub const MAX_DESTINATIONS: usize = 32;
 /// Default for `response_timeout_secs`.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest `response_timeout_secs` accepted.
@@ -33,6 +37,11 @@ pub const MAX_BREAKER_COOLDOWN: Duration = Duration::from_secs(300);
 /// Parse `ring_timeout_secs`: whole seconds from 1 to [`MAX_RING_TIMEOUT_SECS`].
 pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
     whole_number(value, 1, MAX_RING_TIMEOUT_SECS, " of seconds")
+}
+
+/// Parse `max_destinations`: a whole number from 1 to [`MAX_DESTINATIONS`].
+pub fn parse_max_destinations(value: &str) -> Result<usize, String> {
+    whole_number(value, 1, MAX_DESTINATIONS as u32, "").map(|n| n as usize)
 }
 
 /// Parse `response_timeout_secs`: decimal seconds from 0.1 to 60.

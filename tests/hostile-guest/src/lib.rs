@@ -13,7 +13,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use exports::callroute::router::router::{Call, Destination, Guest, RouteError, Routing, Target};
+use exports::callroute::router::router::{
+    Call, Destination, Guest, RingStrategy, RouteError, Routing, Target,
+};
 use wasi::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 struct Hostile;
@@ -28,11 +30,12 @@ impl Guest for Hostile {
             .unwrap_or_default();
         let phone = |target: &str| {
             Ok(Routing {
-                destination: Destination {
+                destinations: vec![Destination {
                     target: Target::Phone(target.into()),
                     ring_timeout_secs: 30,
-                },
-                alternatives: Vec::new(),
+                }],
+                strategy: RingStrategy::Serial,
+                refused: Vec::new(),
                 fallback_cause: None,
             })
         };

@@ -23,7 +23,10 @@ fn interface_names(kind: &str) -> Vec<String> {
 fn exports_the_router_interface() {
     let exports = interface_names("exports");
     assert!(
-        exports.contains(&"callroute:router/router@0.1.0".to_string()),
+        exports.contains(&format!(
+            "callroute:router/router@{}",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{exports:?}"
     );
 }

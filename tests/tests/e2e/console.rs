@@ -4,8 +4,8 @@
 //! Try a call by the CRM and by a sample answer. Nothing secret reaches the page, and a CRM's
 //! markup is shown as text, never run.
 
+use crate::browser::Browser;
 use crate::exchanges::{ADMIN, MARKUP, SECRETS, call, call_with_mood, tenants_with_secrets};
-use callroute_tests::browser::Browser;
 
 #[test]
 fn the_console_shows_every_exchange_and_tries_a_call() {

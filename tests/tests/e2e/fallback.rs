@@ -75,10 +75,10 @@ async fn a_silent_crm_gets_the_fallback_within_the_deadline() {
     )
     .await;
     let routing = fell_back(&report);
-    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
-    assert_eq!(routing.destination.ring_timeout_secs, 25);
+    assert_eq!(routing.first().target, Target::Sip("reception".into()));
+    assert_eq!(routing.first().ring_timeout_secs, 25);
     assert_eq!(
-        routing.alternatives[0].target,
+        routing.destinations[1].target,
         Target::Phone("+380441234567".into())
     );
     assert_eq!(
@@ -89,7 +89,8 @@ async fn a_silent_crm_gets_the_fallback_within_the_deadline() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["outcome"], "fallback");
     assert_eq!(json["error"]["kind"], "timeout");
-    assert_eq!(json["alternatives"][0]["target"], "+380441234567");
+    assert_eq!(json["destinations"][1]["target"], "+380441234567");
+    assert_eq!(json["strategy"], "serial");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,7 +106,7 @@ async fn a_destination_outside_the_allowlists_gets_the_fallback() {
     )
     .await;
     let routing = fell_back(&report);
-    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+    assert_eq!(routing.first().target, Target::Sip("reception".into()));
     let cause = routing.fallback_cause.as_ref().unwrap();
     assert_eq!(cause.kind, ErrorKind::BadResponse);
     assert!(cause.message.contains("allowed_prefixes"), "{cause}");
@@ -142,7 +143,7 @@ async fn the_host_applies_the_fallback_when_the_component_crashes() {
         let report = hostile_router().route(&scheme(&pairs), &seed_call()).await;
         let routing = fell_back(&report);
         assert_eq!(
-            routing.destination.target,
+            routing.first().target,
             Target::Sip("reception".into()),
             "{behaviour}"
         );

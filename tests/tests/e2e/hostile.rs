@@ -93,7 +93,7 @@ async fn a_component_cannot_route_outside_the_allowlist() {
     let allowlist = ("allowed_prefixes", "380");
     let report = behave_with("premium", &[allowlist, ("fallback", "reception")]).await;
     let routing = fell_back(&report);
-    assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+    assert_eq!(routing.first().target, Target::Sip("reception".into()));
     let cause = routing.fallback_cause.as_ref().unwrap();
     assert_eq!(cause.kind, ErrorKind::BadResponse, "{cause}");
     assert!(

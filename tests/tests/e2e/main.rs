@@ -1,9 +1,11 @@
 //! End-to-end: real calls through the real component in the real harness, against a real
 //! HTTP server on 127.0.0.1 acting as the CRM. One binary, so the component is compiled once.
 
+mod browser;
 mod combinations;
 mod component;
 mod console;
+mod contract;
 mod errors;
 mod exchanges;
 mod fallback;

@@ -214,7 +214,7 @@ async fn a_crm_that_is_down_is_skipped_at_once_until_it_answers_again() {
     for _ in 0..5 {
         let report = router.route(&scheme, &call).await;
         let routing = report.result.as_ref().unwrap();
-        assert_eq!(routing.destination.target, Target::Sip("reception".into()));
+        assert_eq!(routing.first().target, Target::Sip("reception".into()));
         let cause = report.error().unwrap();
         assert_eq!(cause.kind, ErrorKind::Transport);
         assert!(
