@@ -150,11 +150,78 @@ pub fn build_for(scheme: &Scheme, endpoint: &Endpoint, call: &Call) -> Result<Re
 
 /// The signature header every signed request carries.
 pub const SIGNATURE_HEADER: &str = "x-callroute-signature";
+/// The same for every webhook of one routing decision (its retries, the secondary CRM's).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Which webhook of the decision this is: 1, 2, … across the primary's attempts and then the
+/// secondary's.
+pub const ATTEMPT_HEADER: &str = "x-callroute-attempt";
+/// On the secondary CRM's requests: why the primary was not used (`timeout`, `transport`,
+/// `http-status; status=503`).
+pub const PRIMARY_ERROR_HEADER: &str = "x-callroute-primary-error";
 
-/// Sign a request: `X-Callroute-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
-/// `"<t>.<payload>"`, where the payload is the body, or the query string (without `?`) when
-/// there is no body. One `v1=` per secret, so a CRM can rotate its secret without downtime.
-pub fn sign(request: &mut Request, secrets: &[String], unix_seconds: u64) {
+/// What ties one webhook to its routing decision: the headers [`Stamp::apply`] adds, which
+/// [`sign`] covers with its `v2` signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    /// The decision's idempotency key ([`idempotency_key`]).
+    pub idempotency_key: &'a str,
+    /// The webhook's number in the decision, from 1.
+    pub attempt: u32,
+    /// On the secondary's requests, why the primary was not used ([`error_header`]).
+    pub primary_error: Option<&'a str>,
+}
+
+impl Stamp<'_> {
+    /// Add the stamp's headers to `request`.
+    pub fn apply(&self, request: &mut Request) {
+        request.headers.push((
+            IDEMPOTENCY_KEY_HEADER.to_owned(),
+            self.idempotency_key.to_owned(),
+        ));
+        request
+            .headers
+            .push((ATTEMPT_HEADER.to_owned(), self.attempt.to_string()));
+        if let Some(error) = self.primary_error {
+            request
+                .headers
+                .push((PRIMARY_ERROR_HEADER.to_owned(), error.to_owned()));
+        }
+    }
+}
+
+/// A routing decision's idempotency key: 32 hex digits of SHA-256 over the call's id and
+/// numbers and the time the decision started (to the nanosecond), so that two decisions
+/// (even for the same call id) never share one, and the key reveals nothing of the call.
+pub fn idempotency_key(call: &Call, started: std::time::Duration) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [&call.call_id, &call.caller, &call.callee] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(started.as_nanos().to_be_bytes());
+    hex(&hash.finalize()[..16])
+}
+
+/// How the secondary's requests say why the primary was not used: the error kind, and the
+/// status for `http-status` (`http-status; status=503`). Never the message, which may quote
+/// the primary's answer.
+pub fn error_header(error: &RouteError) -> String {
+    match error.status() {
+        Some(status) => format!("{}; status={status}", error.kind().as_str()),
+        None => error.kind().as_str().to_owned(),
+    }
+}
+
+/// Sign a request: `X-Callroute-Signature: t=<unix seconds>,v1=<hex>,v2=<hex>`, one `v1=` and
+/// one `v2=` per secret (so a CRM can rotate its secret without downtime), each a hex
+/// HMAC-SHA256 keyed with the secret:
+///
+/// - `v1` over `"<t>.<payload>"`, where the payload is the body, or the query string (without
+///   `?`) when there is no body;
+/// - `v2` over `"<t>.<idempotency key>.<attempt>.<primary error>.<payload>"` (the primary error
+///   empty when there is none): the same, and the [`Stamp`]'s headers too.
+pub fn sign(request: &mut Request, secrets: &[String], unix_seconds: u64, stamp: &Stamp) {
     if secrets.is_empty() {
         return;
     }
@@ -163,27 +230,46 @@ pub fn sign(request: &mut Request, secrets: &[String], unix_seconds: u64) {
     } else {
         &request.body
     };
-    let mut value = format!("t={unix_seconds}");
+    let stamped = format!(
+        "{}.{}.{}.",
+        stamp.idempotency_key,
+        stamp.attempt,
+        stamp.primary_error.unwrap_or("")
+    );
+    let mut v1 = String::new();
+    let mut v2 = String::new();
     for secret in secrets {
-        value.push_str(",v1=");
-        value.push_str(&signature(secret, unix_seconds, payload));
+        v1.push_str(",v1=");
+        v1.push_str(&signature(secret, unix_seconds, &[payload]));
+        v2.push_str(",v2=");
+        v2.push_str(&signature(
+            secret,
+            unix_seconds,
+            &[stamped.as_bytes(), payload],
+        ));
     }
-    request.headers.push((SIGNATURE_HEADER.to_owned(), value));
+    request.headers.push((
+        SIGNATURE_HEADER.to_owned(),
+        format!("t={unix_seconds}{v1}{v2}"),
+    ));
 }
 
-/// Hex HMAC-SHA256 of `"<t>.<payload>"` with `secret`: what a CRM recomputes to verify.
-pub fn signature(secret: &str, unix_seconds: u64, payload: &[u8]) -> String {
+/// Hex HMAC-SHA256 of `"<t>."` and then `parts` with `secret`: what a CRM recomputes to
+/// verify (`v1`: the payload; `v2`: the stamp, then the payload).
+pub fn signature(secret: &str, unix_seconds: u64, parts: &[&[u8]]) -> String {
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(unix_seconds.to_string().as_bytes());
     mac.update(b".");
-    mac.update(payload);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    for part in parts {
+        mac.update(part);
+    }
+    hex(&mac.finalize().into_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn urlencoded(params: &[(String, String)]) -> String {
@@ -372,29 +458,90 @@ mod tests {
             ("submission", "json"),
             ("params.id", "{call_id}"),
         ]);
-        sign(&mut req, &["s3cret".into(), "next".into()], 1_700_000_000);
+        let stamp = Stamp {
+            idempotency_key: "k1",
+            attempt: 2,
+            primary_error: Some("timeout"),
+        };
+        stamp.apply(&mut req);
+        sign(
+            &mut req,
+            &["s3cret".into(), "next".into()],
+            1_700_000_000,
+            &stamp,
+        );
         let header = req.header(SIGNATURE_HEADER).unwrap().to_owned();
+        let body: &[u8] = br#"{"id":"pkv"}"#;
         let expected = format!(
-            "t=1700000000,v1={},v1={}",
-            signature("s3cret", 1_700_000_000, br#"{"id":"pkv"}"#),
-            signature("next", 1_700_000_000, br#"{"id":"pkv"}"#)
+            "t=1700000000,v1={},v1={},v2={},v2={}",
+            signature("s3cret", 1_700_000_000, &[body]),
+            signature("next", 1_700_000_000, &[body]),
+            signature("s3cret", 1_700_000_000, &[b"k1.2.timeout.", body]),
+            signature("next", 1_700_000_000, &[b"k1.2.timeout.", body]),
         );
         assert_eq!(header, expected);
+        assert_eq!(req.header(IDEMPOTENCY_KEY_HEADER), Some("k1"));
+        assert_eq!(req.header(ATTEMPT_HEADER), Some("2"));
+        assert_eq!(req.header(PRIMARY_ERROR_HEADER), Some("timeout"));
 
         let mut req = build_for(&[
             ("url", "http://crm/r?k=1"),
             ("method", "GET"),
             ("params.id", "{call_id}"),
         ]);
-        sign(&mut req, &["s3cret".into()], 42);
+        let stamp = Stamp {
+            idempotency_key: "k1",
+            attempt: 1,
+            primary_error: None,
+        };
+        sign(&mut req, &["s3cret".into()], 42, &stamp);
         assert_eq!(
             req.header(SIGNATURE_HEADER),
-            Some(format!("t=42,v1={}", signature("s3cret", 42, b"k=1&id=pkv")).as_str())
+            Some(
+                format!(
+                    "t=42,v1={},v2={}",
+                    signature("s3cret", 42, &[b"k=1&id=pkv"]),
+                    signature("s3cret", 42, &[b"k1.1..", b"k=1&id=pkv"])
+                )
+                .as_str()
+            )
         );
 
         let mut req = build_for(&[("url", "http://crm/")]);
-        sign(&mut req, &[], 42);
+        sign(&mut req, &[], 42, &stamp);
         assert!(req.header(SIGNATURE_HEADER).is_none());
+    }
+
+    #[test]
+    fn idempotency_keys_differ_by_call_and_by_start() {
+        let call = Call {
+            call_id: "pkv".into(),
+            caller: "380501112233".into(),
+            ..Call::default()
+        };
+        let at = std::time::Duration::from_nanos(1_700_000_000_000_000_001);
+        let key = idempotency_key(&call, at);
+        assert_eq!(key.len(), 32);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(key, idempotency_key(&call, at));
+        assert_ne!(
+            key,
+            idempotency_key(&call, at + std::time::Duration::from_nanos(1))
+        );
+        let other = Call {
+            call_id: "pkw".into(),
+            ..call.clone()
+        };
+        assert_ne!(key, idempotency_key(&other, at));
+        assert!(!key.contains("380501112233"));
+        assert_eq!(
+            error_header(&RouteError::HttpStatus {
+                status: 503,
+                message: "busy".into()
+            }),
+            "http-status; status=503"
+        );
+        assert_eq!(error_header(&RouteError::Timeout("slow".into())), "timeout");
     }
 
     #[test]

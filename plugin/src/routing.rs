@@ -27,8 +27,9 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub trait Transport {
     /// A monotonic instant (any origin).
     fn now(&mut self) -> Duration;
-    /// Wall-clock time in seconds since the Unix epoch (for request signatures).
-    fn unix_time(&mut self) -> u64;
+    /// Wall-clock time since the Unix epoch (request signatures take its seconds; a routing
+    /// decision's idempotency key, its nanoseconds too).
+    fn unix_time(&mut self) -> Duration;
     /// Wait for `duration`.
     fn sleep(&mut self, duration: Duration);
     /// Send one request to `endpoint` and read the whole answer, all within `timeout`.
@@ -54,8 +55,8 @@ impl<F: FnMut(&Endpoint, &request::Request)> Transport for InHand<F> {
     fn now(&mut self) -> Duration {
         Duration::ZERO
     }
-    fn unix_time(&mut self) -> u64 {
-        0
+    fn unix_time(&mut self) -> Duration {
+        Duration::ZERO
     }
     fn sleep(&mut self, _: Duration) {}
     fn send(
@@ -216,9 +217,16 @@ fn ask(
     let crms: Vec<&Endpoint> = std::iter::once(&scheme.endpoint)
         .chain(scheme.fallback_url.as_ref())
         .collect();
-    let mut last_error = None;
+    // Every webhook of this decision carries the same key and its own number, and the
+    // secondary says why the primary was not used, so a CRM can de-duplicate and explain.
+    let key = request::idempotency_key(call, transport.unix_time());
+    let mut number = 0;
+    let mut last_error: Option<RouteError> = None;
     for (i, endpoint) in crms.iter().enumerate() {
         let crms_left = (crms.len() - i) as u32;
+        let primary_error = (i > 0)
+            .then(|| last_error.as_ref().map(request::error_header))
+            .flatten();
         for attempt in 0..=scheme.retries {
             if attempt > 0 {
                 if deadline.saturating_sub(transport.now()) < RETRY_PAUSE + MIN_ATTEMPT {
@@ -231,7 +239,15 @@ fn ask(
                 break;
             }
             let mut request = request::build_for(scheme, endpoint, call)?;
-            request::sign(&mut request, &scheme.signing_secrets, transport.unix_time());
+            number += 1;
+            let stamp = request::Stamp {
+                idempotency_key: &key,
+                attempt: number,
+                primary_error: primary_error.as_deref(),
+            };
+            stamp.apply(&mut request);
+            let unix_seconds = transport.unix_time().as_secs();
+            request::sign(&mut request, &scheme.signing_secrets, unix_seconds, &stamp);
             let result = transport
                 .send(endpoint, request, remaining / crms_left)
                 .and_then(|raw| answer::read(scheme, call, &raw));
@@ -293,8 +309,8 @@ mod tests {
         fn now(&mut self) -> Duration {
             self.clock
         }
-        fn unix_time(&mut self) -> u64 {
-            1_700_000_000 + self.clock.as_secs()
+        fn unix_time(&mut self) -> Duration {
+            Duration::from_secs(1_700_000_000) + self.clock
         }
         fn sleep(&mut self, duration: Duration) {
             self.clock += duration;

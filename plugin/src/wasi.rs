@@ -209,8 +209,9 @@ impl Transport for Wasi {
         Duration::from_nanos(monotonic_clock::now())
     }
 
-    fn unix_time(&mut self) -> u64 {
-        wasi::clocks::wall_clock::now().seconds
+    fn unix_time(&mut self) -> Duration {
+        let now = wasi::clocks::wall_clock::now();
+        Duration::new(now.seconds, now.nanoseconds)
     }
 
     fn sleep(&mut self, duration: Duration) {

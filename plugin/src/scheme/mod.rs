@@ -259,11 +259,14 @@ pub const MAX_SIGNING_SECRETS: usize = 2;
 
 /// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
 /// a second request or confuse the CRM's framing.
-const RESERVED_HEADERS: [&str; 12] = [
+const RESERVED_HEADERS: [&str; 15] = [
     "host",
-    // The request's signature (`signing_secret`) and the host's hop header: a scheme setting
-    // them would send a second, forged copy.
+    // The request's signature (`signing_secret`), the decision's stamp and the host's hop
+    // header: a scheme setting them would send a second, forged copy.
     "x-callroute-signature",
+    "idempotency-key",
+    "x-callroute-attempt",
+    "x-callroute-primary-error",
     "x-callroute-hop",
     "content-length",
     "transfer-encoding",

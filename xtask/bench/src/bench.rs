@@ -182,11 +182,10 @@ impl Transport for Native {
         static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         ORIGIN.get_or_init(Instant::now).elapsed()
     }
-    fn unix_time(&mut self) -> u64 {
+    fn unix_time(&mut self) -> Duration {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
     fn sleep(&mut self, duration: Duration) {
         std::thread::sleep(duration);
