@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// `+38050•••2233`).
     #[arg(long)]
     pub show_numbers: bool,
+    /// Where to remember each caller's last routing for schemes with `remember_secs`: a
+    /// Redis or Valkey URL (`redis://127.0.0.1:6379/0`), shared by every instance behind a
+    /// load balancer; in this process's memory when not given. A store that is down never
+    /// fails a call.
+    #[arg(long, value_name = "URL")]
+    pub memory_store: Option<String>,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -285,6 +291,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let router = match load_router(args.sandbox.plugin.as_ref(), config) {
         Ok(router) => router,
         Err(e) => return usage_error(e),
+    };
+    let router = match args
+        .memory_store
+        .as_deref()
+        .map(crate::memory::Memory::redis)
+    {
+        None => router,
+        Some(Ok(memory)) => router.with_memory(memory),
+        Some(Err(e)) => return usage_error(e.to_string()),
     };
     let limits = crate::serve::ServeLimits {
         max_connections: args.max_connections as usize,

@@ -25,6 +25,7 @@ pub mod demo;
 pub mod exchange;
 pub mod guard;
 pub mod logging;
+pub mod memory;
 pub mod outbound;
 pub mod report;
 pub mod router;

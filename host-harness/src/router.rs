@@ -15,6 +15,7 @@ use crate::bindings::{Plugin, PluginPre, v0_1, wit};
 use crate::exchange::Recorder;
 use crate::guard::AddressPolicy;
 use crate::guard::OutboundGuard;
+use crate::memory::Memory;
 use crate::outbound::breaker::{BreakerSettings, Breakers};
 use crate::outbound::{
     CannedAnswer, DetailSlot, Outbound, OutboundClient, OutboundScheme, tls_config,
@@ -26,7 +27,7 @@ use crate::sandbox::convert::{
 use crate::sandbox::engine::EpochTicker;
 use crate::sandbox::store::{CallState, new_store, overloaded, trap_failure};
 use callroute_plugin::call::Call;
-use callroute_plugin::destination::Refused;
+use callroute_plugin::destination::{Destination, Refused};
 use callroute_plugin::error::ErrorKind;
 use callroute_plugin::routing::Routing;
 use callroute_plugin::scheme::{HostPolicy, format_seconds};
@@ -477,6 +478,9 @@ pub struct Router {
     loaded: Arc<Loaded>,
     config: RouterConfig,
     client: OutboundClient,
+    /// Where the CRM last routed each caller, for schemes with `remember_secs`
+    /// ([`crate::memory`]); in-process unless [`Router::with_memory`] says otherwise.
+    memory: Memory,
     /// One permit per call this router may route at once: a call that finds none is
     /// `overloaded` at once, rather than failing inside the allocator as if it had crashed.
     slots: Arc<tokio::sync::Semaphore>,
@@ -534,6 +538,10 @@ impl Router {
             }),
             client: outbound_client(&config),
             slots: slots(&config),
+            memory: Memory::local(
+                crate::memory::DEFAULT_MAX_ENTRIES,
+                crate::memory::DEFAULT_MAX_BYTES,
+            ),
             config,
         })
     }
@@ -544,8 +552,20 @@ impl Router {
             loaded: self.loaded.clone(),
             client: outbound_client(&config),
             slots: slots(&config),
+            memory: self.memory.clone(),
             config,
         }
+    }
+
+    /// The same router, remembering calls in `memory` (a Redis store, shared by a fleet).
+    pub fn with_memory(mut self, memory: Memory) -> Router {
+        self.memory = memory;
+        self
+    }
+
+    /// Where this router remembers calls.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
     /// The same router (its pool, its limits), answering every webhook itself with `answer`
@@ -645,6 +665,16 @@ impl Router {
                 )
             }
             Err(failure) => Err(failure),
+        };
+        let result = match scheme.policy.service.remember {
+            Some(for_) => {
+                self.memory
+                    .around(&scheme.name, &call.caller, for_, result, |d| {
+                        allowed(scheme, d).is_ok()
+                    })
+                    .await
+            }
+            None => result,
         };
         RouteReport {
             result,
@@ -919,6 +949,14 @@ fn outbound_client(config: &RouterConfig) -> OutboundClient {
     }
 }
 
+/// Whether `scheme` lets a call go to `destination`: inside its allowlist, or its own fallback.
+fn allowed(scheme: &PreparedScheme, destination: &Destination) -> Result<(), String> {
+    if scheme.policy.fallback.contains(&destination.target) {
+        return Ok(());
+    }
+    scheme.policy.allowlist.check(&destination.target)
+}
+
 /// A component's destinations must be inside the scheme's allowlist or be the scheme's own
 /// fallback: a component loaded with `--plugin` is not trusted to have applied either. One
 /// outside both is left out (refused, saying why); none left is a `bad-response`, and the call
@@ -927,12 +965,7 @@ fn check_allowlist(scheme: &PreparedScheme, mut routing: Routing) -> Result<Rout
     let mut first_reason = None;
     let destinations = std::mem::take(&mut routing.destinations);
     for destination in destinations {
-        let allowed = if scheme.policy.fallback.contains(&destination.target) {
-            Ok(())
-        } else {
-            scheme.policy.allowlist.check(&destination.target)
-        };
-        match allowed {
+        match allowed(scheme, &destination) {
             Ok(()) => routing.destinations.push(destination),
             Err(reason) => {
                 routing

@@ -120,7 +120,8 @@ fn a_routed_call_prints_the_destination_and_exits_0() {
     assert!(json["elapsed_ms"].is_u64(), "{json}");
     assert_eq!(json["destinations"][0], json["destination"]);
     assert_eq!(json["strategy"], "serial");
-    assert_eq!(json.as_object().unwrap().len(), 5, "{json}");
+    assert_eq!(json["source"], "crm");
+    assert_eq!(json.as_object().unwrap().len(), 6, "{json}");
     assert_eq!(crm.single_request().json()["uuid"], "842d921d");
 }
 

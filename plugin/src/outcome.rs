@@ -4,13 +4,13 @@
 //! answer alike by construction.
 //!
 //! ```json
-//! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","elapsed_ms":12}
+//! {"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","source":"crm","elapsed_ms":12}
 //! {"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":30},"destinations":[…],"strategy":"serial","error":{"kind":"timeout","message":"…"},"elapsed_ms":5003}
 //! {"outcome":"failed","error":{"kind":"http-status","message":"the CRM answered 503 Service Unavailable","status":503},"elapsed_ms":7}
 //! ```
 //!
 //! Keys come in the documented order. `destination` is the first of `destinations` (what a
-//! client that rings one target needs); `refused` (`[{"value","reason"}]`, the CRM's
+//! client that rings one target needs); `source` says where they come from ([`source_name`]); `refused` (`[{"value","reason"}]`, the CRM's
 //! destinations left out) appears only when there are some, and `status` only for
 //! `http-status`.
 
@@ -19,7 +19,18 @@ use crate::error::Failure;
 use crate::json::Object;
 use crate::routing::Routing;
 
-/// `"routed"`, `"fallback"` or `"failed"`.
+/// Where a routing's destinations come from: `"crm"`, `"memory"` (where the CRM last routed
+/// this caller, because the CRMs failed) or `"fallback"` (the scheme's static fallback).
+pub fn source_name(routing: &Routing) -> &'static str {
+    match (routing.remembered, &routing.fallback_cause) {
+        (true, _) => "memory",
+        (false, Some(_)) => "fallback",
+        (false, None) => "crm",
+    }
+}
+
+/// `"routed"`, `"fallback"` or `"failed"`: a call routed by what the host remembered is a
+/// `"fallback"` too (the CRM did not route it), with `source` `"memory"`.
 pub fn outcome_name(result: &Result<Routing, Failure>) -> &'static str {
     match result {
         Ok(r) if r.fallback_cause.is_some() => "fallback",
@@ -59,7 +70,8 @@ pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
             json = json
                 .object("destination", destination_json(r.first()))
                 .array("destinations", r.destinations.iter().map(destination_json))
-                .string("strategy", r.strategy.as_str());
+                .string("strategy", r.strategy.as_str())
+                .string("source", source_name(r));
             if !r.refused.is_empty() {
                 json = json.array("refused", r.refused.iter().map(refused_json));
             }
@@ -93,6 +105,9 @@ pub const RING_TIMEOUT_HEADER: &str = "x-ring-timeout";
 pub const NEXT_DESTINATIONS_HEADER: &str = "x-next-destinations";
 /// A plain-text answer's header: how the destinations are rung, `serial` or `parallel`.
 pub const RING_STRATEGY_HEADER: &str = "x-ring-strategy";
+/// A plain-text answer's header, when the CRM did not route the call: where the destination
+/// comes from, `fallback` or `memory` ([`source_name`]).
+pub const ROUTE_SOURCE_HEADER: &str = "x-route-source";
 
 /// The `Content-Type` of JSON answers.
 pub const JSON: &str = "application/json";
@@ -161,6 +176,9 @@ pub fn plain_text(result: &Result<Routing, Failure>) -> HttpAnswer {
                 headers.push((NEXT_DESTINATIONS_HEADER, next.join(", ")));
                 headers.push((RING_STRATEGY_HEADER, r.strategy.as_str().to_owned()));
             }
+            if r.fallback_cause.is_some() {
+                headers.push((ROUTE_SOURCE_HEADER, source_name(r).to_owned()));
+            }
             HttpAnswer {
                 status: 200,
                 content_type: TEXT,
@@ -205,6 +223,7 @@ mod tests {
             strategy: RingStrategy::Serial,
             refused: Vec::new(),
             fallback_cause: None,
+            remembered: false,
         })
     }
 
@@ -213,7 +232,7 @@ mod tests {
         let routed = routed(&[Target::Phone("380123456789".into())], 30);
         assert_eq!(
             to_json(&routed, 12),
-            r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","elapsed_ms":12}"#
+            r#"{"outcome":"routed","destination":{"kind":"phone","target":"380123456789","ring_timeout_secs":30},"destinations":[{"kind":"phone","target":"380123456789","ring_timeout_secs":30}],"strategy":"serial","source":"crm","elapsed_ms":12}"#
         );
         let mut group = routed_group();
         if let Ok(r) = &mut group {
@@ -222,7 +241,7 @@ mod tests {
         }
         assert_eq!(
             to_json(&group, 3),
-            r#"{"outcome":"routed","destination":{"kind":"phone","target":"101","ring_timeout_secs":20},"destinations":[{"kind":"phone","target":"101","ring_timeout_secs":20},{"kind":"sip","target":"manager_7","ring_timeout_secs":20}],"strategy":"parallel","refused":[{"value":"x!","reason":"not a number"}],"elapsed_ms":3}"#
+            r#"{"outcome":"routed","destination":{"kind":"phone","target":"101","ring_timeout_secs":20},"destinations":[{"kind":"phone","target":"101","ring_timeout_secs":20},{"kind":"sip","target":"manager_7","ring_timeout_secs":20}],"strategy":"parallel","source":"crm","refused":[{"value":"x!","reason":"not a number"}],"elapsed_ms":3}"#
         );
         let failed = Err(Failure::from(RouteError::HttpStatus {
             status: 503,
@@ -239,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             to_json(&fallback, 5003),
-            r#"{"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":20},"destinations":[{"kind":"sip","target":"reception","ring_timeout_secs":20},{"kind":"phone","target":"101","ring_timeout_secs":20}],"strategy":"serial","error":{"kind":"timeout","message":"slow"},"elapsed_ms":5003}"#
+            r#"{"outcome":"fallback","destination":{"kind":"sip","target":"reception","ring_timeout_secs":20},"destinations":[{"kind":"sip","target":"reception","ring_timeout_secs":20},{"kind":"phone","target":"101","ring_timeout_secs":20}],"strategy":"serial","source":"fallback","error":{"kind":"timeout","message":"slow"},"elapsed_ms":5003}"#
         );
         assert_eq!(outcome_name(&fallback), "fallback");
         let trap = Err(Failure::new(ErrorKind::Trap, "said \"no\"\n"));

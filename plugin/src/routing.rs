@@ -79,9 +79,13 @@ pub struct Routing {
     pub strategy: RingStrategy,
     /// Destinations the CRM named that were left out, with their reasons.
     pub refused: Vec<Refused>,
-    /// Set when `destinations` is the scheme's static fallback: why the CRM's answer was not
-    /// used (a host adds its own causes, such as a component that trapped).
+    /// Set when `destinations` is not the CRM's answer (the scheme's static fallback, or what
+    /// the host remembered): why the CRM's answer was not used (a host adds its own causes,
+    /// such as a component that trapped).
     pub fallback_cause: Option<Failure>,
+    /// Set by a host that routed the call where the CRM last routed this caller, because the
+    /// CRMs failed (see `remember_secs`); a component never sets it.
+    pub remembered: bool,
 }
 
 impl Routing {
@@ -92,6 +96,7 @@ impl Routing {
             strategy,
             refused: answered.refused,
             fallback_cause: None,
+            remembered: false,
         }
     }
 
@@ -122,6 +127,7 @@ impl Routing {
             strategy: RingStrategy::Serial,
             refused: Vec::new(),
             fallback_cause: Some(cause),
+            remembered: false,
         })
     }
 }
@@ -377,6 +383,7 @@ mod tests {
                 strategy: RingStrategy::Serial,
                 refused: Vec::new(),
                 fallback_cause: None,
+                remembered: false,
             }
         );
         assert_eq!(script.sent, [("primary".to_string(), 2000 * MS)]);

@@ -43,6 +43,7 @@ pub(crate) fn routing_from_wit(routing: wit::Routing) -> Result<Routing, RouteFa
         },
         refused,
         fallback_cause: routing.fallback_cause.map(|e| error_from_wit(e).into()),
+        remembered: false,
     })
 }
 

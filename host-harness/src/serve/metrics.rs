@@ -12,6 +12,7 @@
 //! | `callroute_breaker_state` | `scheme`, `endpoint` | each CRM endpoint's breaker: 0 closed, 1 open, 2 half-open |
 //! | `callroute_unauthorized_total` | | requests refused for want of a valid token |
 //! | `callroute_config_reloads_total` | `result` | reloads of the schemes file: `ok`, `error` |
+//! | `callroute_memory_total` | `result` | the memory of callers' last routing ([`crate::memory`]): `hit`, `miss`, `stored`, `error` |
 //!
 //! Label values come only from the configured scheme names, their CRM origins (scheme, host
 //! and port; never a path or query) and fixed sets, so a client cannot grow them; nothing
@@ -189,6 +190,18 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Show the memory's counts (its `hit`s, `miss`es, `stored` and `error`s) from now on.
+    pub fn add_memory(&mut self, counts: Family<crate::memory::MemoryLabels, Counter>) {
+        for result in ["hit", "miss", "stored", "error"] {
+            let _ = counts.get_or_create(&crate::memory::MemoryLabels { result });
+        }
+        self.registry.register(
+            "callroute_memory",
+            "The memory of where the CRM last routed each caller, by result",
+            counts,
+        );
     }
 
     /// Show these schemes' route counters from now on, at zero until their first call, so a

@@ -122,8 +122,9 @@ impl Service {
     /// A service for every named scheme of `file`.
     pub fn new(router: Router, file: &SchemeFile) -> Result<Service, ServeError> {
         let tenants = Tenants::build(file, router.max_concurrent_calls(), None)?;
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
         metrics.add_schemes(tenants.names());
+        metrics.add_memory(router.memory().counts());
         Ok(Service {
             // Every call's exchange is kept for the admin API.
             router: router.recording_exchanges(),

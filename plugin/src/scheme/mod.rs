@@ -35,6 +35,7 @@
 //! | `max_concurrent_calls` | the most calls of this scheme in flight at once, 1 to 100000 (default: the host's share) |
 //! | `breaker_failures` | consecutive CRM failures that open an endpoint's circuit breaker, 0 (off) to 1000 (default 5) |
 //! | `breaker_cooldown_secs` | how long an open breaker waits before a probe, 0.1 to 300 (default 5; doubles while probes fail, up to 60 or this value) |
+//! | `remember_secs` | how long the host remembers where the CRM routed each caller, to route them there when the CRMs fail, 0 (off) to 2592000 (default 0) |
 //! | `api_tokens` | bearer tokens that may route this scheme's calls (a list, for rotation; each at least 16 characters) |
 //!
 //! A list field is either one key (`fallback = "101"`, or comma-separated for the allowlists)
@@ -252,7 +253,7 @@ pub enum SchemeError {
     },
 }
 
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, ring_strategy, max_destinations, target_field, ring_timeout_field, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, api_tokens";
+const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, ring_strategy, max_destinations, target_field, ring_timeout_field, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, remember_secs, api_tokens";
 
 /// Most signing secrets at once: the current one and the next (rotation).
 pub const MAX_SIGNING_SECRETS: usize = 2;

@@ -20,7 +20,7 @@ use super::lists::Lists;
 use super::values::{
     DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_RESPONSE_TIMEOUT,
     DEFAULT_RING_TIMEOUT_SECS, parse_breaker_cooldown, parse_breaker_failures,
-    parse_max_concurrent_calls, parse_response_timeout, parse_ring_timeout,
+    parse_max_concurrent_calls, parse_remember, parse_response_timeout, parse_ring_timeout,
 };
 use super::{Endpoint, SchemeError, invalid};
 use crate::destination::{Allowlist, Target};
@@ -60,6 +60,9 @@ pub struct ServiceSettings {
     pub breaker_cooldown: std::time::Duration,
     /// Bearer tokens that may route this scheme's calls; empty when the scheme needs none.
     pub api_tokens: Vec<ApiToken>,
+    /// How long the host remembers where the CRM routed a caller, to route them there when
+    /// the CRMs fail; `None` (the default) remembers nothing.
+    pub remember: Option<std::time::Duration>,
 }
 
 impl Default for ServiceSettings {
@@ -69,6 +72,7 @@ impl Default for ServiceSettings {
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             api_tokens: Vec::new(),
+            remember: None,
         }
     }
 }
@@ -184,6 +188,7 @@ impl PolicyFields {
             "breaker_cooldown_secs" => {
                 read.service.breaker_cooldown = parse_breaker_cooldown(value).map_err(field)?
             }
+            "remember_secs" => read.service.remember = parse_remember(value).map_err(field)?,
             _ => return Ok(false),
         }
         Ok(true)

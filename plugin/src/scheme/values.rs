@@ -39,6 +39,15 @@ pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
     whole_number(value, 1, MAX_RING_TIMEOUT_SECS, " of seconds")
 }
 
+/// Longest `remember_secs` accepted: 30 days.
+pub const MAX_REMEMBER_SECS: u32 = 30 * 24 * 3600;
+
+/// Parse `remember_secs`: whole seconds from 0 (remember nothing) to [`MAX_REMEMBER_SECS`].
+pub fn parse_remember(value: &str) -> Result<Option<Duration>, String> {
+    let secs = whole_number(value, 0, MAX_REMEMBER_SECS, " of seconds")?;
+    Ok((secs > 0).then(|| Duration::from_secs(u64::from(secs))))
+}
+
 /// Parse `max_destinations`: a whole number from 1 to [`MAX_DESTINATIONS`].
 pub fn parse_max_destinations(value: &str) -> Result<usize, String> {
     whole_number(value, 1, MAX_DESTINATIONS as u32, "").map(|n| n as usize)

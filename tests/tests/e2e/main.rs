@@ -13,6 +13,7 @@ mod hostile;
 mod hostile_crm;
 mod http_handler;
 mod json_rpc;
+mod memory;
 mod seed;
 mod serve;
 mod signing;

@@ -12,6 +12,8 @@
 //!
 //! Each mode runs `--calls` calls at `--concurrency` after a warm-up, and the table gives
 //! calls/s, p50 and p99 latency, and the ratios the targets in BENCHMARKS.md are stated in.
+//! `--remember-secs N` gives the scheme `remember_secs`, so every routed call is remembered
+//! (in process): run with and without it to see what the memory costs.
 
 use callroute_host::crm::{CrmReply, TestCrm};
 use callroute_host::outbound::CannedAnswer;
@@ -256,7 +258,8 @@ fn native_mode(
 fn call(n: usize) -> Call {
     Call {
         call_id: n.to_string(),
-        caller: "+380501112233".into(),
+        // A caller per call, as in real traffic (each one remembered with `--remember-secs`).
+        caller: format!("+38050{:07}", n % 10_000_000),
         callee: "380441234567".into(),
         vars: vec![("uuid".into(), "842d921d-5334-4eca-812d-9a478dc8c884".into())],
     }
@@ -312,6 +315,8 @@ fn wait_for_port(addr: std::net::SocketAddr) -> bool {
 pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut calls = 5000;
     let mut concurrency = 64;
+    // With `--remember-secs N`, every routed call is remembered (the cost of `remember_secs`).
+    let mut remember_secs = None;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut callroute = root.join("target/release/callroute");
     let mut args = args.into_iter();
@@ -325,18 +330,28 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
                     .map_err(|_| format!("--concurrency {value}"))?
             }
             "--callroute" => callroute = value.into(),
+            "--remember-secs" => {
+                remember_secs = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| format!("--remember-secs {value}"))?,
+                )
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
     let crm = TestCrm::start(|_| CrmReply::html(std::str::from_utf8(ANSWER).unwrap()))
         .map_err(|e| e.to_string())?;
     let url = crm.url("/route");
-    let pairs: Vec<(String, String)> = vec![
+    let mut pairs: Vec<(String, String)> = vec![
         ("url".into(), url.clone()),
         ("method".into(), "GET".into()),
         ("params.call_id".into(), "{call_id}".into()),
         ("params.caller".into(), "{caller}".into()),
     ];
+    if let Some(secs) = remember_secs {
+        pairs.push(("remember_secs".into(), secs.to_string()));
+    }
     println!(
         "bench: {calls} calls at concurrency {concurrency} per mode, one local CRM on {}",
         crm.addr()
@@ -426,7 +441,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("callroute-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let schemes = dir.join("schemes.toml");
-    std::fs::write(&schemes, format!("name = \"bench\"\nurl = \"{url}\"\nmethod = \"GET\"\n[params]\ncall_id = \"{{call_id}}\"\ncaller = \"{{caller}}\"\n"))
+    let remember = remember_secs.map_or(String::new(), |secs| format!("remember_secs = {secs}\n"));
+    std::fs::write(&schemes, format!("name = \"bench\"\nurl = \"{url}\"\nmethod = \"GET\"\n{remember}[params]\ncall_id = \"{{call_id}}\"\ncaller = \"{{caller}}\"\n"))
         .map_err(|e| e.to_string())?;
     if callroute.exists() {
         let (_server, addr) = crate::process::start_serve(&callroute, &schemes)?;

@@ -1,0 +1,178 @@
+//! The memory of the last good answer (`remember_secs`): a caller the CRM routed is routed
+//! there again when the CRMs fail, within the deadline and marked `source: "memory"`; not
+//! when the CRM answered "no destination", not once expired, not for another caller; in
+//! process, and shared by two `serve` instances through a real Redis that can go down
+//! without failing a call.
+
+use callroute_host::memory::Memory;
+use callroute_tests::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const NO_DESTINATION: u8 = 2;
+
+/// A CRM that routes to `101`, answers 503 or answers 204, as `mode` says.
+fn switchable_crm() -> (TestCrm, Arc<AtomicU8>) {
+    let mode = Arc::new(AtomicU8::new(UP));
+    let seen = mode.clone();
+    let crm = TestCrm::start(move |_| match seen.load(Ordering::SeqCst) {
+        UP => CrmReply::html("101"),
+        DOWN => CrmReply::status(503),
+        _ => CrmReply::status(204),
+    })
+    .unwrap();
+    (crm, mode)
+}
+
+fn schemes(crm: &TestCrm, remember_secs: u32) -> String {
+    format!(
+        "name = \"acme\"\nurl = \"{}\"\nfallback = \"reception\"\nremember_secs = {remember_secs}\n\
+         response_timeout_secs = 1\n",
+        crm.url("/")
+    )
+}
+
+fn call(served: &Served, caller: &str) -> Value {
+    let started = Instant::now();
+    let answer = served
+        .request(
+            "POST",
+            "/v1/route/acme",
+            &[],
+            &format!(r#"{{"call_id":"c","caller":"{caller}","callee":"101"}}"#),
+        )
+        .json();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "within the deadline: {answer}"
+    );
+    answer
+}
+
+/// A router with a memory of its own: tests running at once never see each other's callers.
+fn own_memory() -> callroute_host::Router {
+    router().with_memory(Memory::local(1000, 1 << 20))
+}
+
+fn routed_by(answer: &Value) -> (&str, &str) {
+    (
+        answer["source"].as_str().unwrap_or("none"),
+        answer["destination"]["target"].as_str().unwrap_or("none"),
+    )
+}
+
+#[test]
+fn a_caller_is_routed_where_the_crm_last_routed_them_when_it_fails() {
+    let (crm, mode) = switchable_crm();
+    let served = Served::start(own_memory(), &schemes(&crm, 60));
+    assert_eq!(routed_by(&call(&served, "380501112233")), ("crm", "101"));
+
+    mode.store(DOWN, Ordering::SeqCst);
+    let answer = call(&served, "380501112233");
+    assert_eq!(routed_by(&answer), ("memory", "101"), "{answer}");
+    assert_eq!(answer["outcome"], "fallback");
+    assert_eq!(answer["error"]["kind"], "http-status");
+    // Another caller has nothing remembered: the static fallback.
+    assert_eq!(
+        routed_by(&call(&served, "380509999999")),
+        ("fallback", "reception")
+    );
+    // The plain-text answer says where the destination comes from.
+    let text = served.request(
+        "POST",
+        "/v1/route/acme",
+        &[("accept", "text/plain")],
+        r#"{"caller":"380501112233"}"#,
+    );
+    assert_eq!(text.text(), "101");
+    assert_eq!(text.header("x-route-source"), Some("memory"));
+
+    // A CRM that answers "no destination" has answered: the static fallback, not the memory.
+    mode.store(NO_DESTINATION, Ordering::SeqCst);
+    assert_eq!(
+        routed_by(&call(&served, "380501112233")),
+        ("fallback", "reception")
+    );
+    let metrics = served.request("GET", "/metrics", &[], "").text();
+    assert!(
+        metrics.contains("callroute_memory_total{result=\"hit\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn what_is_remembered_expires() {
+    let (crm, mode) = switchable_crm();
+    let served = Served::start(own_memory(), &schemes(&crm, 1));
+    assert_eq!(routed_by(&call(&served, "380501112233")), ("crm", "101"));
+    std::thread::sleep(Duration::from_millis(1100));
+    mode.store(DOWN, Ordering::SeqCst);
+    assert_eq!(
+        routed_by(&call(&served, "380501112233")),
+        ("fallback", "reception")
+    );
+}
+
+#[test]
+fn two_instances_share_what_they_learn_through_redis_which_may_go_down() {
+    let mut redis = RedisServer::start();
+    let (crm, mode) = switchable_crm();
+    let serve = || {
+        let memory = Memory::redis(&redis.url()).unwrap();
+        Served::start(router().with_memory(memory), &schemes(&crm, 60))
+    };
+    let (first, second) = (serve(), serve());
+    assert_eq!(routed_by(&call(&first, "380501112233")), ("crm", "101"));
+
+    // Learned through the first, used by the second (the write is off the call's path, so
+    // it may take a moment to land).
+    mode.store(DOWN, Ordering::SeqCst);
+    let start = Instant::now();
+    loop {
+        let answer = call(&second, "380501112233");
+        if routed_by(&answer) == ("memory", "101") {
+            break;
+        }
+        assert_eq!(routed_by(&answer), ("fallback", "reception"));
+        assert!(start.elapsed() < Duration::from_secs(5), "never shared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The store goes down: no call fails, each gets the static fallback within the deadline,
+    // and the errors are counted.
+    redis.stop();
+    for _ in 0..3 {
+        assert_eq!(
+            routed_by(&call(&second, "380501112233")),
+            ("fallback", "reception")
+        );
+    }
+    mode.store(UP, Ordering::SeqCst);
+    assert_eq!(routed_by(&call(&second, "380501112233")), ("crm", "101"));
+    let metrics = second.request("GET", "/metrics", &[], "").text();
+    assert!(
+        !metrics.contains("callroute_memory_total{result=\"error\"} 0"),
+        "{metrics}"
+    );
+
+    // And it comes back: the instances use it again.
+    redis.restart();
+    let start = Instant::now();
+    loop {
+        mode.store(UP, Ordering::SeqCst);
+        call(&first, "380507777777");
+        mode.store(DOWN, Ordering::SeqCst);
+        if routed_by(&call(&second, "380507777777")) == ("memory", "101") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never used again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
