@@ -222,24 +222,41 @@ fn key(scheme: &str, caller: &str) -> String {
     hash.update(scheme.as_bytes());
     hash.update([0]);
     hash.update(caller.as_bytes());
-    let digest: String = hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("callroute:memory:v1:{digest}")
+    const PREFIX: &str = "callroute:memory:v1:";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(PREFIX.len() + 32);
+    key.push_str(PREFIX);
+    for b in &hash.finalize()[..16] {
+        key.push(HEX[usize::from(b >> 4)] as char);
+        key.push(HEX[usize::from(b & 15)] as char);
+    }
+    key
 }
 
 /// A routing as the store keeps it: its strategy and each destination's kind, target and ring
 /// time, as JSON.
 fn encode(routing: &Routing) -> Vec<u8> {
-    let destinations: Vec<serde_json::Value> = routing
-        .destinations
-        .iter()
-        .map(|d| serde_json::json!([d.target.kind(), d.target.value(), d.ring_timeout_secs]))
-        .collect();
-    serde_json::json!({"strategy": routing.strategy.as_str(), "destinations": destinations})
-        .to_string()
-        .into_bytes()
+    use std::fmt::Write as _;
+    // Written directly (on every remembered call's path): a validated target holds no `"`,
+    // `\` or control character, so it needs no escaping.
+    let mut json = String::with_capacity(64 + 48 * routing.destinations.len());
+    let _ = write!(
+        json,
+        r#"{{"strategy":"{}","destinations":["#,
+        routing.strategy.as_str()
+    );
+    for (i, d) in routing.destinations.iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        let _ = write!(
+            json,
+            r#"{comma}["{}","{}",{}]"#,
+            d.target.kind(),
+            d.target.value(),
+            d.ring_timeout_secs
+        );
+    }
+    json.push_str("]}");
+    json.into_bytes()
 }
 
 /// What [`encode`] wrote, every destination validated again; `None` for anything else.
