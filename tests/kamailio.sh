@@ -8,8 +8,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 example="$root/examples/kamailio"
 
 modules_present() {
-    compgen -G "/usr/lib/*/kamailio/modules/http_client.so" >/dev/null \
-        || compgen -G "/usr/lib*/kamailio/modules/http_client.so" >/dev/null
+    local module
+    for module in http_client rtjson json; do
+        compgen -G "/usr/lib/*/kamailio/modules/$module.so" >/dev/null \
+            || compgen -G "/usr/lib*/kamailio/modules/$module.so" >/dev/null || return 1
+    done
 }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 if ! command -v kamailio >/dev/null || ! command -v sipp >/dev/null || ! modules_present \
@@ -34,7 +37,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -53,8 +56,11 @@ tcp_open() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.
 udp_bound() { ss -Hlun "sport = :$1" | grep -q .; }
 
 crm_port=$(free_port tcp); serve_port=$(free_port tcp); sip_port=$(free_port udp); sipp_port=$(free_port udp)
+# The forking proxies (serial, parallel) and the two SIP phones they ring.
+proxy_port=$(free_port udp); pproxy_port=$(free_port udp); uas_a=$(free_port udp); uas_b=$(free_port udp)
 
-python3 "$example/crm.py" "$crm_port" 2>"$work/crm.log" &
+CRM_UAS_A="127.0.0.1:$uas_a" CRM_UAS_B="127.0.0.1:$uas_b" \
+    python3 "$example/crm.py" "$crm_port" 2>"$work/crm.log" &
 crm_pid=$!; pids+=("$crm_pid")
 
 # The token Kamailio sends; without it, callroute serve routes nothing.
@@ -68,6 +74,22 @@ submission = "json"
 import = "json"
 destination_field = "number_01"
 response_timeout_secs = 2
+[scheme.params]
+call_id = "{call_id}"
+caller = "{caller}"
+callee = "{callee}"
+
+# The same tenant's ring groups rung all at once (ring_strategy is per scheme).
+[[scheme]]
+name = "acme-parallel"
+api_tokens = ["\${env:CALLROUTE_ACME_TOKEN}"]
+url = "http://127.0.0.1:$crm_port/api/route"
+submission = "json"
+import = "json"
+destination_field = "number_01"
+response_timeout_secs = 2
+ring_strategy = "parallel"
+ring_timeout_secs = 20
 [scheme.params]
 call_id = "{call_id}"
 caller = "{caller}"
@@ -112,6 +134,109 @@ expect_contact() { # callee, contact
 
 expect_contact 380441234567 "sip:380123456789@127.0.0.1"
 expect_contact support "sip:manager_7@127.0.0.1"
+
+# ---- The forking proxy (examples/kamailio/kamailio-proxy.cfg): ring groups through rtjson ----
+start_proxy() { # scheme, udp port
+    mkdir -p "$work/$1"
+    CALLROUTE_URL="http://127.0.0.1:$serve_port/v1/route/$1" CALLROUTE_TOKEN="$token" \
+        kamailio -f "$example/kamailio-proxy.cfg" -l "udp:127.0.0.1:$2" -DD -E \
+        -Y "$work/$1" -w "$work/$1" >"$work/kamailio-$1.log" 2>&1 &
+    pids+=($!)
+    wait_for "kamailio proxy ($1)" udp_bound "$2"
+}
+start_proxy acme "$proxy_port"
+start_proxy acme-parallel "$pproxy_port"
+
+# What serve answers Kamailio (exact document; also the phone/login -> URI rule).
+rtjson() { # scheme, callee -> the document, keys sorted
+    python3 - "http://127.0.0.1:$serve_port/v1/route/$1?call_id=rt-$2&caller=%2B380501112233&callee=$2" "$token" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={
+    "Accept": "application/vnd.kamailio.rtjson+json", "X-Sip-Domain": "pbx.example.com",
+    "Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(req, timeout=5) as r:
+    assert r.headers.get_content_type() == "application/vnd.kamailio.rtjson+json", r.headers
+    print(json.dumps(json.load(r), sort_keys=True, separators=(",", ":")))
+PY
+}
+expect_rtjson() { # scheme, callee, expected (keys sorted, compact)
+    local got; got=$(rtjson "$1" "$2")
+    [ "$got" = "$3" ] || fail "rtjson for $2: got $got, expected $3"
+    echo "ok: rtjson for $2"
+}
+expect_rtjson acme 380441234567 '{"fr_inv_timer":30000,"fr_timer":5000,"routes":[{"fr_inv_timer":30000,"fr_timer":5000,"uri":"sip:380123456789@pbx.example.com"}],"routing":"serial","version":"1.0"}'
+expect_rtjson acme support '{"fr_inv_timer":30000,"fr_timer":5000,"routes":[{"fr_inv_timer":30000,"fr_timer":5000,"uri":"sip:manager_7@pbx.example.com"}],"routing":"serial","version":"1.0"}'
+expect_rtjson acme serial-noanswer "{\"fr_inv_timer\":10000,\"fr_timer\":5000,\"routes\":[{\"fr_inv_timer\":2000,\"fr_timer\":2000,\"uri\":\"sip:ring@127.0.0.1:$uas_a\"},{\"fr_inv_timer\":10000,\"fr_timer\":5000,\"uri\":\"sip:answer@127.0.0.1:$uas_b\"}],\"routing\":\"serial\",\"version\":\"1.0\"}"
+expect_rtjson acme-parallel parallel "{\"fr_inv_timer\":20000,\"fr_timer\":5000,\"routes\":[{\"fr_inv_timer\":20000,\"fr_timer\":5000,\"uri\":\"sip:ring@127.0.0.1:$uas_a\"},{\"fr_inv_timer\":20000,\"fr_timer\":5000,\"uri\":\"sip:answer@127.0.0.1:$uas_b\"}],\"routing\":\"parallel\",\"version\":\"1.0\"}"
+
+callee_start() { # case, a|b, scenario, port -> the SIPp callee's pid in $callee_pid
+    sipp -sf "$example/sipp/$3.xml" -i 127.0.0.1 -p "$4" -m 1 -timeout 30s -timeout_error \
+        -nostdin -trace_logs -log_file "$work/$1-$2.log" -trace_msg -message_file "$work/$1-$2.msg" \
+        >"$work/$1-$2.out" 2>&1 </dev/null &
+    callee_pid=$!; pids+=("$callee_pid")
+    wait_for "SIPp callee $2 ($1)" udp_bound "$4"
+}
+callee_done() { # case, a|b, pid: the callee's scenario ran to its end
+    wait "$3" || { tail -n 30 "$work/$1-$2.out" "$work/$1-$2.msg" "$work"/kamailio-acme*.log >&2; fail "$1: callee $2 did not complete its scenario"; }
+}
+ring() { # case, proxy port, callee -> the caller's SIPp log
+    sipp -sf "$example/sipp/invite-answered.xml" -s "$3" "127.0.0.1:$2" -i 127.0.0.1 -p "$sipp_port" \
+        -m 1 -timeout 30s -timeout_error -nostdin -trace_logs -log_file "$work/$1-uac.log" \
+        -trace_msg -message_file "$work/$1-uac.msg" >"$work/$1-uac.out" 2>&1 </dev/null \
+        || { tail -n 30 "$work/$1-uac.out" "$work"/kamailio-acme*.log "$work/serve.log" >&2; fail "$1: the call was not answered"; }
+}
+stamp() { # SIPp log, key -> epoch seconds (the log holds "key=SEC USEC", maybe as %lf)
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+m = re.search(re.escape(sys.argv[2]) + r"=(\d+)(?:\.\d*)? (\d+)", open(sys.argv[1]).read())
+sys.exit("no %s in %s" % (sys.argv[2], sys.argv[1])) if not m else print(int(m[1]) + int(m[2]) / 1e6)
+PY
+}
+gap() { # what, t1, t2, min, max: min <= t2 - t1 <= max
+    python3 -c 'import sys; t1, t2, lo, hi = map(float, sys.argv[2:]); d = t2 - t1
+sys.exit(0 if lo <= d <= hi else "%s: %.3f s, expected %s..%s" % (sys.argv[1], d, lo, hi))' "$@" \
+        || fail "$1"
+}
+expect_answered_by_b() { # case
+    local contact; contact=$(sed -n 's/.*contact=\([^ ]*\).*/\1/p' "$work/$1-uac.log" | head -n 1)
+    [ "$contact" = "sip:answer@127.0.0.1:$uas_b" ] || fail "$1: answered by '$contact', expected B"
+}
+
+# Serial, first busy: A gets the INVITE and answers 486, only then B gets it and answers 200.
+callee_start serial-busy a uas-busy "$uas_a"; a=$callee_pid
+callee_start serial-busy b uas-answer "$uas_b"; b=$callee_pid
+ring serial-busy "$proxy_port" serial-busy
+callee_done serial-busy a "$a"; callee_done serial-busy b "$b"
+expect_answered_by_b serial-busy
+gap "serial-busy: A's 486 -> B's INVITE" "$(stamp "$work/serial-busy-a.log" busy)" \
+    "$(stamp "$work/serial-busy-b.log" invite)" 0 1.5
+echo "ok: serial, A busy (486) -> B rang after it and answered"
+
+# Serial, first does not answer: A rings 2 s (its fr_inv_timer), is cancelled, B rings and answers.
+callee_start serial-noanswer a uas-ring "$uas_a"; a=$callee_pid
+callee_start serial-noanswer b uas-answer "$uas_b"; b=$callee_pid
+ring serial-noanswer "$proxy_port" serial-noanswer
+callee_done serial-noanswer a "$a"; callee_done serial-noanswer b "$b"
+expect_answered_by_b serial-noanswer
+a_in=$(stamp "$work/serial-noanswer-a.log" invite)
+gap "serial-noanswer: A's INVITE -> B's INVITE (A's ring time 2 s)" "$a_in" \
+    "$(stamp "$work/serial-noanswer-b.log" invite)" 1.8 3.5
+gap "serial-noanswer: A's INVITE -> A's CANCEL" "$a_in" "$(stamp "$work/serial-noanswer-a.log" cancel)" 1.8 3.5
+echo "ok: serial, A unanswered for its ring time -> cancelled, B rang and answered"
+
+# Parallel: both get the INVITE at once; B answers first (0.5 s), A (ring time 20 s) is cancelled.
+callee_start parallel a uas-ring "$uas_a"; a=$callee_pid
+callee_start parallel b uas-answer "$uas_b"; b=$callee_pid
+ring parallel "$pproxy_port" parallel
+callee_done parallel a "$a"; callee_done parallel b "$b"
+expect_answered_by_b parallel
+gap "parallel: A's INVITE -> B's INVITE" "$(stamp "$work/parallel-a.log" invite)" \
+    "$(stamp "$work/parallel-b.log" invite)" -0.5 0.5
+gap "parallel: B's 200 -> A's CANCEL" "$(stamp "$work/parallel-b.log" answered)" \
+    "$(stamp "$work/parallel-a.log" cancel)" 0 1
+gap "parallel: INVITE -> answer at the caller" "$(stamp "$work/parallel-uac.log" invite_sent)" \
+    "$(stamp "$work/parallel-uac.log" answered)" 0 5
+echo "ok: parallel, both rang, B answered first, A was cancelled"
 
 kill "$crm_pid"; wait "$crm_pid" 2>/dev/null || true
 call invite-unavailable 380441234567 >/dev/null

@@ -5,12 +5,28 @@
 
 The callee decides the answer: 380441234567 -> {"number_01": "3 80123456789"} (a phone),
 "support" -> {"number_01": "manager_7"} (a SIP login), anything else -> 204 (no destination).
+
+With CRM_UAS_A and CRM_UAS_B set ("127.0.0.1:PORT", two SIP phones; tests/kamailio.sh starts
+them with SIPp), three callees answer a ring group of both, for the forking proxy
+(kamailio-proxy.cfg): "serial-busy" (A busy, then B), "serial-noanswer" (A rings 2 s, then B)
+and "parallel" (both at once, through a scheme with ring_strategy = "parallel").
 """
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ANSWERS = {"380441234567": "3 80123456789", "support": "manager_7"}
+
+A, B = os.environ.get("CRM_UAS_A"), os.environ.get("CRM_UAS_B")
+if A and B:
+    ANSWERS.update({
+        "serial-busy": [{"target": f"sip:busy@{A}", "ring_timeout_secs": 5},
+                        {"target": f"sip:answer@{B}", "ring_timeout_secs": 10}],
+        "serial-noanswer": [{"target": f"sip:ring@{A}", "ring_timeout_secs": 2},
+                            {"target": f"sip:answer@{B}", "ring_timeout_secs": 10}],
+        "parallel": [{"target": f"sip:ring@{A}"}, {"target": f"sip:answer@{B}"}],
+    })
 
 
 class Crm(BaseHTTPRequestHandler):

@@ -46,7 +46,11 @@ fn callroute_with_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) 
         .spawn()
         .unwrap();
     let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    // A usage error ends the process before it reads its input: the pipe may be closed.
+    match pipe.write_all(stdin.unwrap_or("").as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result.unwrap(),
+    }
     drop(pipe);
     child.wait_with_output().unwrap()
 }

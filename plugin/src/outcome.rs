@@ -14,7 +14,8 @@
 //! destinations left out) appears only when there are some, and `status` only for
 //! `http-status`.
 
-use crate::destination::{Destination, Refused};
+use crate::call::RequestError;
+use crate::destination::{Destination, Refused, Target};
 use crate::error::Failure;
 use crate::json::Object;
 use crate::routing::Routing;
@@ -114,22 +115,150 @@ pub const JSON: &str = "application/json";
 /// The `Content-Type` of plain-text answers.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
-/// The answer to a routing request: the outcome JSON with 200 whatever the outcome (so a PBX
-/// can tell "CRM down" from "our bug"), or, for a client that [`prefers_text`], the
-/// [`plain_text`] answer.
+/// The `Accept` (and `Content-Type`) of Kamailio's `rtjson` routing documents.
+pub const RTJSON: &str = "application/vnd.kamailio.rtjson+json";
+/// The request header naming where an rtjson answer dials phone numbers and bare logins: a
+/// PBX or gateway, `host[:port]`.
+pub const SIP_DOMAIN_HEADER: &str = "x-sip-domain";
+
+/// How a front end answers a routing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// The outcome JSON (the default).
+    Json,
+    /// The [`plain_text`] answer.
+    Text,
+    /// Kamailio's rtjson document ([`rtjson`]), phone numbers and bare logins dialled at
+    /// `sip_domain`.
+    Rtjson {
+        /// `host[:port]`, valid in a SIP URI.
+        sip_domain: String,
+    },
+}
+
+/// The format a request asks for: the first of `text/plain`, `application/json` and
+/// [`RTJSON`] among its `Accept` values (JSON when none is). An rtjson request must say in
+/// [`SIP_DOMAIN_HEADER`] where numbers are dialled; without a usable one it is refused before
+/// anything is routed, naming what is wrong.
+pub fn requested_format<'a>(
+    accept: impl IntoIterator<Item = &'a str>,
+    sip_domain: Option<&str>,
+) -> Result<Format, RequestError> {
+    let wanted = accept
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .find(|v| {
+            ["text/plain", JSON, RTJSON]
+                .iter()
+                .any(|known| v.eq_ignore_ascii_case(known))
+        });
+    match wanted {
+        Some(v) if v.eq_ignore_ascii_case("text/plain") => Ok(Format::Text),
+        Some(v) if v.eq_ignore_ascii_case(RTJSON) => {
+            let domain = sip_domain.map(str::trim).unwrap_or_default();
+            let usable = !domain.is_empty()
+                && matches!(
+                    Target::parse(&format!("sip:x@{domain}")),
+                    Ok(Target::Sip(_))
+                );
+            if !usable {
+                return Err(RequestError {
+                    status: 400,
+                    message: format!(
+                        "an rtjson answer needs the header X-Sip-Domain: host[:port], where phone \
+                         numbers and logins are dialled (got `{}`)",
+                        crate::error::excerpt(domain, 64)
+                    ),
+                });
+            }
+            Ok(Format::Rtjson {
+                sip_domain: domain.to_owned(),
+            })
+        }
+        _ => Ok(Format::Json),
+    }
+}
+
+/// The answer to a routing request, in the `format` it asked for: the outcome JSON with 200
+/// whatever the outcome (so a PBX can tell "CRM down" from "our bug"), the [`plain_text`]
+/// answer, or the [`rtjson`] document.
 pub fn http_answer(
     result: &Result<Routing, Failure>,
     elapsed_ms: u64,
-    prefers_text: bool,
+    format: &Format,
 ) -> HttpAnswer {
-    if prefers_text {
-        plain_text(result)
-    } else {
-        HttpAnswer {
+    match format {
+        Format::Text => plain_text(result),
+        Format::Rtjson { sip_domain } => rtjson(result, sip_domain),
+        Format::Json => HttpAnswer {
             status: 200,
             content_type: JSON,
             body: to_json(result, elapsed_ms),
             headers: Vec::new(),
+        },
+    }
+}
+
+/// Longest a route of an rtjson document waits for a first reply (a dead target gives up
+/// sooner than its ring time), in milliseconds.
+const RTJSON_FIRST_REPLY_MS: u32 = 5000;
+
+/// The rtjson document Kamailio's `rtjson` module rings (`rtjson_init_routes`,
+/// `rtjson_push_routes`, `rtjson_next_route`): `routing` is the strategy, each route's `uri`
+/// its target ([`sip_uri`]), `fr_inv_timer` its ring time and `fr_timer` how long it may take
+/// to reply at all, in milliseconds. The same two timers at the top are the largest of the
+/// routes' (rtjson applies a route's own timers in serial routing only; a proxy sets these
+/// for a parallel one). A failed call is `503` with the error kind, as in [`plain_text`].
+pub fn rtjson(result: &Result<Routing, Failure>, sip_domain: &str) -> HttpAnswer {
+    let Ok(routing) = result else {
+        return plain_text(result);
+    };
+    let timers = |d: &Destination| {
+        let ring_ms = d.ring_timeout_secs.saturating_mul(1000);
+        (ring_ms.min(RTJSON_FIRST_REPLY_MS), ring_ms)
+    };
+    let (fr, fr_inv) = routing
+        .destinations
+        .iter()
+        .map(timers)
+        .fold((0, 0), |(a, b), (fr, fr_inv)| (a.max(fr), b.max(fr_inv)));
+    let routes = routing.destinations.iter().map(|d| {
+        let (fr, fr_inv) = timers(d);
+        Object::new()
+            .string("uri", &sip_uri(&d.target, sip_domain))
+            .number("fr_timer", fr)
+            .number("fr_inv_timer", fr_inv)
+    });
+    let body = Object::new()
+        .string("version", "1.0")
+        .string("routing", routing.strategy.as_str())
+        .number("fr_timer", fr)
+        .number("fr_inv_timer", fr_inv)
+        .array("routes", routes)
+        .finish();
+    HttpAnswer {
+        status: 200,
+        content_type: RTJSON,
+        body,
+        headers: Vec::new(),
+    }
+}
+
+/// A target as a SIP URI: a `sip:`/`sips:` URI as it is, `user@host` with `sip:` before it,
+/// and a phone number or a bare login at `sip_domain` (`sip:101@pbx.example.com`).
+pub fn sip_uri(target: &Target, sip_domain: &str) -> String {
+    match target {
+        Target::Phone(number) => format!("sip:{number}@{sip_domain}"),
+        Target::Sip(address) => {
+            let lower = address.get(..5).unwrap_or_default().to_ascii_lowercase();
+            if lower.starts_with("sip:") || lower.starts_with("sips:") {
+                address.clone()
+            } else if address.contains('@') {
+                format!("sip:{address}")
+            } else {
+                format!("sip:{address}@{sip_domain}")
+            }
         }
     }
 }
@@ -145,20 +274,7 @@ pub fn http_rejection(status: u16, kind: &str, message: &str) -> HttpAnswer {
     }
 }
 
-/// Whether a client asked for the plain-text answer: the first of `text/plain` and
-/// `application/json` among its `Accept` values is `text/plain`.
-pub fn prefers_text<'a>(accept: impl IntoIterator<Item = &'a str>) -> bool {
-    accept
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-        .find(|v| {
-            v.eq_ignore_ascii_case("text/plain") || v.eq_ignore_ascii_case("application/json")
-        })
-        .is_some_and(|v| v.eq_ignore_ascii_case("text/plain"))
-}
-
-/// The plain-text answer to a client that [`prefers_text`]. A routed call (or its fallback)
+/// The plain-text answer ([`Format::Text`]). A routed call (or its fallback)
 /// is `200` with the first target bare, so the simplest PBX script can dial it, its ring time
 /// in [`RING_TIMEOUT_HEADER`], and, when there are more, the rest in
 /// [`NEXT_DESTINATIONS_HEADER`] and the strategy in [`RING_STRATEGY_HEADER`]; a failed call is
@@ -280,7 +396,7 @@ mod tests {
     fn both_front_ends_answer_alike() {
         let routed = routed(&[Target::Phone("380123456789".into())], 25);
         assert_eq!(
-            http_answer(&routed, 9, true),
+            http_answer(&routed, 9, &Format::Text),
             HttpAnswer {
                 status: 200,
                 content_type: TEXT,
@@ -288,13 +404,13 @@ mod tests {
                 headers: vec![(RING_TIMEOUT_HEADER, "25".into())],
             }
         );
-        let json = http_answer(&routed, 9, false);
+        let json = http_answer(&routed, 9, &Format::Json);
         assert_eq!((json.status, json.content_type), (200, JSON));
         assert_eq!(json.body, to_json(&routed, 9));
         assert!(json.headers.is_empty());
         // Several: the first bare, the rest and the strategy in headers.
         assert_eq!(
-            http_answer(&routed_group(), 9, true).headers,
+            http_answer(&routed_group(), 9, &Format::Text).headers,
             vec![
                 (RING_TIMEOUT_HEADER, "20".into()),
                 (NEXT_DESTINATIONS_HEADER, "manager_7;ring=20".into()),
@@ -304,8 +420,8 @@ mod tests {
         let failed = Err(Failure::new(ErrorKind::Transport, "down"));
         assert_eq!(
             (
-                http_answer(&failed, 1, false).status,
-                http_answer(&failed, 1, true).status
+                http_answer(&failed, 1, &Format::Json).status,
+                http_answer(&failed, 1, &Format::Text).status
             ),
             (200, 503)
         );
@@ -319,12 +435,61 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(prefers_text(["text/plain"]));
-        assert!(prefers_text(["text/plain;q=0.9, application/json;q=0.5"]));
-        assert!(prefers_text(["text/html", "TEXT/PLAIN"]));
-        assert!(!prefers_text(["application/json, text/plain"]));
-        assert!(!prefers_text(["*/*"]));
-        assert!(!prefers_text([]));
+        let format = |accept: &[&str]| requested_format(accept.iter().copied(), None).unwrap();
+        assert_eq!(format(&["text/plain"]), Format::Text);
+        assert_eq!(
+            format(&["text/plain;q=0.9, application/json;q=0.5"]),
+            Format::Text
+        );
+        assert_eq!(format(&["text/html", "TEXT/PLAIN"]), Format::Text);
+        assert_eq!(format(&["application/json, text/plain"]), Format::Json);
+        assert_eq!(format(&["*/*"]), Format::Json);
+        assert_eq!(format(&[]), Format::Json);
+        // rtjson needs a domain to dial numbers at, and a valid one.
+        let rtjson = |domain| requested_format([RTJSON], domain);
+        assert_eq!(
+            rtjson(Some("pbx.example.com:5080")),
+            Ok(Format::Rtjson {
+                sip_domain: "pbx.example.com:5080".into()
+            })
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("pbx.example.com>;evil"),
+            Some("a b"),
+            Some("x@y"),
+        ] {
+            let error = rtjson(bad).unwrap_err();
+            assert_eq!(error.status, 400);
+            assert!(error.message.contains("X-Sip-Domain"), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn rtjson_documents_for_kamailio() {
+        let mut group = routed(
+            &[
+                Target::Phone("+380441234567".into()),
+                Target::Sip("manager_7".into()),
+                Target::Sip("alice@pbx.example.com".into()),
+                Target::Sip("sips:lead@pbx.example.com".into()),
+            ],
+            20,
+        );
+        if let Ok(r) = &mut group {
+            r.strategy = RingStrategy::Parallel;
+            r.destinations[0].ring_timeout_secs = 3;
+        }
+        let answer = rtjson(&group, "gw.example.com");
+        assert_eq!((answer.status, answer.content_type), (200, RTJSON));
+        assert_eq!(
+            answer.body,
+            r#"{"version":"1.0","routing":"parallel","fr_timer":5000,"fr_inv_timer":20000,"routes":[{"uri":"sip:+380441234567@gw.example.com","fr_timer":3000,"fr_inv_timer":3000},{"uri":"sip:manager_7@gw.example.com","fr_timer":5000,"fr_inv_timer":20000},{"uri":"sip:alice@pbx.example.com","fr_timer":5000,"fr_inv_timer":20000},{"uri":"sips:lead@pbx.example.com","fr_timer":5000,"fr_inv_timer":20000}]}"#
+        );
+        let failed = Err(Failure::new(ErrorKind::Timeout, "slow"));
+        let answer = rtjson(&failed, "gw.example.com");
+        assert_eq!((answer.status, answer.body.as_str()), (503, "timeout"));
     }
 
     #[test]

@@ -56,12 +56,20 @@ impl wit::Guest for Plugin {
 impl exports::wasi::http::incoming_handler::Guest for Plugin {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let start = monotonic_clock::now();
-        let accept: Vec<String> = request
-            .headers()
-            .get("accept")
-            .into_iter()
-            .filter_map(|v| String::from_utf8(v).ok())
-            .collect();
+        let header = |name: &str| -> Vec<String> {
+            request
+                .headers()
+                .get(name)
+                .into_iter()
+                .filter_map(|v| String::from_utf8(v).ok())
+                .collect()
+        };
+        let accept = header("accept");
+        let sip_domain = header(outcome::SIP_DOMAIN_HEADER);
+        let format = outcome::requested_format(
+            accept.iter().map(String::as_str),
+            sip_domain.first().map(String::as_str),
+        );
         let method = match request.method() {
             Method::Get => "GET",
             Method::Post => "POST",
@@ -69,15 +77,17 @@ impl exports::wasi::http::incoming_handler::Guest for Plugin {
         };
         let path = request.path_with_query().unwrap_or_default();
         let query = path.split_once('?').map(|(_, q)| q);
-        let call = read_request_body(request, method)
-            .and_then(|body| Call::from_http(method, query, &body));
+        let call = format.and_then(|format| {
+            read_request_body(request, method)
+                .and_then(|body| Call::from_http(method, query, &body))
+                .map(|call| (call, format))
+        });
         let answer = match call {
             Err(e) => outcome::http_rejection(e.status, "bad-request", &e.message),
-            Ok(call) => {
+            Ok((call, format)) => {
                 let result = route_call(&call).map_err(Failure::from);
                 let elapsed_ms = monotonic_clock::now().saturating_sub(start) / 1_000_000;
-                let prefers_text = outcome::prefers_text(accept.iter().map(String::as_str));
-                outcome::http_answer(&result, elapsed_ms, prefers_text)
+                outcome::http_answer(&result, elapsed_ms, &format)
             }
         };
         send_answer(answer, response_out);

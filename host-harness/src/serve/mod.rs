@@ -295,13 +295,21 @@ impl Service {
                 );
             }
         };
-        let wants_text = outcome::prefers_text(
+        let format = outcome::requested_format(
             request
                 .headers()
                 .get_all(header::ACCEPT)
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
+            request
+                .headers()
+                .get(outcome::SIP_DOMAIN_HEADER)
+                .and_then(|v| v.to_str().ok()),
         );
+        let format = match format {
+            Ok(format) => format,
+            Err(e) => return rejection(StatusCode::BAD_REQUEST, "bad-request", e.message),
+        };
         let call = match read_call(request, self.limits.read_timeout).await {
             Ok(call) => call,
             Err(e) => {
@@ -318,7 +326,7 @@ impl Service {
         let answer = response(outcome::http_answer(
             &report.result,
             report.elapsed_ms(),
-            wants_text,
+            &format,
         ));
         self.exchanges
             .record(&name, &call, report, scheme.secrets());
