@@ -139,7 +139,7 @@ expect_contact support "sip:manager_7@127.0.0.1"
 start_proxy() { # scheme, udp port
     mkdir -p "$work/$1"
     CALLROUTE_URL="http://127.0.0.1:$serve_port/v1/route/$1" CALLROUTE_TOKEN="$token" \
-        kamailio -f "$example/kamailio-proxy.cfg" -l "udp:127.0.0.1:$2" -DD -E \
+        CALLROUTE_SIP_DOMAIN=127.0.0.1 kamailio -f "$example/kamailio-proxy.cfg" -l "udp:127.0.0.1:$2" -DD -E \
         -Y "$work/$1" -w "$work/$1" >"$work/kamailio-$1.log" 2>&1 &
     pids+=($!)
     wait_for "kamailio proxy ($1)" udp_bound "$2"

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// The longest a lookup may add to a call whose CRMs failed.
 pub const RECALL_TIMEOUT: Duration = Duration::from_millis(100);
+/// The most bytes of a remembered routing read back (32 destinations fit in a third of it).
+const MAX_VALUE_BYTES: usize = 8192;
 /// Default cap on the in-process store's entries.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// Default cap on the in-process store's bytes (keys and values).
@@ -52,6 +54,7 @@ pub struct Memory {
 
 #[derive(Clone)]
 enum Store {
+    Off,
     Local(Arc<Mutex<Local>>),
     Redis(Arc<RedisStore>),
 }
@@ -65,6 +68,14 @@ pub enum MemoryError {
 }
 
 impl Memory {
+    /// No memory: nothing is remembered or recalled (a trial call with a sample answer).
+    pub fn off() -> Memory {
+        Memory {
+            store: Store::Off,
+            counts: Family::default(),
+        }
+    }
+
     /// An in-process store of at most `max_entries` entries and `max_bytes` bytes.
     pub fn local(max_entries: usize, max_bytes: usize) -> Memory {
         Memory {
@@ -99,16 +110,20 @@ impl Memory {
 
     /// Apply the memory around a call's result: remember a routing the CRM made for `for_`,
     /// or route a call whose CRMs failed where the CRM last routed its caller (those of the
-    /// remembered destinations the scheme still `allows`; none is a miss).
+    /// remembered destinations the scheme still `allows`; none is a miss), looking no later
+    /// than `until`. A caller with fewer than 3 digits (withheld, `anonymous`) is not a
+    /// person to remember: many calls share it.
     pub(crate) async fn around(
         &self,
         scheme: &str,
         caller: &str,
         for_: Duration,
         result: Result<Routing, RouteFailure>,
+        until: tokio::time::Instant,
         allows: impl Fn(&Destination) -> bool,
     ) -> Result<Routing, RouteFailure> {
-        if caller.is_empty() {
+        let digits = caller.bytes().filter(u8::is_ascii_digit).count();
+        if matches!(self.store, Store::Off) || digits < 3 {
             return result;
         }
         let key = key(scheme, caller);
@@ -125,7 +140,7 @@ impl Memory {
                 let Some(cause) = cause.filter(recalls_for) else {
                     return result;
                 };
-                let recalled = self.recall(&key).await.and_then(|v| decode(&v));
+                let recalled = self.recall(&key, until).await.and_then(|v| decode(&v));
                 let recalled = recalled
                     .map(|(d, strategy)| (d.into_iter().filter(|d| allows(d)).collect(), strategy))
                     .filter(|(d, _): &(Vec<Destination>, _)| !d.is_empty());
@@ -151,6 +166,7 @@ impl Memory {
 
     fn remember(&self, key: String, value: Vec<u8>, for_: Duration) {
         match &self.store {
+            Store::Off => {}
             Store::Local(local) => {
                 local.lock().unwrap_or_else(|e| e.into_inner()).put(
                     key,
@@ -175,30 +191,27 @@ impl Memory {
         }
     }
 
-    async fn recall(&self, key: &str) -> Option<Vec<u8>> {
+    async fn recall(&self, key: &str, until: tokio::time::Instant) -> Option<Vec<u8>> {
+        let until = until.min(tokio::time::Instant::now() + RECALL_TIMEOUT);
         match &self.store {
+            Store::Off => None,
             Store::Local(local) => local
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(key, Instant::now()),
-            Store::Redis(redis) => {
-                match tokio::time::timeout(RECALL_TIMEOUT, redis.get(key)).await {
-                    Ok(Ok(value)) => value,
-                    Ok(Err(e)) => {
-                        self.count("error");
-                        tracing::warn!(error = %e, "memory store: lookup failed; skipped");
-                        None
-                    }
-                    Err(_) => {
-                        self.count("error");
-                        tracing::warn!(
-                            "memory store: no answer within {} ms; skipped",
-                            RECALL_TIMEOUT.as_millis()
-                        );
-                        None
-                    }
+            Store::Redis(redis) => match tokio::time::timeout_at(until, redis.get(key)).await {
+                Ok(Ok(value)) => value,
+                Ok(Err(e)) => {
+                    self.count("error");
+                    tracing::warn!(error = %e, "memory store: lookup failed; skipped");
+                    None
                 }
-            }
+                Err(_) => {
+                    self.count("error");
+                    tracing::warn!("memory store: no answer in time; skipped");
+                    None
+                }
+            },
         }
     }
 }
@@ -372,45 +385,46 @@ impl RedisStore {
             return Ok(connection.clone());
         }
         {
-            let next_try = self.next_try.lock().unwrap_or_else(|e| e.into_inner());
+            // The pause is set before trying, so that an attempt cut short by a call's
+            // deadline still keeps the next calls from trying at once.
+            let mut next_try = self.next_try.lock().unwrap_or_else(|e| e.into_inner());
             if next_try.is_some_and(|at| Instant::now() < at) {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
                     "the store was unreachable a moment ago",
                 )));
             }
+            *next_try = Some(Instant::now() + RECONNECT_PAUSE);
         }
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(RECALL_TIMEOUT))
-            .set_response_timeout(Some(RECALL_TIMEOUT));
-        match self
+            .set_connection_timeout(Some(RECALL_TIMEOUT / 2))
+            .set_response_timeout(Some(RECALL_TIMEOUT / 2));
+        let made = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
-            Ok(made) => {
-                *connection = Some(made.clone());
-                Ok(made)
-            }
-            Err(e) => {
-                *self.next_try.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Instant::now() + RECONNECT_PAUSE);
-                Err(e)
-            }
-        }
+            .await?;
+        *connection = Some(made.clone());
+        *self.next_try.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(made)
     }
 
-    /// Forget a connection that failed, so that the next use makes a new one.
+    /// Forget a connection that failed: the next use makes a new one, after the pause.
     async fn drop_connection(&self) {
         *self.connection.lock().await = None;
+        *self.next_try.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + RECONNECT_PAUSE);
     }
 
     async fn get(&self, key: &str) -> redis::RedisResult<Option<Vec<u8>>> {
         let mut connection = self.connection().await?;
-        let result = redis::cmd("GET")
+        // At most what a routing can take (a store is not trusted to send little).
+        let result = redis::cmd("GETRANGE")
             .arg(key)
-            .query_async::<Option<Vec<u8>>>(&mut connection)
-            .await;
+            .arg(0)
+            .arg(MAX_VALUE_BYTES - 1)
+            .query_async::<Vec<u8>>(&mut connection)
+            .await
+            .map(|value| (!value.is_empty()).then_some(value));
         if result.is_err() {
             self.drop_connection().await;
         }
@@ -453,6 +467,10 @@ mod tests {
         }
     }
 
+    fn far() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
     fn failure(kind: ErrorKind, status: Option<u16>) -> RouteFailure {
         let mut failure = RouteFailure::new(kind, "down");
         failure.status = status;
@@ -469,6 +487,7 @@ mod tests {
                 "380501112233",
                 day,
                 Ok(routing(&["101", "manager_7"])),
+                far(),
                 |_| true,
             )
             .await
@@ -480,6 +499,7 @@ mod tests {
                 "380501112233",
                 day,
                 Err(failure(ErrorKind::Timeout, None)),
+                far(),
                 |_| true,
             )
             .await
@@ -498,6 +518,7 @@ mod tests {
                 "380501112233",
                 day,
                 Err(failure(ErrorKind::Timeout, None)),
+                far(),
                 |d| d.target.value() != "101",
             )
             .await
@@ -509,6 +530,7 @@ mod tests {
                 "380501112233",
                 day,
                 Err(failure(ErrorKind::Timeout, None)),
+                far(),
                 |_| false,
             )
             .await;
@@ -521,6 +543,7 @@ mod tests {
                     caller,
                     day,
                     Err(failure(ErrorKind::Transport, None)),
+                    far(),
                     |_| true,
                 )
                 .await;
@@ -539,11 +562,24 @@ mod tests {
                     "380501112233",
                     day,
                     Err(failure(kind, status)),
+                    far(),
                     |_| true,
                 )
                 .await;
             assert!(result.is_err(), "{kind:?}");
         }
+        // A withheld caller is not remembered: many calls share it.
+        let anonymous = memory
+            .around(
+                "acme",
+                "anonymous",
+                day,
+                Ok(routing(&["101"])),
+                far(),
+                |_| true,
+            )
+            .await;
+        assert!(anonymous.is_ok());
         let counts = memory.counts();
         let count = |result| counts.get_or_create(&MemoryLabels { result }).get();
         assert_eq!((count("stored"), count("hit"), count("miss")), (1, 2, 3));

@@ -173,9 +173,12 @@ impl PreparedScheme {
             },
         );
         // The component needs none of the service's settings, and the tokens are secrets.
+        // `remember_secs` is the host's alone (and a 0.1.0 component would refuse it).
         let vars = pairs
             .iter()
-            .filter(|(k, _)| k != "api_tokens" && !k.starts_with("api_tokens."))
+            .filter(|(k, _)| {
+                k != "api_tokens" && !k.starts_with("api_tokens.") && k != "remember_secs"
+            })
             .cloned()
             .collect();
         let secrets = secret_values(&pairs, referenced);
@@ -574,6 +577,8 @@ impl Router {
         let mut router = self.clone();
         router.config.canned_answer = Some(answer);
         router.client = outbound_client(&router.config);
+        // A sample answer is not the CRM's: nothing is remembered from it, or recalled.
+        router.memory = Memory::off();
         router
     }
 
@@ -667,11 +672,17 @@ impl Router {
             Err(failure) => Err(failure),
         };
         let result = match scheme.policy.service.remember {
+            // A lookup ends by the call's own limit, whatever the store does.
             Some(for_) => {
                 self.memory
-                    .around(&scheme.name, &call.caller, for_, result, |d| {
-                        allowed(scheme, d).is_ok()
-                    })
+                    .around(
+                        &scheme.name,
+                        &call.caller,
+                        for_,
+                        result,
+                        deadline + CALL_GRACE,
+                        |d| allowed(scheme, d).is_ok(),
+                    )
                     .await
             }
             None => result,

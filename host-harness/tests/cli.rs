@@ -579,6 +579,26 @@ fn secrets_come_from_the_environment_and_never_reach_the_output() {
 }
 
 #[test]
+fn a_memory_store_that_is_not_a_redis_url_is_refused_at_start() {
+    let dir = Scratch::new("memory-store");
+    let schemes = dir.file("s.toml", "name = \"acme\"\nurl = \"http://127.0.0.1:9/\"\n");
+    let out = callroute(
+        &[
+            "serve",
+            "--schemes",
+            &schemes,
+            "--listen",
+            "127.0.0.1:0",
+            "--memory-store",
+            "memcached://127.0.0.1:11211",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--memory-store"), "{}", stderr(&out));
+}
+
+#[test]
 fn sandbox_options_are_checked() {
     let dir = Scratch::new("sandbox");
     let scheme = dir.file("s.toml", "url = \"http://127.0.0.1:9/\"\n");

@@ -4,9 +4,11 @@
 //! |---|---|
 //! | non-2xx | `http-status` |
 //! | 204/205, empty body, missing/null/empty field, JSON-RPC `error` | `no-destination` |
-//! | not UTF-8, not JSON, wrong JSON type, invalid destination | `bad-response` |
+//! | not UTF-8, not JSON, wrong JSON type, invalid destination, none inside the allowlist | `bad-response` |
 //!
-//! JSON numbers are accepted as phone numbers (`{"number_01": 380123456789}`).
+//! JSON numbers are accepted as phone numbers (`{"number_01": 380123456789}`). Every
+//! destination is held to the scheme's allowlist here, one by one, so that a list's
+//! `max_destinations` counts only what may be rung.
 
 use crate::call::Call;
 use crate::destination::{Destination, Refused, Target};
@@ -132,12 +134,19 @@ fn plain_text(scheme: &Scheme, text: &str) -> Result<Answered, RouteError> {
         .filter(|l| !l.is_empty())
         .collect();
     if lines.len() > 1 {
+        // A list in plain text has no structure to tell it from an error page ("ERROR\nDB
+        // down"): it is one only if every line is a destination.
+        let destinations = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| one_line(scheme, line, i + 1))
+            .collect::<Result<Vec<_>, _>>()?;
         return collect(
             scheme,
             lines
                 .iter()
-                .enumerate()
-                .map(|(i, line)| (line.to_string(), one_line(scheme, line, i + 1))),
+                .map(|l| l.to_string())
+                .zip(destinations.into_iter().map(Ok)),
             &format!("the answer's {} lines", lines.len()),
         );
     }
@@ -152,7 +161,7 @@ fn plain_text(scheme: &Scheme, text: &str) -> Result<Answered, RouteError> {
         ));
     }
     let target = Target::parse(&text).map_err(RouteError::BadResponse)?;
-    Ok(Answered::one(scheme, target))
+    Answered::one(scheme, target)
 }
 
 /// Line `number` of a plain-text answer with several.
@@ -166,15 +175,20 @@ fn one_line(scheme: &Scheme, line: &str, number: usize) -> Result<Destination, R
 }
 
 impl Answered {
-    /// One destination, ringing for the scheme's ring time.
-    fn one(scheme: &Scheme, target: Target) -> Answered {
-        Answered {
+    /// One destination, ringing for the scheme's ring time, if the scheme's allowlist lets
+    /// the call go there (`bad-response` saying why not).
+    fn one(scheme: &Scheme, target: Target) -> Result<Answered, RouteError> {
+        scheme
+            .allowlist
+            .check(&target)
+            .map_err(RouteError::BadResponse)?;
+        Ok(Answered {
             destinations: vec![Destination {
                 target,
                 ring_timeout_secs: scheme.ring_timeout_secs,
             }],
             refused: Vec::new(),
-        }
+        })
     }
 }
 
@@ -213,7 +227,7 @@ fn field_value<'a>(root: &'a Value, path: &[String]) -> Result<&'a Value, RouteE
 /// array of them, or of objects with a target and a ring time).
 fn destinations(scheme: &Scheme, value: &Value, name: &str) -> Result<Answered, RouteError> {
     let Value::Array(items) = value else {
-        return Ok(Answered::one(scheme, value_target(value, name)?));
+        return Answered::one(scheme, value_target(value, name)?);
     };
     if items.is_empty() {
         return Err(RouteError::NoDestination(format!(
@@ -283,8 +297,12 @@ fn shown(scheme: &Scheme, item: &Value) -> String {
     }
 }
 
-/// The destinations of a list, in order: the valid ones up to `max_destinations`, the rest
-/// refused with their reasons. None valid is the error of the only one, or `bad-response`
+/// Most refused destinations listed one by one; the rest are counted in one more entry.
+pub const MAX_REFUSED_LISTED: usize = 32;
+
+/// The destinations of a list, in order: the valid ones inside the scheme's allowlist, up to
+/// `max_destinations` of them, the rest refused with their reasons (at most
+/// [`MAX_REFUSED_LISTED`] listed). None valid is the error of the only one, or `bad-response`
 /// (`no-destination` when every item was empty).
 fn collect(
     scheme: &Scheme,
@@ -296,23 +314,45 @@ fn collect(
         refused: Vec::new(),
     };
     let mut errors = Vec::new();
+    let mut unlisted = 0usize;
+    let mut refuse = |answered: &mut Answered, value: &str, reason: String| {
+        if answered.refused.len() < MAX_REFUSED_LISTED {
+            answered.refused.push(Refused::new(value, reason));
+        } else {
+            unlisted += 1;
+        }
+    };
     for (raw, candidate) in candidates {
+        // Held to the allowlist before the cap: only what may be rung counts toward it.
+        let candidate = candidate.and_then(|destination| {
+            scheme
+                .allowlist
+                .check(&destination.target)
+                .map(|()| destination)
+                .map_err(RouteError::BadResponse)
+        });
         match candidate {
             Ok(destination) if answered.destinations.len() < scheme.max_destinations => {
                 answered.destinations.push(destination)
             }
-            Ok(destination) => answered.refused.push(Refused::new(
+            Ok(destination) => refuse(
+                &mut answered,
                 destination.target.value(),
                 format!(
                     "beyond max_destinations ({}): the rest of the list is not rung",
                     scheme.max_destinations
                 ),
-            )),
+            ),
             Err(error) => {
-                answered.refused.push(Refused::new(&raw, error.to_string()));
+                refuse(&mut answered, &raw, error.to_string());
                 errors.push(error);
             }
         }
+    }
+    if unlisted > 0 {
+        answered
+            .refused
+            .push(Refused::new("…", format!("{unlisted} more left out")));
     }
     if !answered.destinations.is_empty() {
         return Ok(answered);
@@ -753,9 +793,37 @@ mod tests {
             vec![("101".into(), 25), ("102".into(), 25)]
         );
         let text = scheme("http", None);
-        let (rung, refused) = list(&text, "101\r\n\nmanager_7\n<html>\n");
+        let (rung, refused) = list(&text, "101\r\n\nmanager_7\n");
         assert_eq!(rung, vec![("101".into(), 25), ("manager_7".into(), 25)]);
-        assert!(refused[0].starts_with("<html>: line 3: "), "{refused:?}");
+        assert!(refused.is_empty());
+        // Plain text with a line that is no destination is an error page, not a list.
+        for page in ["ERROR\nDB down", "101\n<html>"] {
+            let err = read_as("http", None, 200, page).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadResponse, "{page}");
+            assert!(err.to_string().starts_with("line 2: "), "{err}");
+        }
+        // The cap counts only what the allowlist lets through.
+        let capped = scheme_with(
+            "json",
+            Some("managers"),
+            &[("max_destinations", "1"), ("allowed_prefixes", "380")],
+        );
+        let (rung, refused) = list(
+            &capped,
+            r#"{"managers":["+1900555","380441234567","380441234568"]}"#,
+        );
+        assert_eq!(rung, vec![("380441234567".into(), 25)]);
+        assert!(refused[0].contains("allowed_prefixes"), "{refused:?}");
+        assert!(
+            refused[1].contains("beyond max_destinations"),
+            "{refused:?}"
+        );
+        // However long the list, the refusals listed are bounded.
+        let many = format!(r#"{{"managers":["101",{}]}}"#, vec!["true"; 1000].join(","));
+        let (rung, refused) = list(&json, &many);
+        assert_eq!(rung.len(), 1);
+        assert_eq!(refused.len(), MAX_REFUSED_LISTED + 1);
+        assert_eq!(refused[MAX_REFUSED_LISTED], "…: 968 more left out");
         // None usable: no-destination when all were empty, bad-response otherwise.
         for (body, expected) in [
             (r#"{"managers":[]}"#, ErrorKind::NoDestination),

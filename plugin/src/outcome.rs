@@ -102,8 +102,11 @@ pub struct HttpAnswer {
 /// A plain-text answer's header: how long the target rings, in seconds.
 pub const RING_TIMEOUT_HEADER: &str = "x-ring-timeout";
 /// A plain-text answer's header: the destinations after the first, in order, comma-separated
-/// (none of them can hold a comma), each with its ring time (`101;ring=20, manager_7;ring=30`).
+/// (none of them can hold a comma): `102, sip:lead@pbx.example.com;transport=tls`.
 pub const NEXT_DESTINATIONS_HEADER: &str = "x-next-destinations";
+/// A plain-text answer's header: the ring times of [`NEXT_DESTINATIONS_HEADER`]'s, in the
+/// same order, in seconds: `20, 30`.
+pub const NEXT_RING_TIMEOUTS_HEADER: &str = "x-next-ring-timeouts";
 /// A plain-text answer's header: how the destinations are rung, `serial` or `parallel`.
 pub const RING_STRATEGY_HEADER: &str = "x-ring-strategy";
 /// A plain-text answer's header, when the CRM did not route the call: where the destination
@@ -237,11 +240,16 @@ pub fn rtjson(result: &Result<Routing, Failure>, sip_domain: &str) -> HttpAnswer
         .number("fr_inv_timer", fr_inv)
         .array("routes", routes)
         .finish();
+    // As in plain text: a proxy can tell a route the CRM did not make.
+    let headers = match routing.fallback_cause {
+        Some(_) => vec![(ROUTE_SOURCE_HEADER, source_name(routing).to_owned())],
+        None => Vec::new(),
+    };
     HttpAnswer {
         status: 200,
         content_type: RTJSON,
         body,
-        headers: Vec::new(),
+        headers,
     }
 }
 
@@ -285,11 +293,14 @@ pub fn plain_text(result: &Result<Routing, Failure>) -> HttpAnswer {
             let first = r.first();
             let mut headers = vec![(RING_TIMEOUT_HEADER, first.ring_timeout_secs.to_string())];
             if r.destinations.len() > 1 {
-                let next: Vec<String> = r.destinations[1..]
+                let next = &r.destinations[1..];
+                let targets: Vec<&str> = next.iter().map(|d| d.target.value()).collect();
+                let rings: Vec<String> = next
                     .iter()
-                    .map(|d| format!("{};ring={}", d.target.value(), d.ring_timeout_secs))
+                    .map(|d| d.ring_timeout_secs.to_string())
                     .collect();
-                headers.push((NEXT_DESTINATIONS_HEADER, next.join(", ")));
+                headers.push((NEXT_DESTINATIONS_HEADER, targets.join(", ")));
+                headers.push((NEXT_RING_TIMEOUTS_HEADER, rings.join(", ")));
                 headers.push((RING_STRATEGY_HEADER, r.strategy.as_str().to_owned()));
             }
             if r.fallback_cause.is_some() {
@@ -413,7 +424,8 @@ mod tests {
             http_answer(&routed_group(), 9, &Format::Text).headers,
             vec![
                 (RING_TIMEOUT_HEADER, "20".into()),
-                (NEXT_DESTINATIONS_HEADER, "manager_7;ring=20".into()),
+                (NEXT_DESTINATIONS_HEADER, "manager_7".into()),
+                (NEXT_RING_TIMEOUTS_HEADER, "20".into()),
                 (RING_STRATEGY_HEADER, "serial".into()),
             ]
         );

@@ -513,6 +513,30 @@ mod tests {
     }
 
     #[test]
+    fn signatures_match_the_documented_formula() {
+        // Computed outside this crate (Python's hmac), from the README's formulas.
+        let mut req = build_for(&[
+            ("url", "http://crm/"),
+            ("submission", "json"),
+            ("params.id", "{call_id}"),
+        ]);
+        let stamp = Stamp {
+            idempotency_key: "9f0c",
+            attempt: 3,
+            primary_error: Some("http-status; status=503"),
+        };
+        sign(&mut req, &["s3cret".into()], 1_700_000_000, &stamp);
+        assert_eq!(
+            req.header(SIGNATURE_HEADER),
+            Some(
+                "t=1700000000,\
+                 v1=2fec2da24c86422c6d7fa32306c78385a3923bd2fe6fd5516c226c3a42163134,\
+                 v2=b3ac96776663130d9e0d0bd397e4d51219c6d44d15df872b2660f421330d722e"
+            )
+        );
+    }
+
+    #[test]
     fn idempotency_keys_differ_by_call_and_by_start() {
         let call = Call {
             call_id: "pkv".into(),

@@ -144,56 +144,18 @@ where
 {
     let scheme = Scheme::from_pairs(scheme_pairs)?;
     let deadline = transport.now() + scheme.response_timeout;
-    let (cause, refused) = match ask(&scheme, call, transport, deadline) {
-        Ok(answered) => match allowed(&scheme, answered) {
-            Ok(answered) => return Ok(Routing::direct(answered, scheme.ring_strategy)),
-            Err(refusal) => refusal,
-        },
+    // The answer's destinations are already held to the allowlist ([`answer::read`]).
+    let cause = match ask(&scheme, call, transport, deadline) {
+        Ok(answered) => return Ok(Routing::direct(answered, scheme.ring_strategy)),
         Err(RouteError::Config(message)) => return Err(RouteError::Config(message)),
-        Err(cause) => (cause, Vec::new()),
+        Err(cause) => cause,
     };
-    let mut routing = Routing::fallback(
+    Routing::fallback(
         &scheme.fallback,
         scheme.ring_timeout_secs,
         Failure::from(cause.clone()),
     )
-    .map_err(|_| cause)?;
-    routing.refused = refused;
-    Ok(routing)
-}
-
-/// The CRM's destinations inside the scheme's allowlist, the others refused; none left is a
-/// `bad-response` (with the reason of the only one, or of the first), and what was refused.
-fn allowed(scheme: &Scheme, answered: Answered) -> Result<Answered, (RouteError, Vec<Refused>)> {
-    let Answered {
-        destinations,
-        mut refused,
-    } = answered;
-    let count = destinations.len();
-    let mut kept = Vec::with_capacity(count);
-    let mut first_reason = None;
-    for destination in destinations {
-        match scheme.allowlist.check(&destination.target) {
-            Ok(()) => kept.push(destination),
-            Err(reason) => {
-                refused.push(Refused::new(destination.target.value(), reason.clone()));
-                first_reason.get_or_insert(reason);
-            }
-        }
-    }
-    if !kept.is_empty() {
-        return Ok(Answered {
-            destinations: kept,
-            refused,
-        });
-    }
-    let reason = first_reason.unwrap_or_default();
-    let message = if count == 1 {
-        reason
-    } else {
-        format!("none of the CRM's {count} destinations is allowed; the first: {reason}")
-    };
-    Err((RouteError::BadResponse(message), refused))
+    .map_err(|_| cause)
 }
 
 /// Whether an error is worth retrying at the same CRM: it never answered properly (and the
@@ -579,11 +541,11 @@ mod tests {
         .unwrap();
         assert_eq!(routing.first().target, Target::Sip("reception".into()));
         assert_eq!(routing.strategy, RingStrategy::Serial);
-        assert_eq!(routing.refused.len(), 2);
         let cause = routing.fallback_cause.unwrap();
         assert_eq!(cause.kind, ErrorKind::BadResponse);
+        assert!(cause.message.contains("allowed_prefixes"), "{cause}");
         assert!(
-            cause.message.contains("none of the CRM's 2 destinations"),
+            cause.message.contains("none of the 2 destinations"),
             "{cause}"
         );
     }

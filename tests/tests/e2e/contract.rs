@@ -60,13 +60,14 @@ async fn a_list_is_rung_with_the_scheme_strategy_and_the_invalid_are_refused() {
         callroute_plugin::destination::RingStrategy::Parallel
     );
     let refused: Vec<&str> = routing.refused.iter().map(|r| r.value.as_str()).collect();
-    assert_eq!(refused, ["not a number", "+19005550100"]);
+    // In the CRM's order, whatever the reason.
+    assert_eq!(refused, ["+19005550100", "not a number"]);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["destination"]["target"], "380441234567");
     assert_eq!(json["destinations"][1]["ring_timeout_secs"], 40);
     assert_eq!(json["strategy"], "parallel");
     assert!(
-        json["refused"][1]["reason"]
+        json["refused"][0]["reason"]
             .as_str()
             .unwrap()
             .contains("allowed_prefixes"),
@@ -93,10 +94,8 @@ fn serve_answers_the_first_in_plain_text_and_the_rest_in_headers() {
     assert_eq!(text.status, 200);
     assert_eq!(text.text(), "101");
     assert_eq!(text.header("x-ring-timeout"), Some("20"));
-    assert_eq!(
-        text.header("x-next-destinations"),
-        Some("102;ring=20, manager_7;ring=20")
-    );
+    assert_eq!(text.header("x-next-destinations"), Some("102, manager_7"));
+    assert_eq!(text.header("x-next-ring-timeouts"), Some("20, 20"));
     assert_eq!(text.header("x-ring-strategy"), Some("serial"));
     let json = served
         .request(
@@ -112,6 +111,18 @@ fn serve_answers_the_first_in_plain_text_and_the_rest_in_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_built_against_0_1_0_still_loads_and_routes() {
     let wasm = std::fs::read(V0_1_COMPONENT).unwrap();
+    // The fixture is a 0.1.0 component, so what loads below is the 0.1.0 path.
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, &wasm).unwrap();
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(
+        exports.contains(&"callroute:router/router@0.1.0".to_owned()),
+        "{exports:?}"
+    );
     let router = callroute_host::Router::new(
         &wasm,
         callroute_host::RouterConfig {
