@@ -176,15 +176,24 @@ YAML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 pids+=($!)
 wait_for_port "the OCI registry" "$registry_port"
-reference="127.0.0.1:$registry_port/callroute/router"
-pushed=$(HOME="$work/home" "$wash" oci push --insecure -o json "$reference:$version" "$artifact") \
-    || fail "wash oci push"
-digest=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["data"]["digest"])' "$pushed")
-HOME="$work/home" "$wash" oci pull --insecure "$reference@$digest" "$work/pulled.wasm" >/dev/null \
-    || fail "wash oci pull $reference@$digest"
-cmp -s "$artifact" "$work/pulled.wasm" || fail "the artifact pulled by digest differs from the one pushed"
-python3 - "http://127.0.0.1:$registry_port/v2/callroute/router/manifests/$digest" <<'PY' \
-    || fail "the registry's manifest"
+# `cargo xtask publish` pushes the component and the WIT package (`dist`'s) and prints each
+# reference with its digest; each is pulled back by digest and compared with what was pushed.
+(cd "$root" && WASH="$wash" cargo xtask publish \
+    --registry "127.0.0.1:$registry_port/callroute/router" --insecure) >"$work/publish.log" 2>&1 \
+    || { tail -n 20 "$work/publish.log" >&2; fail "cargo xtask publish"; }
+pushed=0
+while read -r reference digest; do
+    case "$reference" in
+        */callroute/router:*) file="$root/dist/callroute-router-$version.wasm" ;;
+        */callroute/router-wit:*) file="$root/dist/callroute-router-wit-$version.wasm" ;;
+        *) continue ;;
+    esac
+    repository=${reference%:*}
+    HOME="$work/home" "$wash" oci pull --insecure "$repository@$digest" "$work/pulled.wasm" >/dev/null \
+        || fail "wash oci pull $repository@$digest"
+    cmp -s "$file" "$work/pulled.wasm" || fail "$repository@$digest differs from $file"
+    python3 - "http://127.0.0.1:$registry_port/v2/${repository#*/}/manifests/$digest" <<'PY' \
+        || fail "the manifest of $repository@$digest"
 import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1],
                              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -192,5 +201,9 @@ with urllib.request.urlopen(req, timeout=10) as r:
     layers = json.load(r)["layers"]
 assert [l["mediaType"] for l in layers] == ["application/wasm"], layers
 PY
-echo "ok: OCI round trip through a registry on loopback, $digest, byte-identical (application/wasm)"
+    echo "ok: $repository@$digest pulled back by digest, byte-identical (application/wasm)"
+    pushed=$((pushed + 1))
+done < <(grep -E '^127\.0\.0\.1:[0-9]+/callroute/router(-wit)?:[^ ]+ sha256:[0-9a-f]{64}$' "$work/publish.log")
+[ "$pushed" = 2 ] || { cat "$work/publish.log" >&2; fail "expected the component and the WIT package published, got $pushed"; }
+echo "ok: OCI round trip through a registry on loopback (cargo xtask publish)"
 echo "other hosts: all passed"

@@ -5,6 +5,12 @@
 //!   `callroute-artifact` crate), and `dist/callroute-router-<version>.wasm.sha256` in
 //!   `sha256sum` format. It checks that the component's embedded version is the workspace
 //!   version first.
+//!   It also writes `dist/callroute-router-wit-<version>.wasm`, the contract (`wit/`) as a
+//!   WIT package binary.
+//! - `cargo xtask publish --registry HOST/REPO [--insecure]`: `dist`, then push the component
+//!   to `HOST/REPO:<version>` and the WIT package to `HOST/REPO-wit:<version>` as OCI artifacts
+//!   (one `application/wasm` layer each) with `wash oci push` (wash on PATH, or `$WASH`), and
+//!   print their digests.
 //! - `cargo xtask size [--top N]`: the component's size against its budget, and where the
 //!   bytes go (see [`size`]).
 //! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
@@ -32,13 +38,15 @@ fn main() -> ExitCode {
     let task = args.next();
     let args: Vec<String> = args.collect();
     let result = match task.as_deref() {
-        Some("dist") => dist(),
+        Some("dist") => dist().map(|_| ()),
+        Some("publish") => publish(args),
         Some("size") => size::run(args),
         // `callroute-bench` reports its own errors.
         Some(task @ ("bench" | "load")) => return in_release_build(task, &args),
         _ => {
             eprintln!(
-                "usage: cargo xtask dist | cargo xtask size [--top N] \
+                "usage: cargo xtask dist | cargo xtask publish --registry HOST/REPO [--insecure] \
+                 | cargo xtask size [--top N] \
                  | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] \
                  | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]"
             );
@@ -106,7 +114,13 @@ fn run_release_build(task: &str, args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-fn dist() -> Result<(), String> {
+/// What `dist` wrote: the component and the WIT package.
+struct Dist {
+    component: PathBuf,
+    wit: PathBuf,
+}
+
+fn dist() -> Result<Dist, String> {
     let version = env!("CARGO_PKG_VERSION");
     let wasm = callroute_artifact::EMBEDDED_PLUGIN;
     let payload = wasm_metadata::Payload::from_binary(wasm)
@@ -134,5 +148,72 @@ fn dist() -> Result<(), String> {
     println!("{} ({} bytes)", artifact.display(), wasm.len());
     println!("{}", checksum.display());
     println!("sha256:{digest}");
+
+    let wit = dist.join(format!("callroute-router-wit-{version}.wasm"));
+    let package = wit_package()?;
+    std::fs::write(&wit, &package).map_err(|e| format!("{}: {e}", wit.display()))?;
+    println!("{} ({} bytes)", wit.display(), package.len());
+    Ok(Dist {
+        component: artifact,
+        wit,
+    })
+}
+
+/// The contract (`wit/`, its WASI dependencies in `wit/deps/`) as a WIT package binary.
+fn wit_package() -> Result<Vec<u8>, String> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(workspace_root().join("wit"))
+        .map_err(|e| format!("cannot read wit/: {e:#}"))?;
+    wit_component::encode(&resolve, package).map_err(|e| format!("cannot encode wit/: {e:#}"))
+}
+
+/// `publish --registry HOST/REPO [--insecure]`: see the module docs.
+fn publish(args: Vec<String>) -> Result<(), String> {
+    let mut registry = None;
+    let mut insecure = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--registry" => registry = args.next(),
+            "--insecure" => insecure = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let registry = registry.ok_or("--registry HOST/REPO is required")?;
+    let version = env!("CARGO_PKG_VERSION");
+    let dist = dist()?;
+    let wash = std::env::var("WASH").unwrap_or_else(|_| "wash".into());
+    for (reference, file) in [
+        (format!("{registry}:{version}"), &dist.component),
+        (format!("{registry}-wit:{version}"), &dist.wit),
+    ] {
+        let mut command = std::process::Command::new(&wash);
+        command.args(["oci", "push", "-o", "json"]);
+        if insecure {
+            command.arg("--insecure");
+        }
+        let out = command
+            .arg(&reference)
+            .arg(file)
+            .output()
+            .map_err(|e| format!("cannot run {wash} (install wash, or set WASH): {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let digest = text
+            .split('"')
+            .skip_while(|part| *part != "digest")
+            .nth(2)
+            .filter(|d| d.starts_with("sha256:"));
+        match (out.status.success(), digest) {
+            (true, Some(digest)) => println!("{reference} {digest}"),
+            _ => {
+                return Err(format!(
+                    "wash oci push {reference} failed: {}{}",
+                    text.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+    }
     Ok(())
 }
