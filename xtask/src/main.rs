@@ -175,12 +175,30 @@ fn publish(args: Vec<String>) -> Result<(), String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--registry" => registry = args.next(),
+            "--registry" if registry.is_none() => registry = args.next(),
+            "--registry" => return Err("--registry is given twice".into()),
             "--insecure" => insecure = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
     let registry = registry.ok_or("--registry HOST/REPO is required")?;
+    // A repository, not a tag, a digest or an option: `host[:port]/path`, lower case.
+    let valid = registry.split_once('/').is_some_and(|(host, path)| {
+        !host.is_empty()
+            && !path.is_empty()
+            && !registry.starts_with('-')
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            && path
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+    });
+    if !valid {
+        return Err(format!(
+            "--registry `{registry}` is not HOST[:PORT]/REPOSITORY (lower case, no tag or digest)"
+        ));
+    }
     let version = env!("CARGO_PKG_VERSION");
     let dist = dist()?;
     let wash = std::env::var("WASH").unwrap_or_else(|_| "wash".into());
@@ -198,18 +216,32 @@ fn publish(args: Vec<String>) -> Result<(), String> {
             .arg(file)
             .output()
             .map_err(|e| format!("cannot run {wash} (install wash, or set WASH): {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let digest = text
-            .split('"')
-            .skip_while(|part| *part != "digest")
-            .nth(2)
-            .filter(|d| d.starts_with("sha256:"));
-        match (out.status.success(), digest) {
-            (true, Some(digest)) => println!("{reference} {digest}"),
+        let said: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        let digest = said
+            .as_ref()
+            .filter(|json| json["success"] == true)
+            .and_then(|json| json["data"]["digest"].as_str())
+            .filter(|d| {
+                d.strip_prefix("sha256:").is_some_and(|hex| {
+                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+            });
+        // The manifest's digest (what a host pins), never the file's own, which no pull by
+        // digest would find.
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let own: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        match digest {
+            Some(digest) if out.status.success() && digest != format!("sha256:{own}") => {
+                println!("{reference} {digest}")
+            }
             _ => {
                 return Err(format!(
-                    "wash oci push {reference} failed: {}{}",
-                    text.trim(),
+                    "wash oci push {reference} ({}) did not say a manifest digest:\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout).trim(),
                     String::from_utf8_lossy(&out.stderr).trim()
                 ));
             }
