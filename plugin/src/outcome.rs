@@ -338,20 +338,13 @@ mod tests {
     use crate::error::{ErrorKind, RouteError};
     use serde_json::Value;
 
+    /// The CRM's routing to `targets`, rung in turn: the static fallback's shape, without its
+    /// cause.
     fn routed(targets: &[Target], ring_timeout_secs: u32) -> Result<Routing, Failure> {
-        Ok(Routing {
-            destinations: targets
-                .iter()
-                .map(|target| Destination {
-                    target: target.clone(),
-                    ring_timeout_secs,
-                })
-                .collect(),
-            strategy: RingStrategy::Serial,
-            refused: Vec::new(),
-            fallback_cause: None,
-            remembered: false,
-        })
+        let unused = Failure::new(ErrorKind::Timeout, "");
+        let mut routing = Routing::fallback(targets, ring_timeout_secs, unused)?;
+        routing.fallback_cause = None;
+        Ok(routing)
     }
 
     #[test]
