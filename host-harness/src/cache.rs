@@ -31,11 +31,7 @@ pub fn entry_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
-    let digest: String = Sha256::digest(wasm)
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = callroute_plugin::request::hex(&Sha256::digest(wasm)[..16]);
     dir.join(format!("{digest}-{:016x}.cwasm", engine_hash.finish()))
 }
 

@@ -235,15 +235,8 @@ fn key(scheme: &str, caller: &str) -> String {
     hash.update(scheme.as_bytes());
     hash.update([0]);
     hash.update(caller.as_bytes());
-    const PREFIX: &str = "callroute:memory:v1:";
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut key = String::with_capacity(PREFIX.len() + 32);
-    key.push_str(PREFIX);
-    for b in &hash.finalize()[..16] {
-        key.push(HEX[usize::from(b >> 4)] as char);
-        key.push(HEX[usize::from(b & 15)] as char);
-    }
-    key
+    let digest = callroute_plugin::request::hex(&hash.finalize()[..16]);
+    format!("callroute:memory:v1:{digest}")
 }
 
 /// A routing as the store keeps it: its strategy and each destination's kind, target and ring

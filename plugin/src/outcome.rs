@@ -30,6 +30,14 @@ pub fn source_name(routing: &Routing) -> &'static str {
     }
 }
 
+/// [`ROUTE_SOURCE_HEADER`] for a routing the CRM did not make (`fallback`, `memory`).
+fn source_header(routing: &Routing) -> Option<(&'static str, String)> {
+    routing
+        .fallback_cause
+        .is_some()
+        .then(|| (ROUTE_SOURCE_HEADER, source_name(routing).to_owned()))
+}
+
 /// `"routed"`, `"fallback"` or `"failed"`: a call routed by what the host remembered is a
 /// `"fallback"` too (the CRM did not route it), with `source` `"memory"`.
 pub fn outcome_name(result: &Result<Routing, Failure>) -> &'static str {
@@ -241,10 +249,7 @@ pub fn rtjson(result: &Result<Routing, Failure>, sip_domain: &str) -> HttpAnswer
         .array("routes", routes)
         .finish();
     // As in plain text: a proxy can tell a route the CRM did not make.
-    let headers = match routing.fallback_cause {
-        Some(_) => vec![(ROUTE_SOURCE_HEADER, source_name(routing).to_owned())],
-        None => Vec::new(),
-    };
+    let headers = source_header(routing).into_iter().collect();
     HttpAnswer {
         status: 200,
         content_type: RTJSON,
@@ -303,9 +308,7 @@ pub fn plain_text(result: &Result<Routing, Failure>) -> HttpAnswer {
                 headers.push((NEXT_RING_TIMEOUTS_HEADER, rings.join(", ")));
                 headers.push((RING_STRATEGY_HEADER, r.strategy.as_str().to_owned()));
             }
-            if r.fallback_cause.is_some() {
-                headers.push((ROUTE_SOURCE_HEADER, source_name(r).to_owned()));
-            }
+            headers.extend(source_header(r));
             HttpAnswer {
                 status: 200,
                 content_type: TEXT,

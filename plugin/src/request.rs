@@ -268,8 +268,16 @@ pub fn signature(secret: &str, unix_seconds: u64, parts: &[&[u8]]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `bytes` in lower-case hex, as signatures, idempotency keys and the host's digests write
+/// them (one allocation, whatever the length).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    text
 }
 
 fn urlencoded(params: &[(String, String)]) -> String {

@@ -137,10 +137,7 @@ fn dist() -> Result<Dist, String> {
     let name = format!("callroute-router-{version}.wasm");
     let artifact = dist.join(&name);
     std::fs::write(&artifact, wasm).map_err(|e| format!("{}: {e}", artifact.display()))?;
-    let digest: String = Sha256::digest(wasm)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256_hex(wasm);
     let checksum = dist.join(format!("{name}.sha256"));
     std::fs::write(&checksum, format!("{digest}  {name}\n"))
         .map_err(|e| format!("{}: {e}", checksum.display()))?;
@@ -157,6 +154,14 @@ fn dist() -> Result<Dist, String> {
         component: artifact,
         wit,
     })
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex (`sha256sum`'s, and an OCI digest's).
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The contract (`wit/`, its WASI dependencies in `wit/deps/`) as a WIT package binary.
@@ -229,10 +234,7 @@ fn publish(args: Vec<String>) -> Result<(), String> {
         // The manifest's digest (what a host pins), never the file's own, which no pull by
         // digest would find.
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let own: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let own = sha256_hex(&bytes);
         match digest {
             Some(digest) if out.status.success() && digest != format!("sha256:{own}") => {
                 println!("{reference} {digest}")
