@@ -16,7 +16,7 @@
 //! 0. `serve` reads its schemes file again on SIGHUP.
 
 use crate::Call;
-use crate::router::{PreparedScheme, Router, RouterConfig};
+use crate::router::{Router, RouterConfig};
 use crate::scheme_file::SchemeFile;
 use clap::{Parser, Subcommand};
 use std::io::Read;
@@ -238,10 +238,10 @@ fn read_call(source: &str) -> Result<Call, String> {
 }
 
 async fn route(args: RouteArgs) -> ExitCode {
-    let scheme = match SchemeFile::load(&args.scheme)
+    let entry = match SchemeFile::load(&args.scheme)
         .and_then(|file| file.select(args.scheme_name.as_deref()).cloned())
     {
-        Ok(entry) => PreparedScheme::new(entry.pairs),
+        Ok(entry) => entry,
         Err(e) => return usage_error(e.to_string()),
     };
     let call = match read_call(&args.call) {
@@ -252,9 +252,10 @@ async fn route(args: RouteArgs) -> ExitCode {
         Ok(router) => router,
         Err(e) => return usage_error(e),
     };
+    let scheme = router.prepare(entry.pairs);
     let report = router.route(&scheme, &call).await;
     if args.trace {
-        let record = crate::exchange::record_json(&call, &report, false, &scheme.secrets());
+        let record = crate::exchange::record_json(&call, &report, false);
         eprintln!("{record}");
     }
     println!("{}", report.to_json());

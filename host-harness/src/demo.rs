@@ -4,7 +4,8 @@
 
 use crate::Call;
 use crate::crm::{CrmReply, CrmRequest, TestCrm};
-use crate::router::{PreparedScheme, Router};
+use crate::prepare::PreparedScheme;
+use crate::router::Router;
 use std::io::Write;
 
 const SUBMISSIONS: [&str; 4] = ["http", "form", "json", "json-rpc"];

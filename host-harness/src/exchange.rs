@@ -4,9 +4,8 @@
 //!
 //! Each attempt keeps the method, the URL without its query, the request body as sent and the
 //! first [`MAX_RECORDED`] bytes of the answer, the status or why there was none, and the time.
-//! Header values are never recorded, and every secret of the scheme (its `${env:…}` values,
-//! header values, signing secrets, tokens, the URLs' query values) is masked wherever it
-//! appears in a body, so a record is safe to show an operator.
+//! Header values are never recorded. The router masks every string of an attempt
+//! ([`Attempt::redact`], with the rules of [`crate::redact`]) before the record leaves it.
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -15,8 +14,7 @@ use tokio::time::Instant;
 /// The most bytes of a request body or an answer kept per attempt.
 pub const MAX_RECORDED: usize = 4096;
 
-/// What stands for a secret in a record.
-pub const MASK: &str = "•••";
+pub use crate::redact::MASK;
 
 /// One request to a CRM and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,16 +33,18 @@ pub struct Attempt {
     pub error: Option<String>,
     /// From sending the request to the answer's head, or to the failure.
     pub elapsed_ms: u64,
+    /// Whether the request body and the answer were kept only in part, until masked.
+    #[serde(skip)]
+    pub cut: (bool, bool),
 }
 
 /// One call's attempts, as they happen. Cheap to clone: clones share the record.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     attempts: Arc<Mutex<Vec<Raw>>>,
-    secrets: Arc<[String]>,
     /// How many bytes of a body are kept before masking: [`MAX_RECORDED`] and the longest
-    /// secret, so that a secret that starts within the first [`MAX_RECORDED`] bytes is
-    /// masked whole before the rest is cut off.
+    /// form of a secret, so that a secret that starts within the first [`MAX_RECORDED`] bytes
+    /// is masked whole before the rest is cut off.
     keep: usize,
 }
 
@@ -54,21 +54,21 @@ struct Raw {
     method: String,
     url: String,
     request: Vec<u8>,
+    request_len: usize,
     status: Option<u16>,
     answer: Vec<u8>,
+    answer_len: usize,
     error: Option<String>,
     sent: Instant,
     elapsed_ms: Option<u64>,
 }
 
 impl Recorder {
-    /// A recorder that masks `secrets` (the values themselves; empty ones are ignored).
-    pub fn new(secrets: Arc<[String]>) -> Recorder {
-        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+    /// A recorder keeping [`MAX_RECORDED`] bytes of each body and `longest_secret` more.
+    pub fn new(longest_secret: usize) -> Recorder {
         Recorder {
             attempts: Arc::default(),
-            secrets,
-            keep: MAX_RECORDED + longest,
+            keep: MAX_RECORDED + longest_secret,
         }
     }
 
@@ -83,8 +83,10 @@ impl Recorder {
             method: method.to_owned(),
             url,
             request: body[..body.len().min(self.keep)].to_vec(),
+            request_len: body.len(),
             status: None,
             answer: Vec::new(),
+            answer_len: 0,
             error: None,
             sent: Instant::now(),
             elapsed_ms: None,
@@ -95,38 +97,56 @@ impl Recorder {
         }
     }
 
-    /// The attempts so far, secrets masked.
+    /// The attempts so far, not yet masked: [`Attempt::redact`] masks and cuts them.
     pub fn attempts(&self) -> Vec<Attempt> {
         self.lock()
             .iter()
             .map(|raw| Attempt {
                 method: raw.method.clone(),
-                // A secret can be in a URL's path too (`/rest/1/${env:TOKEN}/…`).
-                url: mask_secrets(raw.url.clone(), &self.secrets),
-                request_body: self.masked(&raw.request),
+                url: raw.url.clone(),
+                request_body: String::from_utf8_lossy(&raw.request).into_owned(),
                 status: raw.status,
-                answer: self.masked(&raw.answer),
-                error: raw
-                    .error
-                    .clone()
-                    .map(|error| mask_secrets(error, &self.secrets)),
+                answer: String::from_utf8_lossy(&raw.answer).into_owned(),
+                error: raw.error.clone(),
                 elapsed_ms: raw.elapsed_ms.unwrap_or(0),
+                cut: (
+                    raw.request_len > raw.request.len(),
+                    raw.answer_len > raw.answer.len(),
+                ),
             })
             .collect()
     }
+}
 
-    /// A kept body, secrets masked, then cut to [`MAX_RECORDED`] bytes.
-    fn masked(&self, bytes: &[u8]) -> String {
-        let mut text = mask_secrets(String::from_utf8_lossy(bytes).into_owned(), &self.secrets);
-        if text.len() > MAX_RECORDED {
-            let mut end = MAX_RECORDED;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
+impl Attempt {
+    /// Mask every string of this attempt with `redactor` (a body kept in part as a text cut
+    /// at its end), then cut each body to [`MAX_RECORDED`] bytes. A trial's sample answer is
+    /// the operator's own text, shown as written ([`Redactor::sample_as_written`]).
+    ///
+    /// [`Redactor::sample_as_written`]: crate::redact::Redactor::sample_as_written
+    pub fn redact(&mut self, redactor: &crate::redact::Redactor) {
+        // A secret can be in a URL's path too (`/rest/1/${env:TOKEN}/…`).
+        self.url = redactor.mask(&self.url);
+        self.request_body = cut(redactor.mask_body(&self.request_body, self.cut.0));
+        if !redactor.sample_as_written() {
+            self.answer = redactor.mask_body(&self.answer, self.cut.1);
         }
-        text
+        self.answer = cut(std::mem::take(&mut self.answer));
+        self.error = self.error.as_deref().map(|e| redactor.mask(e));
+        self.cut = (false, false);
     }
+}
+
+/// `text` cut to [`MAX_RECORDED`] bytes.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_RECORDED {
+        let mut end = MAX_RECORDED;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// One attempt, to be told how it went.
@@ -163,6 +183,7 @@ impl AttemptHandle {
     pub(crate) fn body(&self, bytes: &[u8]) {
         let keep = self.recorder.keep;
         self.update(|raw| {
+            raw.answer_len += bytes.len();
             let room = keep.saturating_sub(raw.answer.len());
             raw.answer
                 .extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -172,14 +193,13 @@ impl AttemptHandle {
 
 /// The record of one call's exchange, as JSON: the call (its numbers masked unless
 /// `show_numbers`), the outcome as `callroute route` prints it (outcome, destination, error,
-/// elapsed time), and the attempts.
+/// elapsed time), and the attempts. The report comes masked from the router.
 pub fn record_json(
     call: &crate::Call,
     report: &crate::RouteReport,
     show_numbers: bool,
-    secrets: &[String],
 ) -> serde_json::Value {
-    record_of(&CallShown::of(call, show_numbers), report, secrets)
+    record_of(&CallShown::of(call, show_numbers), report)
 }
 
 /// A call as a record shows it: its id, and its numbers masked or whole.
@@ -191,13 +211,7 @@ pub struct CallShown {
     pub caller: String,
     /// The callee, as shown.
     pub callee: String,
-    /// Each number masked, and its mask: also applied to what was sent and answered.
-    masked: Vec<(String, String)>,
 }
-
-/// The shortest number masked inside bodies too: shorter ones (an extension, `101`) are not
-/// anyone's phone number, and masking them would garble the rest.
-const MIN_MASKED_IN_BODIES: usize = 7;
 
 impl CallShown {
     /// `call` with its numbers masked, unless `show_numbers`.
@@ -206,50 +220,20 @@ impl CallShown {
             if show_numbers {
                 number.to_owned()
             } else {
-                mask_number(number)
+                crate::redact::mask_number(number)
             }
         };
-        let mut masked = Vec::new();
-        if !show_numbers {
-            for number in [&call.caller, &call.callee] {
-                // As written first; then without its `+`, so that `%2B380…` in a form body
-                // is masked too.
-                let digits = number.trim_start_matches('+');
-                if digits.chars().count() >= MIN_MASKED_IN_BODIES {
-                    masked.push((number.clone(), mask_number(number)));
-                    if digits != number {
-                        masked.push((digits.to_owned(), mask_number(digits)));
-                    }
-                }
-            }
-        }
         CallShown {
             call_id: call.call_id.clone(),
             caller: shown(&call.caller),
             callee: shown(&call.callee),
-            masked,
         }
-    }
-
-    /// `text` with the call's numbers masked as they are in the record.
-    fn mask(&self, mut text: String) -> String {
-        for (number, mask) in &self.masked {
-            if text.contains(number.as_str()) {
-                text = text.replace(number.as_str(), mask);
-            }
-        }
-        text
     }
 }
 
-/// The record of a call as shown, and its report (see [`record_json`]). Every string in it
-/// (the attempts, and the error, which may quote a URL or a CRM's answer) has the scheme's
-/// `secrets` masked, and the numbers masked in the call masked too.
-pub fn record_of(
-    call: &CallShown,
-    report: &crate::RouteReport,
-    secrets: &[String],
-) -> serde_json::Value {
+/// The record of a call as shown, and its report, already masked by the router (see
+/// [`record_json`]).
+pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::Value {
     let mut record = serde_json::json!({
         "call_id": call.call_id,
         "caller": call.caller,
@@ -265,66 +249,49 @@ pub fn record_of(
             serde_json::to_value(&report.attempts).unwrap_or_default(),
         );
     }
-    mask_strings(&mut record, &|text| call.mask(mask_secrets(text, secrets)));
     record
-}
-
-/// Apply `mask` to every string in `value`.
-fn mask_strings(value: &mut serde_json::Value, mask: &impl Fn(String) -> String) {
-    match value {
-        serde_json::Value::String(text) => *text = mask(std::mem::take(text)),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_strings(v, mask)),
-        serde_json::Value::Object(members) => {
-            members.values_mut().for_each(|v| mask_strings(v, mask))
-        }
-        _ => {}
-    }
-}
-
-/// `text` with every one of `secrets` in it replaced by [`MASK`] (empty ones are ignored;
-/// a secret that contains another should come first).
-pub fn mask_secrets(mut text: String, secrets: &[String]) -> String {
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), MASK);
-        }
-    }
-    text
-}
-
-/// A phone number as a record shows it by default: enough to recognise, not to dial
-/// (`+38050•••2233`). Short values keep only their last two characters.
-pub fn mask_number(number: &str) -> String {
-    let chars: Vec<char> = number.chars().collect();
-    if chars.len() <= 6 {
-        let tail: String = chars[chars.len().saturating_sub(2)..].iter().collect();
-        return format!("{MASK}{tail}");
-    }
-    let head: String = chars[..(chars.len() - 4).min(6)].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}{MASK}{tail}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::{Redactor, Secrets};
+
+    fn secrets(value: &str) -> Secrets {
+        Secrets::of_scheme(&[("headers.X-Key".into(), value.into())], Vec::new())
+    }
 
     #[test]
-    fn attempts_keep_bounded_bodies_and_mask_secrets() {
-        let recorder = Recorder::new(Arc::from(vec!["s3cret".to_owned(), String::new()]));
-        let attempt = recorder.begin("POST", "http://crm/route".into(), b"key=s3cret&caller=1");
+    fn attempts_keep_bounded_bodies_and_are_masked_whole() {
+        let secrets = secrets("s3cret-value");
+        let recorder = Recorder::new(secrets.longest());
+        let attempt = recorder.begin(
+            "POST",
+            "http://crm/route".into(),
+            b"key=s3cret-value&caller=1",
+        );
         attempt.answered(200);
         attempt.body(&vec![b'x'; 3000]);
-        attempt.body(&vec![b'y'; 3000]);
+        // A secret that starts within the kept bytes and ends beyond them is masked whole.
+        let mut answer = vec![b'y'; MAX_RECORDED - 3000 - 4];
+        answer.extend_from_slice(b"s3cret-value and more");
+        attempt.body(&answer);
         let failed = recorder.begin("POST", "http://backup/route".into(), b"");
-        failed.failed("refused".into());
-        let attempts = recorder.attempts();
+        failed.failed("refused: s3cret-value".into());
+        let redactor = Redactor::new(secrets, ["1", "2"], false);
+        let mut attempts = recorder.attempts();
+        attempts.iter_mut().for_each(|a| a.redact(&redactor));
         assert_eq!(attempts.len(), 2);
         assert_eq!(attempts[0].request_body, "key=•••&caller=1");
         assert_eq!(attempts[0].status, Some(200));
-        assert_eq!(attempts[0].answer.len(), MAX_RECORDED);
-        assert!(attempts[0].answer.ends_with('y'));
-        assert_eq!(attempts[1].error.as_deref(), Some("refused"));
+        assert!(attempts[0].answer.len() <= MAX_RECORDED);
+        assert!(
+            attempts[0].answer.ends_with("y•"),
+            "{}",
+            &attempts[0].answer[4000..]
+        );
+        assert!(!attempts[0].answer.contains("s3cr"));
+        assert_eq!(attempts[1].error.as_deref(), Some("refused: •••"));
         assert_eq!(attempts[1].status, None);
     }
 
@@ -333,7 +300,7 @@ mod tests {
         let call =
             crate::Call::from_json(r#"{"call_id":"c1","caller":"+380501112233","callee":"101"}"#)
                 .unwrap();
-        let recorder = Recorder::new(Arc::from(Vec::new()));
+        let recorder = Recorder::new(0);
         let attempt = recorder.begin(
             "POST",
             "http://crm/".into(),
@@ -341,16 +308,26 @@ mod tests {
         );
         attempt.answered(200);
         attempt.body(br#"{"for":"+380501112233","destination":"101"}"#);
-        let report = crate::RouteReport {
+        let mut report = crate::RouteReport {
             result: Err(crate::report::RouteFailure::new(
                 callroute_plugin::error::ErrorKind::Timeout,
-                "slow",
+                "slow for +380501112233",
             )),
             elapsed: std::time::Duration::ZERO,
             rejected: None,
             attempts: recorder.attempts(),
         };
-        let masked = record_json(&call, &report, false, &[]);
+        let whole = record_json(&call, &report, true);
+        assert_eq!(
+            whole["attempts"][0]["request_body"],
+            "caller=%2B380501112233&callee=101"
+        );
+        report.redact(&Redactor::new(
+            Secrets::default(),
+            [&call.caller, &call.callee],
+            false,
+        ));
+        let masked = record_json(&call, &report, false);
         assert_eq!(
             masked["attempts"][0]["request_body"],
             "caller=%2B380501•••2233&callee=101"
@@ -361,19 +338,6 @@ mod tests {
             masked["attempts"][0]["answer"],
             r#"{"for":"+38050•••2233","destination":"101"}"#
         );
-        let whole = record_json(&call, &report, true, &[]);
-        assert_eq!(
-            whole["attempts"][0]["request_body"],
-            "caller=%2B380501112233&callee=101"
-        );
-    }
-
-    #[test]
-    fn numbers_are_masked_but_recognisable() {
-        assert_eq!(mask_number("+380501112233"), "+38050•••2233");
-        assert_eq!(mask_number("380441234567"), "380441•••4567");
-        assert_eq!(mask_number("1234567"), "123•••4567");
-        assert_eq!(mask_number("101"), "•••01");
-        assert_eq!(mask_number(""), "•••");
+        assert_eq!(masked["error"]["message"], "slow for +38050•••2233");
     }
 }

@@ -1,10 +1,14 @@
 //! The callroute host: runs the routing component (a WASI 0.2 component of the
 //! `callroute:router/plugin` world) on wasmtime, one sandboxed instance per call.
 //!
-//! - [`router`]: loading the component once, routing each call in a fresh instance with its
-//!   scheme, deadline and limits;
-//! - [`sandbox`]: the engine, one call's store and limits, and the component's answer in the
-//!   host's types;
+//! - [`router`]: the call pipeline, one way for every call: admit, sandbox, re-validate,
+//!   allowlist, fallback, remember, mask;
+//! - [`prepare`]: a scheme's pairs made ready to route with, the one way for `route`, `serve`
+//!   and `check`;
+//! - [`redact`]: which values are secret, and how every string that leaves the process is
+//!   masked;
+//! - [`sandbox`]: the engine, the component loaded once, one call's store and limits, and the
+//!   component's answer in the host's types;
 //! - [`cache`]: precompiled components, so a restart does not recompile;
 //! - [`guard`]: the outbound guard, the sandbox's only door to the network;
 //! - [`outbound`]: the HTTP transport behind `wasi:http`, guarded and deadline-bound;
@@ -27,6 +31,8 @@ pub mod guard;
 pub mod logging;
 pub mod memory;
 pub mod outbound;
+pub mod prepare;
+pub mod redact;
 pub mod report;
 pub mod router;
 pub mod sandbox;
@@ -38,5 +44,6 @@ pub mod serve;
 pub use callroute_artifact::{COMPONENT_SIZE_BUDGET, EMBEDDED_PLUGIN, PLUGIN_WASM_PATH};
 
 pub use callroute_plugin::call::Call;
+pub use prepare::PreparedScheme;
 pub use report::{RouteFailure, RouteReport};
-pub use router::{PreparedScheme, Router, RouterConfig};
+pub use router::{Router, RouterConfig};

@@ -51,3 +51,26 @@ impl RouteReport {
         callroute_plugin::outcome::to_json(&self.result, self.elapsed_ms())
     }
 }
+
+impl RouteReport {
+    /// Mask every string of this report that may quote a secret or a number with
+    /// `redactor`: the error and the fallback's cause (which may quote a CRM's answer), what
+    /// was refused and why, and each attempt (URL, bodies, error). The destinations are the
+    /// answer, and are left as they are.
+    pub fn redact(&mut self, redactor: &crate::redact::Redactor) {
+        let failure = |f: &mut RouteFailure| f.message = redactor.mask(&f.message);
+        match &mut self.result {
+            Ok(routing) => {
+                routing.fallback_cause.as_mut().map(failure);
+                for refused in &mut routing.refused {
+                    refused.value = redactor.mask(&refused.value);
+                    refused.reason = redactor.mask(&refused.reason);
+                }
+            }
+            Err(f) => failure(f),
+        }
+        for attempt in &mut self.attempts {
+            attempt.redact(redactor);
+        }
+    }
+}

@@ -22,6 +22,11 @@
 use std::path::Path;
 use toml::Value;
 
+/// How long apart two reads of a reloaded file must agree ([`SchemeFile::load_settled`]).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+/// How many times a reloaded file is read again before it is refused as still changing.
+pub const SETTLE_TRIES: u32 = 20;
+
 /// One scheme from a file: its name (when it has one) and its flat pairs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SchemeEntry {
@@ -126,6 +131,41 @@ impl SchemeFile {
             source,
         })?;
         SchemeFile::parse(&text, &shown)
+    }
+
+    /// Read the file at `path` once it has stopped changing: two reads [`SETTLE`] apart must
+    /// agree (at most [`SETTLE_TRIES`] times, then it is refused), so a file caught while an
+    /// editor or a deployment is still writing it is never taken half-written. What `serve`
+    /// reloads; replacing the file atomically (write a new file, then rename it over the old)
+    /// is still the way to deploy one.
+    pub fn load_settled(path: &Path) -> Result<SchemeFile, SchemeFileError> {
+        let shown = path.display().to_string();
+        let read = || {
+            std::fs::read(path).map_err(|source| SchemeFileError::Read {
+                path: shown.clone(),
+                source,
+            })
+        };
+        let mut text = read()?;
+        for _ in 0..SETTLE_TRIES {
+            std::thread::sleep(SETTLE);
+            let again = read()?;
+            if again == text {
+                let text = String::from_utf8(text).map_err(|_| SchemeFileError::Shape {
+                    path: shown.clone(),
+                    message: "the file is not UTF-8".into(),
+                })?;
+                return SchemeFile::parse(&text, &shown);
+            }
+            text = again;
+        }
+        Err(SchemeFileError::Shape {
+            path: shown,
+            message: format!(
+                "the file kept changing for {} ms; replace it atomically (write, then rename)",
+                (SETTLE * SETTLE_TRIES).as_millis()
+            ),
+        })
     }
 
     /// Parse scheme TOML; `path` is only used in messages.
@@ -262,14 +302,10 @@ pub fn check(file: &SchemeFile) -> Vec<String> {
                 "{shown} has no `name`; among several, each needs one"
             ));
         }
-        let unresolved = crate::secrets::problems(&entry.pairs);
-        if unresolved.is_empty() {
-            let resolved = crate::secrets::resolve(entry.pairs.clone()).unwrap_or_default();
-            if let Err(e) = callroute_plugin::scheme::Scheme::from_pairs(resolved) {
-                problems.push(format!("{shown}: {e}"));
-            }
-        }
-        problems.extend(unresolved.into_iter().map(|p| format!("{shown}: {p}")));
+        // Exactly as `route` and `serve` prepare it, under the component's rules.
+        let prepared =
+            crate::prepare::prepare(entry.pairs.clone(), crate::prepare::Rules::Component);
+        problems.extend(prepared.problems().iter().map(|p| format!("{shown}: {p}")));
     }
     problems
 }

@@ -8,8 +8,11 @@
 //!
 //! Every call into the host costs about a microsecond (the component model's lifting and
 //! lowering, the resource table), and a webhook takes a few dozen of them, so the glue makes
-//! no call it can do without: no request options (they would only repeat the timer's deadline),
-//! no body stream for an empty body, a wait before asking whether the answer is in.
+//! no call it can do without: no body stream for an empty body, a wait before asking whether
+//! the answer is in. The one option set on a request is its first-byte timeout, the attempt's
+//! share of the deadline: it tells the host when this component will give up on the answer, so
+//! the host's circuit breaker counts that give-up as the CRM's failure (a secondary CRM makes
+//! the primary's share shorter than the call's deadline, which is all the host knows otherwise).
 
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
@@ -32,7 +35,7 @@ use wasi::clocks::monotonic_clock;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, IncomingRequest, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
-    OutgoingResponse, ResponseOutparam, Scheme as UriScheme,
+    OutgoingResponse, RequestOptions, ResponseOutparam, Scheme as UriScheme,
 };
 use wasi::io::poll;
 use wasi::io::streams::{OutputStream, StreamError};
@@ -245,7 +248,7 @@ impl Transport for Wasi {
 /// already has the CRM's answer (a CRM may answer a 401 or 413 before reading the body). So the
 /// glue never reports the write's failure; it waits for the response or its error code.
 fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawAnswer, RouteError> {
-    let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
+    let timeout_ns = timeout.as_nanos() as u64;
     let url = endpoint.redacted();
 
     let headers: Vec<(String, Vec<u8>)> = request
@@ -282,8 +285,14 @@ fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawA
         .map_err(|()| refused("path"))?;
     let outgoing_body = outgoing.body().map_err(|()| refused("body"))?;
 
-    let future =
-        outgoing_handler::handle(outgoing, None).map_err(|code| error_from_code(&code, &url))?;
+    // The attempt's share, for the host (see the module docs).
+    let options = RequestOptions::new();
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|code| error_from_code(&code, &url))?;
+    // Started after the host's bound, never before it: the host always sees the attempt run
+    // out of time before this component drops it.
+    let deadline = monotonic_clock::now().saturating_add(timeout_ns);
     // Whether the whole body went out does not matter here: see above.
     let _ = write_body(outgoing_body, &request.body);
 

@@ -18,6 +18,7 @@
 //! failure counts.
 
 use super::connector::Origin;
+use crate::redact::Secrets;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +39,16 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The state's one spelling, in the admin API and the console: `closed`, `open`,
+    /// `half-open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+
     /// The state's number in `/metrics`.
     pub fn as_gauge(self) -> i64 {
         match self {
@@ -83,6 +94,8 @@ pub struct Breakers {
     /// The scheme's name, for the log.
     scheme: String,
     endpoints: Mutex<HashMap<Origin, Breaker>>,
+    /// What an endpoint's name must not show.
+    secrets: Secrets,
 }
 
 /// A request to an open breaker's endpoint, refused at once.
@@ -110,13 +123,20 @@ pub enum Outcome {
 }
 
 impl Breakers {
-    /// The breakers of scheme `scheme` (its name, for the log).
-    pub fn new(scheme: &str, settings: BreakerSettings) -> Arc<Breakers> {
+    /// The breakers of scheme `scheme` (its name, for the log), whose endpoints are shown
+    /// with `secrets` masked (a host may come from an `${env:…}` reference).
+    pub fn new(scheme: &str, settings: BreakerSettings, secrets: Secrets) -> Arc<Breakers> {
         Arc::new(Breakers {
             settings,
             scheme: scheme.to_owned(),
             endpoints: Mutex::default(),
+            secrets,
         })
+    }
+
+    /// An endpoint as logs, metrics and the admin API show it.
+    fn shown(&self, origin: &Origin) -> String {
+        self.secrets.mask(&origin.to_string())
     }
 
     /// How these breakers behave.
@@ -157,7 +177,7 @@ impl Breakers {
                     probing: true,
                     cooldown,
                 };
-                tracing::info!(scheme = %self.scheme, crm = %origin, "circuit breaker half-open: sending a probe");
+                tracing::info!(scheme = %self.scheme, crm = %self.shown(origin), "circuit breaker half-open: sending a probe");
                 Ok(ticket(true))
             }
             Breaker::HalfOpen {
@@ -177,7 +197,7 @@ impl Breakers {
 
     fn open(&self, origin: &Origin, retry_in: Duration) -> Open {
         Open {
-            origin: origin.to_string(),
+            origin: self.shown(origin),
             failures: self.settings.failures,
             retry_in,
         }
@@ -204,7 +224,7 @@ impl Breakers {
                     failures: 0,
                     last_success: Some(Instant::now()),
                 };
-                tracing::info!(scheme = %self.scheme, crm = %origin, "circuit breaker closed: the CRM answers again");
+                tracing::info!(scheme = %self.scheme, crm = %self.shown(origin), "circuit breaker closed: the CRM answers again");
             }
             // Sent before the endpoint last answered: it says nothing new about the endpoint.
             (
@@ -225,7 +245,7 @@ impl Breakers {
                 *breaker = if failures >= self.settings.failures {
                     tracing::warn!(
                         scheme = %self.scheme,
-                        crm = %origin,
+                        crm = %self.shown(origin),
                         failures,
                         cooldown_ms = base.as_millis() as u64,
                         "circuit breaker open: calls fall back at once"
@@ -245,7 +265,7 @@ impl Breakers {
                 let cooldown = (cooldown * 2).min(MAX_COOLDOWN.max(base));
                 tracing::warn!(
                     scheme = %self.scheme,
-                    crm = %origin,
+                    crm = %self.shown(origin),
                     cooldown_ms = cooldown.as_millis() as u64,
                     "circuit breaker open again: the probe failed"
                 );
@@ -266,8 +286,8 @@ impl Breakers {
         }
     }
 
-    /// Each endpoint's state, for `/metrics`.
-    pub fn states(&self) -> Vec<(Origin, BreakerState)> {
+    /// Each endpoint, as shown, and its state.
+    pub fn states(&self) -> Vec<(String, BreakerState)> {
         let now = Instant::now();
         self.lock()
             .iter()
@@ -279,7 +299,7 @@ impl Breakers {
                     Breaker::Open { .. } => BreakerState::Open,
                     Breaker::HalfOpen { .. } => BreakerState::HalfOpen,
                 };
-                (origin.clone(), state)
+                (self.shown(origin), state)
             })
             .collect()
     }
@@ -338,6 +358,7 @@ mod tests {
                 failures,
                 cooldown: Duration::from_millis(cooldown_ms),
             },
+            Secrets::default(),
         )
     }
 

@@ -43,7 +43,7 @@ const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// A pool's key: one scheme's connections to one origin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
-    /// The scheme ([`crate::router::PreparedScheme`]'s identity).
+    /// The scheme ([`crate::prepare::PreparedScheme`]'s identity).
     pub scheme: u64,
     /// Where the connections go.
     pub origin: Origin,

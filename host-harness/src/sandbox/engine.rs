@@ -2,7 +2,7 @@
 //! at every tick, so a deadline can fire while it computes), and wasmtime's pooling allocator
 //! sized for the calls a router may run at once.
 
-use crate::router::RouterConfig;
+use super::Limits;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +18,7 @@ const KEEP_RESIDENT: usize = 1024 * 1024;
 /// The engine configuration every router uses: async with epoch interruption, and wasmtime's
 /// pooling allocator, so a call's fresh instance comes from preallocated slots (memory reset
 /// copy-on-write) instead of new mappings.
-pub fn engine_config(router: &RouterConfig) -> Config {
+pub fn engine_config(router: &Limits) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     let memory = router.memory_limit.max(64 * 1024);
@@ -88,9 +88,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_holds_one_instance_per_call_in_flight() {
-        let config = RouterConfig {
+        let config = Limits {
             max_concurrent_calls: 2,
-            ..RouterConfig::default()
+            ..Limits::default()
         };
         let engine = Engine::new(&engine_config(&config)).unwrap();
         let _ticker = EpochTicker::start(engine.clone());

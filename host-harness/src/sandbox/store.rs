@@ -2,9 +2,9 @@
 //! the scheme in `wasi:config`, the call's outbound door, a memory cap and a CPU budget.
 //! Whatever goes wrong inside it is a trap, reported in one line (`trap_failure`).
 
+use super::Limits;
 use crate::outbound::Outbound;
 use crate::report::RouteFailure;
-use crate::router::RouterConfig;
 use callroute_plugin::error::{ErrorKind, excerpt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub struct CallState {
 /// budget. Also returns the component's captured stderr.
 pub(crate) fn new_store(
     engine: &Engine,
-    config: &RouterConfig,
+    config: &Limits,
     vars: Arc<WasiConfigVariables>,
     outbound: Outbound,
 ) -> (Store<CallState>, MemoryOutputPipe) {

@@ -17,7 +17,7 @@
 use super::{Service, Tenants, json_response, path_segment, rejection, token_of, unauthorized};
 use crate::Call;
 use crate::outbound::CannedAnswer;
-use crate::router::PreparedScheme;
+use crate::prepare::PreparedScheme;
 use bytes::Bytes;
 use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
 use callroute_plugin::error::excerpt;
@@ -130,21 +130,11 @@ impl Service {
         let report = {
             // A call in flight like any other: shutdown waits for it.
             let _in_flight = self.calls.enter();
-            match sample {
-                Some(answer) => {
-                    self.router
-                        .answering_with(answer)
-                        .route(scheme, &call)
-                        .await
-                }
-                None => self.router.route(scheme, &call).await,
-            }
+            // Never remembered, even when the CRM routes it; the operator's own call and
+            // sample come back as written.
+            self.router.for_trial(sample).route(scheme, &call).await
         };
-        json_response(crate::exchange::record_of(
-            &self.exchanges.shown(&call),
-            &report,
-            &scheme.secrets(),
-        ))
+        json_response(crate::exchange::record_json(&call, &report, true))
     }
 
     /// Why `request` may not use the admin API, if it may not: 403 on a server without
@@ -176,8 +166,8 @@ impl Service {
             .into_iter()
             .map(|(origin, state)| {
                 json!({
-                    "endpoint": origin.to_string(),
-                    "state": format!("{state:?}").to_lowercase(),
+                    "endpoint": origin,
+                    "state": state.as_str(),
                 })
             })
             .collect();
@@ -203,7 +193,7 @@ fn segments(path: &str) -> Vec<String> {
 fn unknown_scheme(name: &str) -> Response<Full<Bytes>> {
     rejection(
         StatusCode::NOT_FOUND,
-        "not-found",
+        "unknown-scheme",
         format!("no scheme named `{}`", excerpt(name, 64)),
     )
 }

@@ -13,7 +13,7 @@
 //! | none | unknown, and no auth configured anywhere | 404 |
 
 use super::tenants::Tenants;
-use crate::router::PreparedScheme;
+use crate::prepare::PreparedScheme;
 use callroute_plugin::scheme::ApiToken;
 use sha2::{Digest, Sha256};
 

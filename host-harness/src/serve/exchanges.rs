@@ -2,7 +2,8 @@
 //! asking "what did we send the CRM, and what did it answer?".
 //!
 //! Each record is [`crate::exchange::record_json`] with the time it ended: the call (numbers
-//! masked unless the server shows them), the outcome, and every attempt with secrets masked.
+//! masked unless the server shows them), the outcome, and every attempt, as the router masked
+//! them ([`crate::redact`]).
 //! A scheme keeps its last `capacity` records; an attempt keeps at most 4 KiB of its request
 //! and of its answer, so the memory is bounded whatever the CRMs answer.
 
@@ -30,14 +31,12 @@ pub struct Exchanges {
 struct Record {
     call: CallShown,
     report: RouteReport,
-    /// The scheme's secrets, masked wherever they appear in the record.
-    secrets: Arc<[String]>,
     time_ms: u64,
 }
 
 impl Record {
     fn json(&self) -> Value {
-        let mut json = crate::exchange::record_of(&self.call, &self.report, &self.secrets);
+        let mut json = crate::exchange::record_of(&self.call, &self.report);
         if let Some(object) = json.as_object_mut() {
             object.insert("time_ms".into(), self.time_ms.into());
         }
@@ -65,16 +64,15 @@ impl Exchanges {
         CallShown::of(call, self.show_numbers)
     }
 
-    /// Keep the exchange of `call`, routed with the scheme named `scheme`, whose `secrets` are
-    /// masked wherever they appear.
-    pub fn record(&self, scheme: &str, call: &Call, report: RouteReport, secrets: Arc<[String]>) {
+    /// Keep the exchange of `call`, routed with the scheme named `scheme` (its report masked
+    /// by the router).
+    pub fn record(&self, scheme: &str, call: &Call, report: RouteReport) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let record = Arc::new(Record {
             call: self.shown(call),
             report,
-            secrets,
             time_ms,
         });
         let mut by_scheme = self.lock();
@@ -164,10 +162,6 @@ mod tests {
         }
     }
 
-    fn secrets() -> Arc<[String]> {
-        Arc::from(Vec::new())
-    }
-
     fn call(id: &str) -> Call {
         Call::from_json(&format!(
             r#"{{"call_id":"{id}","caller":"+380501112233","callee":"380441234567"}}"#
@@ -179,7 +173,7 @@ mod tests {
     fn keeps_the_last_exchanges_of_each_scheme_newest_first() {
         let exchanges = Exchanges::new(3, false);
         for (i, ms) in [10, 20, 30, 40].into_iter().enumerate() {
-            exchanges.record("acme", &call(&format!("c{i}")), report(ms), secrets());
+            exchanges.record("acme", &call(&format!("c{i}")), report(ms));
         }
         let recent = exchanges.recent("acme");
         let ids: Vec<_> = recent.iter().map(|r| r["call_id"].clone()).collect();
@@ -201,7 +195,7 @@ mod tests {
     #[test]
     fn numbers_are_shown_whole_only_when_asked() {
         let exchanges = Exchanges::new(3, true);
-        exchanges.record("acme", &call("c1"), report(5), secrets());
+        exchanges.record("acme", &call("c1"), report(5));
         assert_eq!(exchanges.recent("acme")[0]["caller"], "+380501112233");
     }
 }

@@ -279,7 +279,7 @@ impl Metrics {
                 self.breakers
                     .get_or_create(&BreakerLabels {
                         scheme: SchemeLabel(name.to_owned()),
-                        endpoint: SchemeLabel(origin.to_string()),
+                        endpoint: SchemeLabel(origin),
                     })
                     .set(state.as_gauge());
             }

@@ -121,7 +121,7 @@ pub enum ServeError {
 impl Service {
     /// A service for every named scheme of `file`.
     pub fn new(router: Router, file: &SchemeFile) -> Result<Service, ServeError> {
-        let tenants = Tenants::build(file, router.max_concurrent_calls(), None)?;
+        let tenants = Tenants::build(file, router.max_concurrent_calls(), router.rules(), None)?;
         let mut metrics = Metrics::new();
         metrics.add_schemes(tenants.names());
         metrics.add_memory(router.memory().counts());
@@ -141,6 +141,7 @@ impl Service {
     /// callees' numbers whole only with `show_numbers`.
     pub fn with_exchange_log(mut self, capacity: usize, show_numbers: bool) -> Service {
         self.exchanges = Exchanges::new(capacity, show_numbers);
+        self.router = self.router.showing_numbers(show_numbers);
         self
     }
 
@@ -188,10 +189,15 @@ impl Service {
 
     fn try_reload(&self) -> Result<tenants::Changes, ServeError> {
         let path = self.source.as_deref().ok_or(ServeError::NoSource)?;
-        let file = SchemeFile::load(path)?;
+        let file = SchemeFile::load_settled(path)?;
         // One reload at a time: each builds on the set it replaces.
         let mut current = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        let next = Tenants::build(&file, self.router.max_concurrent_calls(), Some(&current))?;
+        let next = Tenants::build(
+            &file,
+            self.router.max_concurrent_calls(),
+            self.router.rules(),
+            Some(&current),
+        )?;
         let changes = next.changes_since(&current);
         self.metrics.add_schemes(next.names());
         self.exchanges.retain(&next.names());
@@ -328,8 +334,7 @@ impl Service {
             report.elapsed_ms(),
             &format,
         ));
-        self.exchanges
-            .record(&name, &call, report, scheme.secrets());
+        self.exchanges.record(&name, &call, report);
         answer
     }
 }

@@ -5,9 +5,10 @@
 use super::ServeError;
 use super::auth::Tokens;
 use crate::admission::default_share;
-use crate::router::PreparedScheme;
+use crate::prepare::{PreparedScheme, Rules, prepare};
 use crate::scheme_file::SchemeFile;
 use callroute_plugin::scheme::HostPolicy;
+use callroute_plugin::scheme::fields;
 use std::collections::HashMap;
 
 /// One tenant: its scheme, and who may route its calls.
@@ -48,13 +49,14 @@ impl Tenants {
     pub fn build(
         file: &SchemeFile,
         pool: u32,
+        rules: Rules,
         previous: Option<&Tenants>,
     ) -> Result<Tenants, ServeError> {
         let server = server_tokens(&file.server)?;
         let mut by_name = HashMap::new();
         for (i, entry) in file.schemes.iter().enumerate() {
             let name = entry.name.clone().ok_or(ServeError::Unnamed(i + 1))?;
-            let prepared = PreparedScheme::new(entry.pairs.clone());
+            let prepared = prepare(entry.pairs.clone(), rules);
             let before = previous.and_then(|p| p.by_name.get(&name));
             let scheme = match before {
                 Some(kept) if kept.scheme.identity() == prepared.identity() => kept.scheme.clone(),
@@ -160,15 +162,22 @@ impl Tenants {
     }
 }
 
-/// The server-wide tokens of a `[server]` table (`api_tokens`, `${env:…}` allowed).
+/// The server-wide tokens of a `[server]` table (the fields the table of fields allows
+/// there: `api_tokens`; `${env:…}` allowed).
 pub(crate) fn server_tokens(pairs: &[(String, String)]) -> Result<Tokens, ServeError> {
     let pairs = crate::secrets::resolve(pairs.to_vec()).map_err(ServeError::Server)?;
     if let Some((key, _)) = pairs
         .iter()
-        .find(|(k, _)| k != "api_tokens" && !k.starts_with("api_tokens."))
+        .find(|(k, _)| !fields::of(k).is_some_and(|f| f.server))
     {
+        let known: Vec<&str> = fields::FIELDS
+            .iter()
+            .filter(|f| f.server)
+            .map(|f| f.name)
+            .collect();
         return Err(ServeError::Server(format!(
-            "field `{key}` is unknown (known: api_tokens)"
+            "field `{key}` is unknown (known: {})",
+            known.join(", ")
         )));
     }
     let policy = HostPolicy::from_pairs(pairs).map_err(|e| ServeError::Server(e.to_string()))?;
@@ -186,7 +195,7 @@ mod tests {
 
     fn tenants(toml: &str) -> Tenants {
         let file = SchemeFile::parse(toml, "t.toml").unwrap();
-        Tenants::build(&file, 1000, None).unwrap()
+        Tenants::build(&file, 1000, Rules::Component, None).unwrap()
     }
 
     fn answer(tenants: &Tenants, name: &str, token: Option<&str>) -> &'static str {
@@ -251,6 +260,7 @@ mod tests {
         let error = Tenants::build(
             &file("name = \"a\"\nurl = \"http://a/\"\n[server]\nlisten = 1\n"),
             10,
+            Rules::Component,
             None,
         )
         .unwrap_err()
@@ -259,6 +269,7 @@ mod tests {
         let error = Tenants::build(
             &file("name = \"a\"\nurl = \"http://a/\"\n[server]\napi_tokens = \"short\"\n"),
             10,
+            Rules::Component,
             None,
         )
         .unwrap_err()
@@ -280,7 +291,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let two = Tenants::build(&file, 1000, Some(&one)).unwrap();
+        let two = Tenants::build(&file, 1000, Rules::Component, Some(&one)).unwrap();
         let (kept, _) = two.get("a").unwrap();
         assert_eq!(kept.identity(), a.identity());
         // The same share, now half the pool.
@@ -303,7 +314,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let error = Tenants::build(&file, 1000, Some(&one))
+        let error = Tenants::build(&file, 1000, Rules::Component, Some(&one))
             .unwrap_err()
             .to_string();
         assert!(
@@ -323,7 +334,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let two = Tenants::build(&file, 1000, Some(&one)).unwrap();
+        let two = Tenants::build(&file, 1000, Rules::Component, Some(&one)).unwrap();
         let (changed, _) = two.get("a").unwrap();
         assert_ne!(changed.identity(), a.identity());
         assert_eq!(changed.in_flight(), 1);

@@ -1,5 +1,5 @@
-//! List fields: `fallback`, `allowed_prefixes`, `allowed_sip_domains`, `signing_secret`,
-//! `api_tokens`.
+//! List fields: those [`super::fields::FIELDS`] marks as lists (`fallback`,
+//! `allowed_prefixes`, `allowed_sip_domains`, `signing_secret`, `api_tokens`).
 //!
 //! A list field is either one key (`fallback = "101"`, or comma-separated for the
 //! allowlists) or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens
@@ -11,15 +11,6 @@ use super::{SchemeError, invalid};
 
 /// Most entries in a list field.
 pub const MAX_LIST_LEN: usize = 32;
-
-/// The list fields: one key, or indexed keys `field.N`.
-const LIST_FIELDS: [&str; 5] = [
-    "fallback",
-    "allowed_prefixes",
-    "allowed_sip_domains",
-    "signing_secret",
-    "api_tokens",
-];
 
 /// The entries of list fields as they come, `(field, index, key, value)`.
 #[derive(Default)]
@@ -58,28 +49,25 @@ impl Lists {
 
 /// `Some((field, index))` for a list field's key: `fallback` is index 0, `fallback.2` index 2.
 fn list_key(key: &str) -> Result<Option<(&'static str, usize)>, SchemeError> {
-    for field in LIST_FIELDS {
-        if key == field {
-            return Ok(Some((field, 0)));
-        }
-        if let Some(index) = key
-            .strip_prefix(field)
-            .and_then(|rest| rest.strip_prefix('.'))
-        {
-            let index = index
-                .parse::<usize>()
-                .ok()
-                .filter(|i| *i < MAX_LIST_LEN)
-                .ok_or_else(|| {
-                    invalid(
-                        key,
-                        format!("`{index}` is not a list index below {MAX_LIST_LEN}"),
-                    )
-                })?;
-            return Ok(Some((field, index)));
-        }
+    let Some(field) = super::fields::of(key).filter(|f| f.list).map(|f| f.name) else {
+        return Ok(None);
+    };
+    if key == field {
+        return Ok(Some((field, 0)));
     }
-    Ok(None)
+    // `of` found a list item: the key is `field.` and an index to judge.
+    let index = &key[field.len() + 1..];
+    let index = index
+        .parse::<usize>()
+        .ok()
+        .filter(|i| *i < MAX_LIST_LEN)
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("`{index}` is not a list index below {MAX_LIST_LEN}"),
+            )
+        })?;
+    Ok(Some((field, index)))
 }
 
 /// The items of a list field's entries, each with the key it came from: an entry may itself

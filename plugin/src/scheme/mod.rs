@@ -46,6 +46,7 @@
 //! | module | what |
 //! |---|---|
 //! | here | [`Scheme`] and its parts: method, submission, import, parameters, headers |
+//! | [`fields`] | the one table of fields: lists, who reads each, how each may be shown |
 //! | [`endpoint`] | CRM URLs and their origins (what the host's guard compares) |
 //! | [`values`] | timeouts and retries |
 //! | [`lists`] | list fields: single or indexed keys, comma-separated items |
@@ -54,6 +55,7 @@
 //! Destinations (`fallback`) and the allowlist are parsed by [`crate::destination`].
 
 pub mod endpoint;
+pub mod fields;
 pub mod lists;
 pub mod policy;
 pub mod values;
@@ -244,16 +246,12 @@ pub enum SchemeError {
         reason: String,
     },
     /// A key the scheme does not know (usually a typo).
-    #[error(
-        "scheme field `{field}` is unknown (known: {KNOWN_FIELDS}, params.<name>, headers.<name>)"
-    )]
+    #[error("scheme field `{field}` is unknown (known: {})", fields::Known)]
     Unknown {
         /// The unknown key.
         field: String,
     },
 }
-
-const KNOWN_FIELDS: &str = "name, url, method, submission, import, destination_field, jsonrpc_method, ring_timeout_secs, ring_strategy, max_destinations, target_field, ring_timeout_field, response_timeout_secs, fallback_url, retries, fallback, allowed_prefixes, allowed_sip_domains, signing_secret, max_concurrent_calls, breaker_failures, breaker_cooldown_secs, remember_secs, api_tokens";
 
 /// Most signing secrets at once: the current one and the next (rotation).
 pub const MAX_SIGNING_SECRETS: usize = 2;
@@ -312,6 +310,11 @@ impl Scheme {
 
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref().trim());
+            if fields::of(key).is_none() {
+                return Err(SchemeError::Unknown {
+                    field: key.to_owned(),
+                });
+            }
             if policy.offer(key, value)? {
                 continue;
             }
@@ -497,236 +500,4 @@ fn is_token(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scheme(pairs: &[(&str, &str)]) -> Result<Scheme, SchemeError> {
-        Scheme::from_pairs(pairs.iter().copied())
-    }
-
-    fn err(pairs: &[(&str, &str)]) -> String {
-        scheme(pairs).unwrap_err().to_string()
-    }
-
-    const URL: (&str, &str) = ("url", "http://crm.example.com/route");
-
-    #[test]
-    fn defaults() {
-        let s = scheme(&[URL]).unwrap();
-        assert_eq!(s.method, Method::Post);
-        assert_eq!(s.submission, Submission::Http);
-        assert_eq!(s.import, Import::Http);
-        assert_eq!(s.ring_timeout_secs, 30);
-        assert_eq!(s.response_timeout, Duration::from_secs(5));
-        assert_eq!(s.params, None);
-        assert!(s.headers.is_empty());
-        assert_eq!(s.endpoint.origin.port, 80);
-        assert_eq!(s.endpoint.path_and_query, "/route");
-    }
-
-    #[test]
-    fn every_field() {
-        let s = scheme(&[
-            ("name", "acme"),
-            ("url", "https://CRM.example.com:8443/api?key=secret"),
-            ("method", "put"),
-            ("submission", "json-rpc"),
-            ("import", "json-rpc"),
-            ("destination_field", "data.manager.phone"),
-            ("jsonrpc_method", "getManager"),
-            ("ring_timeout_secs", "45"),
-            ("response_timeout_secs", "2.5"),
-            ("params.uuid", "{uuid}"),
-            ("params.call_id", "{call_id}"),
-            ("headers.Authorization", "Bearer abc"),
-        ])
-        .unwrap();
-        assert_eq!(s.name, "acme");
-        assert!(s.endpoint.origin.tls);
-        assert_eq!(s.endpoint.origin.host, "crm.example.com");
-        assert_eq!(s.endpoint.origin.port, 8443);
-        assert_eq!(s.endpoint.path_and_query, "/api?key=secret");
-        assert_eq!(s.method, Method::Put);
-        assert_eq!(s.effective_method(), Method::Post);
-        assert_eq!(s.submission, Submission::JsonRpc);
-        assert_eq!(s.import, Import::JsonRpc);
-        assert_eq!(
-            s.destination_field.as_deref(),
-            Some(&["data".to_string(), "manager".into(), "phone".into()][..])
-        );
-        assert_eq!(s.jsonrpc_method.as_deref(), Some("getManager"));
-        assert_eq!(s.ring_timeout_secs, 45);
-        assert_eq!(s.response_timeout, Duration::from_millis(2500));
-        let names: Vec<_> = s.params.unwrap().iter().map(|f| f.name.clone()).collect();
-        assert_eq!(names, ["call_id", "uuid"]);
-        assert_eq!(s.headers[0].name, "authorization");
-    }
-
-    #[test]
-    fn json_forces_post_and_form_never_gets() {
-        for (submission, method, sent) in [
-            ("json", "GET", Method::Post),
-            ("json", "DELETE", Method::Post),
-            ("json-rpc", "PUT", Method::Post),
-            ("form", "GET", Method::Post),
-            ("form", "PUT", Method::Put),
-            ("http", "GET", Method::Get),
-            ("http", "DELETE", Method::Delete),
-        ] {
-            let s = scheme(&[
-                URL,
-                ("submission", submission),
-                ("method", method),
-                ("jsonrpc_method", "m"),
-            ])
-            .unwrap();
-            assert_eq!(s.effective_method(), sent, "{submission} {method}");
-        }
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert!(err(&[]).contains("`url` is required"));
-        assert!(err(&[("url", "ftp://x/")]).contains("`url`"));
-        assert!(err(&[("url", "crm.example.com")]).contains("`url`"));
-        assert!(err(&[("url", "http://u:p@crm/")]).contains("credentials"));
-        assert!(err(&[URL, ("method", "PATCH")]).contains("`method`"));
-        assert!(err(&[URL, ("submission", "xml")]).contains("`submission`"));
-        assert!(err(&[URL, ("import", "xml")]).contains("`import`"));
-        assert!(err(&[URL, ("import", "json")]).contains("`destination_field` is required"));
-        assert!(
-            err(&[URL, ("import", "json"), ("destination_field", "a..b")])
-                .contains("`destination_field`")
-        );
-        assert!(err(&[URL, ("submission", "json-rpc")]).contains("`jsonrpc_method` is required"));
-        assert!(err(&[URL, ("import", "json-rpc")]).contains("`jsonrpc_method` is required"));
-        assert!(err(&[URL, ("ring_timeout_secs", "0")]).contains("`ring_timeout_secs`"));
-        assert!(err(&[URL, ("ring_timeout_secs", "1.5")]).contains("`ring_timeout_secs`"));
-        assert!(err(&[URL, ("response_timeout_secs", "0.05")]).contains("`response_timeout_secs`"));
-        assert!(err(&[URL, ("response_timeout_secs", "61")]).contains("`response_timeout_secs`"));
-        assert!(err(&[URL, ("response_timeout_secs", "NaN")]).contains("`response_timeout_secs`"));
-        assert!(err(&[URL, ("params.x", "{unclosed")]).contains("`params.x`"));
-        assert!(err(&[URL, ("headers.Host", "evil")]).contains("`headers.Host`"));
-        assert!(err(&[URL, ("headers.bad name", "v")]).contains("`headers.bad name`"));
-        assert!(err(&[URL, ("headers.X-A", "a\u{1}b")]).contains("control"));
-        assert!(err(&[URL, ("methd", "GET")]).contains("`methd` is unknown"));
-    }
-
-    #[test]
-    fn fallbacks_retries_and_allowlists() {
-        let s = scheme(&[
-            URL,
-            ("fallback_url", "https://backup.example.com/route"),
-            ("retries", "2"),
-            ("fallback.1", "manager_7"),
-            ("fallback.0", "+38 044 123 45 67"),
-            ("allowed_prefixes", "+380, 48"),
-            ("allowed_sip_domains.0", "PBX.example.com"),
-        ])
-        .unwrap();
-        assert_eq!(s.fallback_url.unwrap().origin.host, "backup.example.com");
-        assert_eq!(s.retries, 2);
-        assert_eq!(
-            s.fallback,
-            [
-                Target::Phone("+380441234567".into()),
-                Target::Sip("manager_7".into())
-            ]
-        );
-        assert_eq!(s.allowlist.prefixes, ["380", "48"]);
-        assert_eq!(s.allowlist.sip_domains, ["pbx.example.com"]);
-        let single = scheme(&[URL, ("fallback", "101")]).unwrap();
-        assert_eq!(single.fallback, [Target::Phone("101".into())]);
-
-        assert!(err(&[URL, ("retries", "4")]).contains("`retries`"));
-        assert!(err(&[URL, ("fallback_url", "ftp://x/")]).contains("`fallback_url`"));
-        assert!(err(&[URL, ("fallback.1", "not a destination!")]).contains("`fallback.1`"));
-        assert!(err(&[URL, ("fallback.x", "101")]).contains("`fallback.x`"));
-        assert!(err(&[URL, ("allowed_prefixes", "+38a")]).contains("`allowed_prefixes`"));
-        assert!(
-            err(&[URL, ("allowed_sip_domains.0", "bad domain")])
-                .contains("`allowed_sip_domains.0`")
-        );
-    }
-
-    #[test]
-    fn the_destination_guard() {
-        let s = scheme(&[
-            URL,
-            ("allowed_prefixes", "380,+48"),
-            ("allowed_sip_domains", "pbx.example.com"),
-        ])
-        .unwrap();
-        // Hosts read the same allowlist from the same pairs.
-        let pairs = [
-            ("allowed_prefixes", "380,+48"),
-            ("allowed_sip_domains", "pbx.example.com"),
-        ];
-        assert_eq!(
-            HostPolicy::from_pairs(pairs).unwrap().allowlist,
-            s.allowlist
-        );
-        let allowed = |t: &str| s.allowlist.check(&Target::parse(t).unwrap());
-        assert!(allowed("+380441234567").is_ok());
-        assert!(allowed("380441234567").is_ok());
-        assert!(allowed("48221234567").is_ok());
-        assert!(
-            allowed("+1 900 555 0100")
-                .unwrap_err()
-                .contains("allowed_prefixes")
-        );
-        assert!(allowed("manager_7").is_ok());
-        assert!(allowed("alice@PBX.example.com").is_ok());
-        assert!(allowed("sip:alice@pbx.example.com:5061;transport=tls").is_ok());
-        assert!(
-            allowed("sip:alice@evil.example.com")
-                .unwrap_err()
-                .contains("evil.example.com")
-        );
-        assert!(allowed("sip:evil.example.com").is_err());
-        assert!(allowed("sip:bob@[2001:db8::1]").is_err());
-        // A SIP user that is a telephone number is held to allowed_prefixes as well.
-        assert!(
-            allowed("sip:19005551234@pbx.example.com;user=phone")
-                .unwrap_err()
-                .contains("outside allowed_prefixes")
-        );
-        assert!(allowed("sip:380441234567@pbx.example.com").is_ok());
-        let open = scheme(&[URL]).unwrap();
-        assert!(
-            open.allowlist
-                .check(&Target::Phone("+19005550100".into()))
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn ports_out_of_range_are_config_errors_not_the_default_port() {
-        for (port, shown) in [
-            ("65536", "65536"),
-            ("99999999999", "99999999999"),
-            ("-1", "-1"),
-            ("0", "0"),
-            ("80a", "80a"),
-            ("+80", "+80"),
-        ] {
-            let msg = err(&[(
-                "url",
-                &format!("http://crm.example.com:{port}/route?k=SECRET"),
-            )]);
-            assert!(
-                msg.contains("`url`") && msg.contains(&format!("port `{shown}`")),
-                "{port}: {msg}"
-            );
-            assert!(!msg.contains("SECRET"), "{msg}");
-            let msg = err(&[
-                ("url", "http://crm/"),
-                ("fallback_url", &format!("https://b:{port}/")),
-            ]);
-            assert!(msg.contains("`fallback_url`"), "{port}: {msg}");
-        }
-        // The query never appears in an error about the URL.
-        let msg = err(&[("url", "http://exa mple.com/?token=SECRET")]);
-        assert!(!msg.contains("SECRET"), "{msg}");
-    }
-}
+mod tests;

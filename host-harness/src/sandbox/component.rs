@@ -1,0 +1,201 @@
+//! The routing component, loaded once: compiled (or read from the cache), linked against
+//! WASI, `wasi:http` and `wasi:config`, and its contract's version found. Every call gets a
+//! fresh instance of it ([`Loaded::instantiate`]), called the same way whatever contract it
+//! implements ([`Instance::route`], [`Instance::handle`]): the version dispatch is written
+//! here and nowhere else.
+
+use super::Limits;
+use super::convert::{error_from_v0_1, error_from_wit, routing_from_v0_1, routing_from_wit};
+use super::engine::{EpochTicker, engine_config};
+use super::store::{CallState, new_store, trap_failure};
+use crate::bindings::{Plugin, PluginPre, v0_1, wit};
+use crate::outbound::Outbound;
+use crate::report::RouteFailure;
+use callroute_plugin::call::Call;
+use callroute_plugin::routing::Routing;
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::p2::bindings::http::types::{IncomingRequest, ResponseOutparam};
+
+/// A component that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid component, or it does not fit the `plugin` world.
+    #[error("cannot load the routing component: {0:#}")]
+    Component(wasmtime::Error),
+    /// The engine could not be configured.
+    #[error("cannot configure the wasm engine: {0:#}")]
+    Engine(wasmtime::Error),
+}
+
+/// What every call shares: the compiled, linked component, the engine and its clock.
+pub(crate) struct Loaded {
+    engine: Engine,
+    pre: Pre,
+    _ticker: EpochTicker,
+}
+
+/// A linked component, by the contract it implements.
+enum Pre {
+    /// `callroute:router@0.2.0`, this host's.
+    Current(PluginPre<CallState>),
+    /// `callroute:router@0.1.0`: one destination and its alternatives.
+    V0_1(v0_1::PluginPre<CallState>),
+}
+
+/// One call's instance of the component.
+pub(crate) enum Instance {
+    Current(Plugin),
+    V0_1(v0_1::Plugin),
+}
+
+impl Loaded {
+    /// Compile (or read from `cache_dir`) and link a component (binary `.wasm`).
+    pub(crate) fn compile(
+        wasm: &[u8],
+        limits: Limits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Loaded, LoadError> {
+        let engine = Engine::new(&engine_config(&limits)).map_err(LoadError::Engine)?;
+        let (component, source) =
+            crate::cache::load(&engine, wasm, cache_dir).map_err(LoadError::Component)?;
+        tracing::debug!(?source, "component ready");
+        Loaded::link(engine, &component)
+    }
+
+    /// Link an already compiled component (see [`engine_config`]).
+    pub(crate) fn link(engine: Engine, component: &Component) -> Result<Loaded, LoadError> {
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Component)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(LoadError::Component)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::new(&s.config))
+            .map_err(LoadError::Component)?;
+        let instance_pre = linker
+            .instantiate_pre(component)
+            .map_err(LoadError::Component)?;
+        // This host's contract first; a component built against 0.1.0 still loads.
+        let pre = match PluginPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Current(pre),
+            Err(current) => match v0_1::PluginPre::new(instance_pre) {
+                Ok(pre) => {
+                    tracing::info!(
+                        "the component implements callroute:router@0.1.0: each call gets its \
+                         one destination and alternatives, rung in turn"
+                    );
+                    Pre::V0_1(pre)
+                }
+                Err(_) => return Err(LoadError::Component(current)),
+            },
+        };
+        Ok(Loaded {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            pre,
+        })
+    }
+
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A fresh instance for one call, in a new store holding the scheme's `vars`, the call's
+    /// `outbound` door and `limits`. A failure to instantiate is a trap ([`trap_failure`]).
+    pub(crate) async fn instantiate(
+        &self,
+        limits: &Limits,
+        vars: Arc<WasiConfigVariables>,
+        outbound: Outbound,
+    ) -> Result<Sandbox, RouteFailure> {
+        let (mut store, stderr) = new_store(&self.engine, limits, vars, outbound);
+        let instance = match &self.pre {
+            Pre::Current(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Instance::Current),
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_1),
+        }
+        .map_err(|error| trap_failure(error, &stderr))?;
+        Ok(Sandbox {
+            store,
+            instance,
+            stderr,
+        })
+    }
+}
+
+/// One call's sandbox: a fresh instance in its own store, and what the component prints (to
+/// explain a crash).
+pub(crate) struct Sandbox {
+    pub(crate) store: Store<CallState>,
+    instance: Instance,
+    stderr: MemoryOutputPipe,
+}
+
+impl Sandbox {
+    /// A trap of this sandbox as a call's failure, with what the component printed.
+    pub(crate) fn trap(&self, error: wasmtime::Error) -> RouteFailure {
+        trap_failure(error, &self.stderr)
+    }
+
+    /// Route `call` with the component's `route` export, whatever its contract's version.
+    pub(crate) async fn route(&mut self, call: &Call) -> Result<Routing, RouteFailure> {
+        let call = wit::Call {
+            call_id: call.call_id.clone(),
+            caller: call.caller.clone(),
+            callee: call.callee.clone(),
+            vars: call.vars.clone(),
+        };
+        let answer = match &self.instance {
+            Instance::Current(plugin) => plugin
+                .callroute_router_router()
+                .call_route(&mut self.store, &call)
+                .await
+                .map(|answer| match answer {
+                    Ok(routing) => routing_from_wit(routing),
+                    Err(error) => Err(error_from_wit(error).into()),
+                }),
+            Instance::V0_1(plugin) => {
+                let call = v0_1::wit::Call {
+                    call_id: call.call_id,
+                    caller: call.caller,
+                    callee: call.callee,
+                    vars: call.vars,
+                };
+                plugin
+                    .callroute_router0_1_0_router()
+                    .call_route(&mut self.store, &call)
+                    .await
+                    .map(|answer| match answer {
+                        Ok(routing) => routing_from_v0_1(routing),
+                        Err(error) => Err(error_from_wit(error_from_v0_1(error)).into()),
+                    })
+            }
+        };
+        answer.unwrap_or_else(|error| Err(self.trap(error)))
+    }
+
+    /// Hand `request` to the component's `wasi:http/incoming-handler` export.
+    pub(crate) async fn handle(
+        &mut self,
+        request: wasmtime::component::Resource<IncomingRequest>,
+        out: wasmtime::component::Resource<ResponseOutparam>,
+    ) -> wasmtime::Result<()> {
+        match &self.instance {
+            Instance::Current(p) => {
+                p.wasi_http_incoming_handler()
+                    .call_handle(&mut self.store, request, out)
+                    .await
+            }
+            Instance::V0_1(p) => {
+                p.wasi_http_incoming_handler()
+                    .call_handle(&mut self.store, request, out)
+                    .await
+            }
+        }
+    }
+}
