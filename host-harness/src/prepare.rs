@@ -22,7 +22,7 @@ use crate::guard::OutboundGuard;
 use crate::outbound::breaker::{BreakerSettings, Breakers};
 use crate::redact::{MASK, Secrets, only_placeholders};
 use callroute_plugin::scheme::fields::{self, Reader, Shown};
-use callroute_plugin::scheme::{Endpoint, HostPolicy, Scheme, SchemeError};
+use callroute_plugin::scheme::{ApiToken, Endpoint, HostPolicy, Scheme, SchemeError};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -76,10 +76,10 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         Ok(resolved) => resolved,
         Err(_) => pairs,
     };
-    // A CRM's address from the environment is secret whole: its host too, which breakers'
-    // labels and errors show on their own.
+    // A CRM's host from the environment is secret: breakers' labels and errors show it on
+    // its own.
     for ((key, value), (_, written)) in pairs.iter().zip(&written) {
-        if from_environment(written)
+        if authority_from_environment(written)
             && fields::of(key).is_some_and(|f| f.shown == Shown::Url)
             && let Ok(endpoint) = Endpoint::parse(value)
         {
@@ -136,6 +136,30 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         policy: Arc::new(policy),
         vars: Arc::new(handed.into_iter().collect::<WasiConfigVariables>()),
     }
+}
+
+/// The server-wide settings of a schemes file's `[server]` table: its bearer tokens
+/// (`api_tokens`, the only field the table of fields allows there; `${env:…}` allowed). `Err`
+/// says what is wrong, never a token.
+pub fn server_settings(pairs: &[(String, String)]) -> Result<Vec<ApiToken>, String> {
+    let pairs = crate::secrets::resolve(pairs.to_vec())?;
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(k, _)| !fields::of(k).is_some_and(|f| f.server))
+    {
+        let known: Vec<&str> = fields::FIELDS
+            .iter()
+            .filter(|f| f.server)
+            .map(|f| f.name)
+            .collect();
+        return Err(format!(
+            "field `{key}` is unknown (known: {})",
+            known.join(", ")
+        ));
+    }
+    HostPolicy::from_pairs(pairs)
+        .map(|policy| policy.service.api_tokens)
+        .map_err(|e| e.to_string())
 }
 
 impl PreparedScheme {
@@ -244,6 +268,14 @@ impl std::fmt::Debug for PreparedScheme {
 /// component needs none of them, and the tokens are secrets).
 fn handed_to_component(key: &str) -> bool {
     fields::of(key).is_none_or(|f| f.reader != Reader::Host)
+}
+
+/// Whether a URL as written takes its host (or port, or user information) from the
+/// environment.
+fn authority_from_environment(written: &str) -> bool {
+    let rest = written.split_once("://").map_or(written, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    from_environment(&rest[..end])
 }
 
 /// Whether a value as written refers to the environment.

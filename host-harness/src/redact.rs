@@ -398,11 +398,13 @@ impl Redactor {
     /// The redactor of a trial, whose call and CRM answer the viewer wrote themselves: those
     /// come back as written wherever they appear ([`Secrets::knowing`]), so that nothing
     /// shown tells whether they hold a secret; the sample answer is shown as written.
-    /// Everything else (what the scheme itself adds to a request) is masked as usual.
+    /// Everything else (what the scheme itself adds to a request) is masked as usual, and the
+    /// call's numbers as for any call (always, whatever they are: no signal either).
     pub fn for_trial(
         secrets: &Secrets,
         call: &callroute_plugin::call::Call,
         sample: Option<&[u8]>,
+        show_numbers: bool,
     ) -> Redactor {
         let mut known: Vec<String> = [&call.call_id, &call.caller, &call.callee]
             .into_iter()
@@ -420,9 +422,12 @@ impl Redactor {
         }
         Redactor {
             secrets: secrets.knowing(&known),
-            numbers: Vec::new(),
-            show_numbers: true,
             sample: sample.is_some(),
+            ..Redactor::new(
+                Secrets::default(),
+                [&call.caller, &call.callee],
+                show_numbers,
+            )
         }
     }
 

@@ -280,7 +280,12 @@ impl Router {
     /// How this router masks what a call of `scheme` shows.
     fn redactor(&self, scheme: &PreparedScheme, call: &Call) -> Redactor {
         if let Some(sample) = &self.trial {
-            return Redactor::for_trial(scheme.secrets(), call, sample.as_deref());
+            return Redactor::for_trial(
+                scheme.secrets(),
+                call,
+                sample.as_deref(),
+                self.config.show_numbers,
+            );
         }
         Redactor::new(
             scheme.secrets().clone(),

@@ -23,9 +23,9 @@ use std::path::Path;
 use toml::Value;
 
 /// How long apart two reads of a reloaded file must agree ([`SchemeFile::load_settled`]).
-pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// How many times a reloaded file is read again before it is refused as still changing.
-pub const SETTLE_TRIES: u32 = 20;
+pub const SETTLE_TRIES: u32 = 40;
 
 /// One scheme from a file: its name (when it has one) and its flat pairs.
 #[derive(Clone, PartialEq, Eq)]
@@ -288,8 +288,8 @@ fn toml_error(text: &str, error: &toml::de::Error) -> String {
 /// appear in a problem.
 pub fn check(file: &SchemeFile) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(e) = crate::serve::tenants::server_tokens(&file.server) {
-        problems.push(e.to_string());
+    if let Err(e) = crate::prepare::server_settings(&file.server) {
+        problems.push(format!("[server] {e}"));
     }
     let several = file.schemes.len() > 1;
     for (i, entry) in file.schemes.iter().enumerate() {

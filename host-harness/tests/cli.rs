@@ -771,7 +771,9 @@ fn sighup_reloads_the_schemes_while_calls_go_on() {
         };
         std::fs::write(&schemes, text).unwrap();
         hangup();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // A reload reads the file until it has settled (two reads 50 ms apart agree): the
+        // next change comes after that.
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     stop.store(true, Ordering::SeqCst);
     for thread in load {

@@ -14,14 +14,16 @@
 //! `callroute route --crm-answer` does). It is not a call: it is kept out of the exchange
 //! log and the metrics.
 
-use super::{Service, Tenants, json_response, path_segment, rejection, token_of, unauthorized};
+use super::http::{json_response, method_not_allowed, rejection, token_of, unauthorized};
+use super::routes::{Names, unknown_scheme};
+use super::{Service, Tenants};
 use crate::Call;
 use crate::outbound::CannedAnswer;
 use crate::prepare::PreparedScheme;
 use bytes::Bytes;
 use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
 use callroute_plugin::error::excerpt;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -43,42 +45,51 @@ struct Trial {
 /// written as a JSON string.
 const MAX_TRIAL_BODY: usize = 4 * MAX_CALL_BODY;
 
+/// An endpoint of the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admin {
+    /// `GET /v1/schemes`
+    Schemes,
+    /// `GET /v1/schemes/{name}`
+    Scheme,
+    /// `GET /v1/schemes/{name}/exchanges`
+    Exchanges,
+    /// `GET /v1/schemes/{name}/exchanges/{call_id}`
+    Exchange,
+    /// `POST /v1/schemes/{name}/try`
+    Try,
+}
+
 impl Service {
     /// The admin API (see the module docs).
     pub(super) async fn admin(
         &self,
-        path: &str,
+        endpoint: Admin,
+        names: Names,
         request: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
         let tenants = self.tenants();
         if let Some(refused) = self.admin_refusal(&tenants, &request) {
             return refused;
         }
-        let segments = segments(path);
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let allowed = match segments[..] {
-            [_, "try"] => Method::POST,
-            [] | [_] | [_, "exchanges"] | [_, "exchanges", _] => Method::GET,
-            _ => {
-                return rejection(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "no such endpoint of the admin API".into(),
-                );
-            }
+        let allowed = match endpoint {
+            Admin::Try => "POST",
+            _ => "GET",
         };
-        let scheme = match segments.first() {
-            Some(name) => match tenants.get(name) {
-                Some((scheme, _)) => Some(scheme),
-                None => return unknown_scheme(name),
+        // `None`: the name in the path is not in its canonical form, so no scheme has it.
+        let scheme = match names.scheme {
+            Some(Some(name)) => match tenants.get(&name) {
+                Some((scheme, _)) => Some((name, scheme)),
+                None => return unknown_scheme(&name),
             },
+            Some(None) => return unknown_scheme(""),
             None => None,
         };
-        if request.method() != allowed {
+        if request.method().as_str() != allowed {
             return method_not_allowed(allowed);
         }
-        match (&segments[..], scheme) {
-            ([], _) => {
+        match (endpoint, scheme) {
+            (Admin::Schemes, _) => {
                 let schemes: Vec<Value> = tenants
                     .names()
                     .into_iter()
@@ -86,8 +97,8 @@ impl Service {
                     .collect();
                 json_response(json!({ "schemes": schemes }))
             }
-            ([name], Some(scheme)) => {
-                let mut summary = self.summary(name, scheme);
+            (Admin::Scheme, Some((name, scheme))) => {
+                let mut summary = self.summary(&name, scheme);
                 let settings: Vec<Value> = scheme
                     .settings()
                     .iter()
@@ -97,19 +108,25 @@ impl Service {
                 summary["problem"] = scheme.problem().into();
                 json_response(summary)
             }
-            ([name, "exchanges"], Some(_)) => {
-                json_response(json!({ "exchanges": self.exchanges.recent(name) }))
+            (Admin::Exchanges, Some((name, _))) => {
+                json_response(json!({ "exchanges": self.exchanges.recent(&name) }))
             }
-            ([name, "exchanges", call_id], Some(_)) => match self.exchanges.find(name, call_id) {
-                Some(record) => json_response(record),
-                None => rejection(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    format!("no recent exchange of call `{}`", excerpt(call_id, 64)),
-                ),
-            },
-            ([_, "try"], Some(scheme)) => self.try_call(scheme, request).await,
-            _ => unreachable!("every shape allowed above has a scheme"),
+            (Admin::Exchange, Some((name, _))) => {
+                let found = names
+                    .call_id
+                    .flatten()
+                    .and_then(|call_id| self.exchanges.find(&name, &call_id));
+                match found {
+                    Some(record) => json_response(record),
+                    None => rejection(
+                        StatusCode::NOT_FOUND,
+                        "not-found",
+                        "no recent exchange of that call".into(),
+                    ),
+                }
+            }
+            (Admin::Try, Some((_, scheme))) => self.try_call(scheme, request).await,
+            _ => unreachable!("every endpoint but the list names a scheme"),
         }
     }
 
@@ -119,10 +136,11 @@ impl Service {
         scheme: &PreparedScheme,
         request: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
-        let body = match super::read_body(request, MAX_TRIAL_BODY, self.limits.read_timeout).await {
-            Ok(body) => body,
-            Err(e) => return bad_request(e),
-        };
+        let body =
+            match super::http::read_body(request, MAX_TRIAL_BODY, self.limits.read_timeout).await {
+                Ok(body) => body,
+                Err(e) => return bad_request(e),
+            };
         let (call, sample) = match read_trial(&body) {
             Ok(trial) => trial,
             Err(e) => return bad_request(e),
@@ -134,7 +152,11 @@ impl Service {
             // sample come back as written.
             self.router.for_trial(sample).route(scheme, &call).await
         };
-        json_response(crate::exchange::record_json(&call, &report, true))
+        json_response(crate::exchange::record_json(
+            &call,
+            &report,
+            self.exchanges.shows_numbers(),
+        ))
     }
 
     /// Why `request` may not use the admin API, if it may not: 403 on a server without
@@ -181,39 +203,9 @@ impl Service {
     }
 }
 
-/// The segments of an admin path after `/v1/schemes`, percent-decoded.
-fn segments(path: &str) -> Vec<String> {
-    path.trim_start_matches("/v1/schemes")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(path_segment)
-        .collect()
-}
-
-fn unknown_scheme(name: &str) -> Response<Full<Bytes>> {
-    rejection(
-        StatusCode::NOT_FOUND,
-        "unknown-scheme",
-        format!("no scheme named `{}`", excerpt(name, 64)),
-    )
-}
-
 fn bad_request(e: RequestError) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     rejection(status, "bad-request", e.message)
-}
-
-/// 405, naming the one method the endpoint takes.
-fn method_not_allowed(allowed: Method) -> Response<Full<Bytes>> {
-    let mut response = rejection(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("this endpoint of the admin API takes {allowed} only"),
-    );
-    if let Ok(value) = http::HeaderValue::from_str(allowed.as_str()) {
-        response.headers_mut().insert(http::header::ALLOW, value);
-    }
-    response
 }
 
 /// A trial's call, and its sample answer if it has one. Errors name what is wrong.

@@ -12,18 +12,24 @@
 //! | valid, but for another scheme | exists or not | 404, as for an unknown scheme |
 //! | none | unknown, and no auth configured anywhere | 404 |
 
-use super::tenants::Tenants;
 use crate::prepare::PreparedScheme;
 use callroute_plugin::scheme::ApiToken;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+/// The longest token a request may present: no configured token is longer (one from a
+/// scheme file is a line of it), and a longer one is refused before it is hashed.
+pub const MAX_TOKEN_LEN: usize = 1024;
 
 /// A set of bearer tokens, as digests.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    digests: Vec<[u8; 32]>,
+    digests: Vec<Digest>,
     /// Required, but none is known: nothing but a server-wide token gets through.
     locked: bool,
 }
+
+/// A token's SHA-256 digest: what is kept and looked up, never the token.
+pub type Digest = [u8; 32];
 
 impl Tokens {
     /// The digests of `tokens`.
@@ -47,21 +53,37 @@ impl Tokens {
         self.digests.is_empty() && !self.locked
     }
 
-    /// Whether `presented` is one of the tokens. Every digest is compared, each in constant
-    /// time: how long this takes says nothing about which, or how much, of a token matched.
-    pub fn accepts(&self, presented: &str) -> bool {
-        let presented = digest(presented);
-        self.digests.iter().fold(false, |found, known| {
-            let differ = known
-                .iter()
-                .zip(&presented)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            found | (differ == 0)
-        })
+    /// The digests of these tokens.
+    pub(super) fn digests(&self) -> &[Digest] {
+        &self.digests
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// Who a token belongs to: the server, and the schemes that list it.
+#[derive(Debug, Default)]
+pub(super) struct Owner {
+    /// A server-wide token.
+    pub(super) server: bool,
+    /// The schemes whose `api_tokens` hold it.
+    pub(super) schemes: Vec<String>,
+}
+
+/// The digest of a presented token: hashed once per request, then looked up by its digest in
+/// one map of every tenant's tokens, so the time it takes does not grow with the tenants, nor
+/// tell which exist. A token longer than [`MAX_TOKEN_LEN`] is not hashed at all.
+pub(super) fn presented(token: &str) -> Option<Digest> {
+    (token.len() <= MAX_TOKEN_LEN).then(|| digest(token))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many tokens this thread hashed.
+    pub(super) static DIGESTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn digest(token: &str) -> Digest {
+    #[cfg(test)]
+    DIGESTS.with(|n| n.set(n.get() + 1));
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -85,62 +107,16 @@ pub enum Access<'a> {
     NotFound,
 }
 
-impl Tenants {
-    /// What a request for scheme `name` presenting `token` may do (see the module docs).
-    pub fn access(&self, name: &str, token: Option<&str>) -> Access<'_> {
-        let scheme = self.get(name);
-        if let Some((scheme, tokens)) = scheme
-            && self.server_tokens().is_empty()
-            && tokens.is_empty()
-        {
-            return Access::Route(scheme);
-        }
-        let Some(token) = token else {
-            return if scheme.is_none() && !self.any_tokens() {
-                Access::NotFound
-            } else {
-                Access::Unauthorized
-            };
-        };
-        let server = self.server_tokens().accepts(token);
-        if let Some((scheme, tokens)) = scheme
-            && (server | tokens.accepts(token))
-        {
-            return Access::Route(scheme);
-        }
-        if server || self.some_scheme_accepts(token) {
-            Access::NotFound
-        } else {
-            Access::Unauthorized
-        }
-    }
-
-    /// Whether `/metrics` may be read with `token`: by anyone when there are no server-wide
-    /// tokens, else only with one (it names every tenant).
-    pub fn may_read_metrics(&self, token: Option<&str>) -> bool {
-        self.server_tokens().is_empty() || token.is_some_and(|t| self.server_tokens().accepts(t))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_matched_whole() {
-        let tokens = Tokens::new(&[token("tok-0123456789abcdef"), token("tok-fedcba9876543210")]);
-        assert!(tokens.accepts("tok-0123456789abcdef"));
-        assert!(tokens.accepts("tok-fedcba9876543210"));
-        for wrong in [
-            "",
-            "tok-0123456789abcde",
-            "tok-0123456789abcdeff",
-            "TOK-0123456789ABCDEF",
-        ] {
-            assert!(!tokens.accepts(wrong), "{wrong}");
-        }
-        assert!(!Tokens::default().accepts("tok-0123456789abcdef"));
+    fn tokens_never_show_and_an_overlong_one_is_not_hashed() {
+        let tokens = Tokens::new(&[token("tok-0123456789abcdef")]);
         assert!(!format!("{tokens:?}").contains("tok-"));
+        assert_eq!(presented(&"x".repeat(MAX_TOKEN_LEN + 1)), None);
+        assert_eq!(presented("tok-0123456789abcdef"), Some(tokens.digests()[0]));
     }
 
     #[test]

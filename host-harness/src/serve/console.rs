@@ -35,7 +35,7 @@ pub fn asset(path: &str) -> Response<Full<Bytes>> {
     match path.strip_prefix(ASSETS) {
         Some("console.js") => file("text/javascript; charset=utf-8", SCRIPT),
         Some("console.css") => file("text/css; charset=utf-8", STYLE),
-        _ => super::rejection(
+        _ => super::http::rejection(
             StatusCode::NOT_FOUND,
             "not-found",
             "no such file of the console".into(),

@@ -59,6 +59,11 @@ impl Exchanges {
         self.by_scheme.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether callers' and callees' numbers are shown whole.
+    pub fn shows_numbers(&self) -> bool {
+        self.show_numbers
+    }
+
     /// `call` as the records show it (its numbers masked unless the server shows them).
     pub fn shown(&self, call: &Call) -> CallShown {
         CallShown::of(call, self.show_numbers)

@@ -3,12 +3,10 @@
 //! a call sees one consistent set from start to end.
 
 use super::ServeError;
-use super::auth::Tokens;
+use super::auth::{Access, Digest, Owner, Tokens, presented};
 use crate::admission::default_share;
 use crate::prepare::{PreparedScheme, Rules, prepare};
 use crate::scheme_file::SchemeFile;
-use callroute_plugin::scheme::HostPolicy;
-use callroute_plugin::scheme::fields;
 use std::collections::HashMap;
 
 /// One tenant: its scheme, and who may route its calls.
@@ -23,6 +21,8 @@ struct Tenant {
 pub struct Tenants {
     by_name: HashMap<String, Tenant>,
     server: Tokens,
+    /// Every token, server-wide or a scheme's, by its digest ([`super::auth`]).
+    by_digest: HashMap<Digest, Owner>,
 }
 
 /// What a reload changed, by scheme name.
@@ -84,7 +84,24 @@ impl Tenants {
         for tenant in by_name.values() {
             tenant.scheme.set_default_share(share);
         }
-        Ok(Tenants { by_name, server })
+        let mut by_digest: HashMap<Digest, Owner> = HashMap::new();
+        for digest in server.digests() {
+            by_digest.entry(*digest).or_default().server = true;
+        }
+        for (name, tenant) in &by_name {
+            for digest in tenant.tokens.digests() {
+                by_digest
+                    .entry(*digest)
+                    .or_default()
+                    .schemes
+                    .push(name.clone());
+            }
+        }
+        Ok(Tenants {
+            by_name,
+            server,
+            by_digest,
+        })
     }
 
     /// What changed from `previous` to these.
@@ -142,11 +159,9 @@ impl Tenants {
         open
     }
 
-    /// Whether `token` is one of some scheme's.
-    pub(super) fn some_scheme_accepts(&self, token: &str) -> bool {
-        self.by_name
-            .values()
-            .fold(false, |found, t| found | t.tokens.accepts(token))
+    /// Whose token has `digest`, if anyone's.
+    pub(super) fn owner(&self, digest: &Digest) -> Option<&Owner> {
+        self.by_digest.get(digest)
     }
 
     /// The schemes' names, sorted.
@@ -162,32 +177,68 @@ impl Tenants {
     }
 }
 
-/// The server-wide tokens of a `[server]` table (the fields the table of fields allows
-/// there: `api_tokens`; `${env:…}` allowed).
-pub(crate) fn server_tokens(pairs: &[(String, String)]) -> Result<Tokens, ServeError> {
-    let pairs = crate::secrets::resolve(pairs.to_vec()).map_err(ServeError::Server)?;
-    if let Some((key, _)) = pairs
-        .iter()
-        .find(|(k, _)| !fields::of(k).is_some_and(|f| f.server))
-    {
-        let known: Vec<&str> = fields::FIELDS
-            .iter()
-            .filter(|f| f.server)
-            .map(|f| f.name)
-            .collect();
-        return Err(ServeError::Server(format!(
-            "field `{key}` is unknown (known: {})",
-            known.join(", ")
-        )));
+impl Tenants {
+    /// What a request for scheme `name` presenting `token` may do (see the [`super::auth`]
+    /// docs). `name` is `None` for a name no scheme can have (not in its canonical form).
+    pub fn access(&self, name: Option<&str>, token: Option<&str>) -> Access<'_> {
+        let scheme = name.and_then(|name| self.get(name));
+        if let Some((scheme, tokens)) = scheme
+            && self.server_tokens().is_empty()
+            && tokens.is_empty()
+        {
+            return Access::Route(scheme);
+        }
+        let Some(token) = token else {
+            return if scheme.is_none() && !self.any_tokens() {
+                Access::NotFound
+            } else {
+                Access::Unauthorized
+            };
+        };
+        let Some(owner) = presented(token).and_then(|d| self.owner(&d)) else {
+            return Access::Unauthorized;
+        };
+        match scheme {
+            Some((scheme, _))
+                if owner.server || owner.schemes.iter().any(|s| Some(s.as_str()) == name) =>
+            {
+                Access::Route(scheme)
+            }
+            // A valid token, for other schemes: as if this one did not exist.
+            _ => Access::NotFound,
+        }
     }
-    let policy = HostPolicy::from_pairs(pairs).map_err(|e| ServeError::Server(e.to_string()))?;
-    Ok(Tokens::new(&policy.service.api_tokens))
+
+    /// Whether `/metrics` may be read with `token`: by anyone when there are no server-wide
+    /// tokens, else only with one (it names every tenant).
+    pub fn may_read_metrics(&self, token: Option<&str>) -> bool {
+        self.server_tokens().is_empty()
+            || token
+                .and_then(presented)
+                .and_then(|d| self.owner(&d))
+                .is_some_and(|o| o.server)
+    }
+
+    /// Whether `token` is a server-wide token.
+    pub fn is_server_token(&self, token: Option<&str>) -> bool {
+        token
+            .and_then(presented)
+            .and_then(|d| self.owner(&d))
+            .is_some_and(|o| o.server)
+    }
+}
+
+/// The server-wide tokens of a `[server]` table ([`crate::prepare::server_settings`]).
+pub(crate) fn server_tokens(pairs: &[(String, String)]) -> Result<Tokens, ServeError> {
+    crate::prepare::server_settings(pairs)
+        .map(|tokens| Tokens::new(&tokens))
+        .map_err(ServeError::Server)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::auth::Access;
+    use crate::serve::auth::{Access, DIGESTS};
 
     const SERVER: &str = "srv-0123456789abcdef";
     const ACME: &str = "acme-0123456789abcdef";
@@ -199,11 +250,84 @@ mod tests {
     }
 
     fn answer(tenants: &Tenants, name: &str, token: Option<&str>) -> &'static str {
-        match tenants.access(name, token) {
+        match tenants.access(Some(name), token) {
             Access::Route(_) => "route",
             Access::Unauthorized => "401",
             Access::NotFound => "404",
         }
+    }
+
+    fn many_tenants(count: usize) -> Tenants {
+        let mut toml = String::from("[server]\napi_tokens = \"srv-0123456789abcdef\"\n");
+        for i in 0..count {
+            toml.push_str(&format!(
+                "[[scheme]]\nname = \"t{i}\"\nurl = \"http://a/\"\napi_tokens = \"tok-{i:016}\"\n"
+            ));
+        }
+        let file = SchemeFile::parse(&toml, "t.toml").unwrap();
+        Tenants::build(&file, 1000, Rules::Component, None).unwrap()
+    }
+
+    fn hashed(work: impl FnOnce()) -> usize {
+        DIGESTS.with(|n| n.set(0));
+        work();
+        DIGESTS.with(|n| n.get())
+    }
+
+    #[test]
+    fn a_token_is_hashed_once_whatever_the_tenants_and_a_long_one_never() {
+        let tenants = many_tenants(400);
+        let long = "x".repeat(256 * 1024);
+        for (name, token) in [
+            ("t7", "tok-0000000000000007"),
+            ("t7", "wrong-0123456789abcdef"),
+        ] {
+            assert_eq!(
+                hashed(|| drop(tenants.access(Some(name), Some(token)))),
+                1,
+                "{token}"
+            );
+        }
+        for name in ["t7", "nobody"] {
+            assert_eq!(
+                hashed(|| assert!(matches!(
+                    tenants.access(Some(name), Some(&long)),
+                    Access::Unauthorized
+                ))),
+                0
+            );
+        }
+        assert_eq!(
+            hashed(|| assert!(!tenants.may_read_metrics(Some(&long)))),
+            0
+        );
+        assert!(matches!(
+            tenants.access(Some("t7"), Some("tok-0000000000000007")),
+            Access::Route(_)
+        ));
+        assert!(matches!(
+            tenants.access(Some("t8"), Some("tok-0000000000000007")),
+            Access::NotFound
+        ));
+        assert!(matches!(
+            tenants.access(Some("t8"), Some("srv-0123456789abcdef")),
+            Access::Route(_)
+        ));
+        // Matched whole: a prefix, a longer token or another case is not the token.
+        for wrong in [
+            "tok-000000000000000",
+            "tok-00000000000000077",
+            "TOK-0000000000000007",
+        ] {
+            assert!(
+                matches!(
+                    tenants.access(Some("t7"), Some(wrong)),
+                    Access::Unauthorized
+                ),
+                "{wrong}"
+            );
+        }
+        assert!(!format!("{tenants:?}").contains("tok-0"));
     }
 
     #[test]

@@ -47,19 +47,22 @@
 //! |---|---|
 //! | here | [`Scheme`] and its parts: method, submission, import, parameters, headers |
 //! | [`fields`] | the one table of fields: lists, who reads each, how each may be shown |
+//! | [`allowlist`] | where a CRM may route: `allowed_prefixes`, `allowed_sip_domains` |
 //! | [`endpoint`] | CRM URLs and their origins (what the host's guard compares) |
 //! | [`values`] | timeouts and retries |
 //! | [`lists`] | list fields: single or indexed keys, comma-separated items |
 //! | [`policy`] | [`HostPolicy`], the fields a host enforces itself, read by the same code |
 //!
-//! Destinations (`fallback`) and the allowlist are parsed by [`crate::destination`].
+//! Destinations (`fallback`) are parsed by [`crate::destination`].
 
+pub mod allowlist;
 pub mod endpoint;
 pub mod fields;
 pub mod lists;
 pub mod policy;
 pub mod values;
 
+pub use allowlist::Allowlist;
 pub use endpoint::{Endpoint, Origin, default_port};
 pub use lists::MAX_LIST_LEN;
 pub use policy::{ApiToken, HostPolicy, ServiceSettings};
@@ -68,8 +71,6 @@ pub use values::{
     MAX_DESTINATIONS, MAX_RESPONSE_TIMEOUT, MAX_RETRIES, MAX_RING_TIMEOUT_SECS,
     MIN_RESPONSE_TIMEOUT, format_seconds, parse_response_timeout, parse_ring_timeout,
 };
-// `Allowlist` lives next to the destinations it checks, over the same parsed SIP address.
-pub use crate::destination::Allowlist;
 
 use crate::destination::{RingStrategy, Target};
 use crate::template::Template;

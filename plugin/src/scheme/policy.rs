@@ -16,6 +16,7 @@
 //!
 //! [`Scheme::from_pairs`]: super::Scheme::from_pairs
 
+use super::Allowlist;
 use super::lists::Lists;
 use super::values::{
     DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_RESPONSE_TIMEOUT,
@@ -23,7 +24,7 @@ use super::values::{
     parse_max_concurrent_calls, parse_remember, parse_response_timeout, parse_ring_timeout,
 };
 use super::{Endpoint, SchemeError, invalid};
-use crate::destination::{Allowlist, Target};
+use crate::destination::Target;
 use std::time::Duration;
 
 /// What a host enforces for a scheme. The default is the policy of a scheme with none of

@@ -130,7 +130,7 @@ async fn a_destination_outside_the_allowlists_gets_the_fallback() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_host_applies_the_fallback_when_the_component_crashes() {
     for (behaviour, kind) in [
-        ("panic", ErrorKind::Trap),
+        ("crash-by-panic", ErrorKind::Trap),
         ("fail", ErrorKind::Transport),
         ("loop", ErrorKind::Trap),
     ] {

@@ -15,7 +15,7 @@ async fn behave_with(behaviour: &str, extra: &[(&str, &str)]) -> callroute_host:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_component_is_a_trap_with_its_message() {
-    let report = behave("panic", "2").await;
+    let report = behave("crash-by-panic", "2").await;
     let error = failed(&report);
     assert_eq!(error.kind, ErrorKind::Trap);
     assert!(error.message.contains("panicked on purpose"), "{error}");
@@ -29,7 +29,7 @@ async fn a_panicking_component_is_a_trap_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_instruction_is_a_trap() {
-    let error = failed(&behave("unreachable", "2").await).clone();
+    let error = failed(&behave("crash-by-trap", "2").await).clone();
     assert_eq!(error.kind, ErrorKind::Trap);
     assert!(error.message.contains("unreachable"), "{error}");
     assert_one_line(&error.message);

@@ -436,3 +436,123 @@ fn shutdown_does_not_wait_for_stalled_clients() {
         start.elapsed()
     );
 }
+
+/// One client holding ten times the connection limit with request heads it never finishes,
+/// and reopening each one the server closes, cannot keep a PBX waiting: at the
+/// limit the connection that has waited longest for a head is closed to make room, so every
+/// call is answered within a second, long before any stalled head times out.
+#[test]
+fn stalled_request_heads_cannot_hold_the_connection_limit() {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    const LIMIT: usize = 16;
+
+    /// A connection that sends the start of a request head and never the rest.
+    fn stall(addr: SocketAddr) -> Option<TcpStream> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        stream
+            .write_all(b"POST /v1/route/acme HTTP/1.1\r\nHost: x\r\n")
+            .ok()?;
+        stream.set_nonblocking(true).ok()?;
+        Some(stream)
+    }
+
+    /// One call as a PBX makes it, given `within` to be answered: the destination, or why
+    /// there is none.
+    fn call(addr: SocketAddr, id: usize, within: Duration) -> Result<serde_json::Value, String> {
+        let mut stream =
+            TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(within)).unwrap();
+        stream
+            .write_all(
+                format!(
+                    "GET /v1/route/acme?call_id={id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .map_err(|e| format!("send: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .map_err(|e| format!("no answer: {e}"))?;
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no answer: {answer:?}"))?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(format!("answered {head:?}"));
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("{e}: {body:?}"))?;
+        Ok(body["destination"].clone())
+    }
+
+    let crm = TestCrm::start(|_| CrmReply::html("101")).unwrap();
+    // A head may take 5 s to arrive: far longer than the second a call is given here.
+    let limits = callroute_host::serve::ServeLimits {
+        max_connections: LIMIT,
+        read_timeout: Duration::from_secs(5),
+    };
+    let served = Served::start_with(
+        router(),
+        &format!("name = \"acme\"\nurl = \"{}\"\n", crm.url("/")),
+        limits,
+    );
+    let addr = served.addr();
+
+    // Ten times the limit in stalled clients, each reopened as soon as the server closes it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened, all_open) = std::sync::mpsc::channel();
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut stalled: Vec<Option<TcpStream>> =
+                (0..10 * LIMIT).map(|_| stall(addr)).collect();
+            let _ = opened.send(());
+            let (mut closed, mut buffer) = (0usize, [0u8; 512]);
+            while !stop.load(Ordering::SeqCst) {
+                for stream in &mut stalled {
+                    let open = matches!(
+                        stream.as_mut().map(|s| s.read(&mut buffer)),
+                        Some(Err(e)) if e.kind() == ErrorKind::WouldBlock
+                    );
+                    if !open {
+                        closed += 1;
+                        *stream = stall(addr);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            closed
+        })
+    };
+    all_open.recv().unwrap();
+    // The server has taken its fill of them.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let within = Duration::from_secs(1);
+    let answers: Vec<_> = (0..8)
+        .map(|id| {
+            let start = Instant::now();
+            let answer = call(addr, id, within);
+            (answer, start.elapsed())
+        })
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let closed = attacker.join().unwrap();
+
+    for (id, (answer, elapsed)) in answers.iter().enumerate() {
+        match answer {
+            Ok(destination) => {
+                assert_eq!(destination["target"], "101", "call {id}");
+                assert!(*elapsed < within, "call {id} answered after {elapsed:?}");
+            }
+            Err(e) => panic!("call {id} got no answer within {within:?}: {e} (after {elapsed:?})"),
+        }
+    }
+    assert!(closed > 0, "the server closed none of the stalled connections");
+}

@@ -2,7 +2,7 @@
 //! their share of the sandbox, a CRM that is down is skipped at once by its circuit breaker,
 //! and only callers with a tenant's token route its calls.
 
-use callroute_host::router::PreparedScheme;
+use callroute_host::PreparedScheme;
 use callroute_host::serve::ServeLimits;
 use callroute_tests::*;
 use serde_json::Value;
@@ -363,4 +363,88 @@ fn serve_shows_pool_rejections_and_breaker_states() {
     ] {
         assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
     }
+}
+
+/// A primary CRM that accepts and never answers opens its breaker after
+/// `breaker_failures` timeouts with a secondary CRM too, though each call gives up on it at
+/// its share of the deadline (half of it), not at the deadline; the calls after that go to the
+/// secondary at once.
+#[test]
+fn a_hanging_primary_opens_its_breaker_with_a_secondary_too() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let primary =
+        TestCrm::start(|_| CrmReply::html("101").after(Duration::from_secs(3600))).unwrap();
+    let secondary = TestCrm::start(|_| CrmReply::html("202")).unwrap();
+    let toml = format!(
+        "[server]\napi_tokens = [\"{ADMIN}\"]\n\
+         [[scheme]]\nname = \"acme\"\nurl = \"{}\"\nfallback_url = \"{}\"\n\
+         response_timeout_secs = 2\nbreaker_failures = 3\nbreaker_cooldown_secs = 60\n",
+        primary.url("/route"),
+        secondary.url("/route"),
+    );
+    let served = Served::start(router(), &toml);
+    let addr = served.addr();
+    let took: Vec<Duration> = runtime().block_on(async {
+        let mut took = Vec::new();
+        for _ in 0..12 {
+            let (status, body, elapsed) = post(addr, "/v1/route/acme", Some(ADMIN)).await;
+            assert_eq!(status, 200);
+            assert_eq!(body["outcome"], "routed", "{body}");
+            assert_eq!(body["destination"]["target"], "202", "{body}");
+            took.push(elapsed);
+        }
+        took
+    });
+    // The first three gave the primary its half of the deadline, then asked the secondary...
+    for elapsed in &took[..3] {
+        assert!(
+            *elapsed >= Duration::from_millis(900) && *elapsed < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+    // ...and those three timeouts opened the primary's breaker: the rest went to the
+    // secondary at once, without asking the primary.
+    for elapsed in &took[3..] {
+        assert!(*elapsed < Duration::from_millis(500), "{took:?}");
+    }
+    assert_eq!(primary.requests().len(), 3, "not asked once its breaker is open");
+    assert_eq!(secondary.requests().len(), 12);
+
+    let admin = format!("Bearer {ADMIN}");
+    let as_admin = [("authorization", admin.as_str())];
+    let (primary_origin, secondary_origin) = (primary.url(""), secondary.url(""));
+    let metrics = served.request("GET", "/metrics", &as_admin, "").text();
+    for line in [
+        format!("callroute_breaker_state{{scheme=\"acme\",endpoint=\"{primary_origin}\"}} 1"),
+        format!("callroute_breaker_state{{scheme=\"acme\",endpoint=\"{secondary_origin}\"}} 0"),
+    ] {
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
+    let schemes = served.request("GET", "/v1/schemes", &as_admin, "").json();
+    let acme = schemes["schemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "acme")
+        .unwrap()
+        .clone();
+    let states: Vec<(String, String)> = acme["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["endpoint"].as_str().unwrap().to_owned(),
+                b["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(primary_origin, "open".to_owned())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(secondary_origin, "closed".to_owned())),
+        "{states:?}"
+    );
 }
