@@ -5,6 +5,8 @@
 //! dist` writes them to `dist/`, and the tests load them. Depending on this crate alone gives
 //! the component without compiling the harness or wasmtime.
 
+#![deny(missing_docs)]
+
 include!(concat!(env!("OUT_DIR"), "/component.rs"));
 
 /// The size budget of the released component, in bytes: it is fetched by every platform that

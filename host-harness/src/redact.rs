@@ -323,15 +323,7 @@ fn form_encoded(text: &str) -> String {
 
 /// RFC 3986 percent-encoding: every byte but the unreserved ones.
 fn percent_encoded(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    callroute_plugin::request::percent_encode(text, callroute_plugin::request::unreserved)
 }
 
 /// With HTML's entities for `& < > " '`.

@@ -19,6 +19,8 @@
 //! - [`json`]: the small JSON reader and writer the component uses;
 //! - [`outcome`]: the outcome of a call as JSON, the one format every front end answers with.
 
+#![deny(missing_docs)]
+
 pub mod answer;
 pub mod call;
 pub mod destination;

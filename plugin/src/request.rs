@@ -268,6 +268,29 @@ pub fn signature(secret: &str, unix_seconds: u64, parts: &[&[u8]]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// `text` percent-encoded (RFC 3986): each byte `keep` accepts as it is, every other as `%XX`
+/// in upper case. One writer for every place that encodes: a URL's path and query, a name in
+/// one of `serve`'s paths, a secret's encoded forms.
+pub fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if keep(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+    }
+    out
+}
+
+/// RFC 3986's unreserved characters: letters, digits, `-`, `.`, `_`, `~`.
+pub fn unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~".contains(&byte)
+}
+
 /// `bytes` in lower-case hex, as signatures, idempotency keys and the host's digests write
 /// them (one allocation, whatever the length).
 pub fn hex(bytes: &[u8]) -> String {

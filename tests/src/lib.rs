@@ -1,6 +1,8 @@
 //! Support for the end-to-end suites in `tests/tests/`: the real routing component in the real
 //! harness, compiled once per test process, and the local CRM from `callroute_host::crm`.
 
+#![deny(missing_docs)]
+
 pub mod client;
 
 use callroute_host::crm::ServerThread;

@@ -245,15 +245,9 @@ pub(super) fn segment(raw: &str) -> Option<String> {
 /// How a name is written in a path: the characters RFC 3986 allows in a segment (`pchar`:
 /// unreserved, sub-delims, `:` and `@`) as they are, every other byte as `%XX` in upper case.
 pub fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    callroute_plugin::request::percent_encode(name, |byte| {
+        callroute_plugin::request::unreserved(byte) || b"!$&'()*+,;=:@".contains(&byte)
+    })
 }
 
 #[cfg(test)]

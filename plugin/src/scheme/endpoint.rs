@@ -148,18 +148,9 @@ impl Endpoint {
 /// A path and query with every byte that RFC 3986 does not allow there as is percent-encoded
 /// (`%` is kept: what is already encoded stays so).
 fn percent_encoded(path_and_query: &str) -> String {
-    let mut out = String::with_capacity(path_and_query.len());
-    for byte in path_and_query.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-    }
-    out
+    crate::request::percent_encode(path_and_query, |byte| {
+        crate::request::unreserved(byte) || b"!$&'()*+,;=:@/?%".contains(&byte)
+    })
 }
 
 /// Split a URL's authority into its host (as written, an IPv6 address without brackets) and

@@ -16,7 +16,12 @@ fn as_admin() -> [(&'static str, String); 1] {
     [("authorization", format!("Bearer {ADMIN}"))]
 }
 
-fn admin(served: &Served, method: &str, path: &str, body: &str) -> callroute_tests::client::Response {
+fn admin(
+    served: &Served,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> callroute_tests::client::Response {
     let auth = as_admin();
     let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
     served.request(method, path, &headers, body)
@@ -51,7 +56,9 @@ impl Drop for SchemesFile {
 fn schemes(names: &[&str], extra: &str) -> String {
     names
         .iter()
-        .map(|n| format!("[[scheme]]\nname = \"{n}\"\nurl = \"http://crm.example.com/{n}\"\n{extra}"))
+        .map(|n| {
+            format!("[[scheme]]\nname = \"{n}\"\nurl = \"http://crm.example.com/{n}\"\n{extra}")
+        })
         .collect()
 }
 
@@ -61,12 +68,15 @@ fn a_reload_refuses_what_check_and_the_component_refuse() {
     let service = Service::load(router(), &file.0).unwrap();
     for (refused, why) in [
         // A scheme with only a name: the component requires a url.
-        ("[[scheme]]\nname = \"acme\"\n".to_owned(), "`url` is required"),
         (
-            schemes(&["acme"], "submission = \"jso\"\n"),
-            "`submission`",
+            "[[scheme]]\nname = \"acme\"\n".to_owned(),
+            "`url` is required",
         ),
-        (schemes(&["acme"], "methd = \"GET\"\n"), "`methd` is unknown"),
+        (schemes(&["acme"], "submission = \"jso\"\n"), "`submission`"),
+        (
+            schemes(&["acme"], "methd = \"GET\"\n"),
+            "`methd` is unknown",
+        ),
     ] {
         std::fs::write(&file.0, &refused).unwrap();
         let error = service.reload().unwrap_err().to_string();
@@ -83,7 +93,10 @@ fn a_reload_refuses_what_check_and_the_component_refuse() {
 
 #[test]
 fn a_reload_never_applies_a_file_still_being_written() {
-    let whole = schemes(&["acme", "globex", "initech"], "max_concurrent_calls = 100\n");
+    let whole = schemes(
+        &["acme", "globex", "initech"],
+        "max_concurrent_calls = 100\n",
+    );
     let file = SchemesFile::new(&schemes(&["acme"], ""));
     let service = Service::load(router(), &file.0).unwrap();
     // Cut between two schemes, as a writer that pauses midway leaves it: valid TOML with
@@ -190,7 +203,11 @@ fn each_kind_and_state_has_one_spelling() {
         ),
     );
     for path in ["/v1/route/nobody", "/v1/schemes/nobody"] {
-        let method = if path.starts_with("/v1/route") { "POST" } else { "GET" };
+        let method = if path.starts_with("/v1/route") {
+            "POST"
+        } else {
+            "GET"
+        };
         let answer = admin(&served, method, path, CALL);
         assert_eq!(answer.status, 404, "{path}");
         assert_eq!(answer.json()["error"]["kind"], "unknown-scheme", "{path}");
@@ -219,7 +236,7 @@ fn a_crm_quoting_a_secret_or_a_number_is_masked_in_every_answer() {
     let served = Served::start(
         router(),
         &format!(
-            "[[scheme]]\nname = \"acme\"\nurl = \"{}\"\nimport = \"json-rpc\"\n\
+            "name = \"acme\"\nurl = \"{}\"\nimport = \"json-rpc\"\n\
              jsonrpc_method = \"route\"\nfallback = \"100\"\n\
              [headers]\nAuthorization = \"Bearer crm-key-0123456789abcdef\"\n",
             crm.url("/route")
@@ -229,7 +246,10 @@ fn a_crm_quoting_a_secret_or_a_number_is_masked_in_every_answer() {
     let text = answer.text();
     let json: Value = answer.json();
     let message = json["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("Invalid key ••• for +38050•••2233"), "{text}");
+    assert!(
+        message.contains("Invalid key ••• for +38050•••2233"),
+        "{text}"
+    );
     assert!(!text.contains("crm-key-0123456789abcdef"), "{text}");
     assert!(!text.contains("380501112233"), "{text}");
 }

@@ -554,5 +554,8 @@ fn stalled_request_heads_cannot_hold_the_connection_limit() {
             Err(e) => panic!("call {id} got no answer within {within:?}: {e} (after {elapsed:?})"),
         }
     }
-    assert!(closed > 0, "the server closed none of the stalled connections");
+    assert!(
+        closed > 0,
+        "the server closed none of the stalled connections"
+    );
 }
