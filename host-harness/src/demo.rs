@@ -4,7 +4,6 @@
 
 use crate::Call;
 use crate::crm::{CrmReply, CrmRequest, TestCrm};
-use crate::prepare::PreparedScheme;
 use crate::router::Router;
 use std::io::Write;
 
@@ -95,7 +94,7 @@ pub async fn run(router: &Router, out: &mut impl Write) -> std::io::Result<bool>
     for submission in SUBMISSIONS {
         for import in IMPORTS {
             let seen = crm.requests().len();
-            let scheme = PreparedScheme::new(demo_scheme(&crm, submission, import));
+            let scheme = router.prepare(demo_scheme(&crm, submission, import));
             let report = router.route(&scheme, &call).await;
             let request = crm.requests().into_iter().nth(seen);
             let sent = request

@@ -161,3 +161,34 @@ fn a_secret_from_the_environment_is_masked_in_problems() {
     assert!(problem.contains("`url`"), "{problem}");
     assert!(!problem.contains("crm.example.com:99999"), "{problem}");
 }
+
+#[test]
+fn a_crm_host_from_the_environment_is_secret_in_labels_too() {
+    // SAFETY: this test alone sets this variable, and nothing reads it concurrently.
+    unsafe {
+        std::env::set_var(
+            "CALLROUTE_TEST_PREPARE_HOST",
+            "crm-secret-host.example:8080",
+        )
+    };
+    let prepared = prepare(
+        pairs(&[
+            ("url", "http://${env:CALLROUTE_TEST_PREPARE_HOST}/route"),
+            // A reference in the path alone leaves the host shown.
+            (
+                "fallback_url",
+                "http://backup.example.com/${env:CALLROUTE_TEST_PREPARE_HOST}",
+            ),
+        ]),
+        Rules::Component,
+    );
+    assert_eq!(prepared.problem(), None);
+    let label = prepared
+        .secrets()
+        .mask("http://crm-secret-host.example:8080");
+    assert!(!label.contains("crm-secret-host"), "{label}");
+    assert_eq!(
+        prepared.secrets().mask("http://backup.example.com:80"),
+        "http://backup.example.com:80"
+    );
+}

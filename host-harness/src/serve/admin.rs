@@ -14,8 +14,9 @@
 //! `callroute route --crm-answer` does). It is not a call: it is kept out of the exchange
 //! log and the metrics.
 
-use super::http::{json_response, method_not_allowed, rejection, token_of, unauthorized};
-use super::routes::{Names, unknown_scheme};
+use super::http::{
+    Names, json_response, method_not_allowed, rejection, token_of, unauthorized, unknown_scheme,
+};
 use super::{Service, Tenants};
 use crate::Call;
 use crate::outbound::CannedAnswer;

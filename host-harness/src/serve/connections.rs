@@ -24,6 +24,10 @@ const EVICTED: u8 = 2;
 /// has not read yet (maybe a complete head): reading them wakes nobody.
 const RECHECK: Duration = Duration::from_millis(2);
 
+/// The least time a connection must have waited for a request head before it may be closed
+/// for a newcomer: a PBX's head is read in microseconds, an attacker's never comes.
+const MIN_WAIT: Duration = Duration::from_millis(50);
+
 /// The client connections open.
 pub(super) struct Connections {
     /// Most open at once.
@@ -188,9 +192,12 @@ impl Connections {
             return Room::Full;
         }
         waiting.sort_unstable();
+        // Only one that has waited a while: a connection just accepted, or just done with a
+        // request, may have its next head on its way through the kernel and the executor.
+        let waited_since = self.now().saturating_sub(MIN_WAIT.as_nanos() as u64);
         waiting
             .into_iter()
-            .find(|&(_, _, id)| !open.slots[&id].has_unread_bytes())
+            .find(|&(_, since, id)| since <= waited_since && !open.slots[&id].has_unread_bytes())
             .map_or(Room::Soon, |(_, _, id)| Room::Victim(id))
     }
 }
@@ -307,11 +314,17 @@ mod tests {
         assert!(a.tracker().begin());
         a.tracker().end();
         let b = connections.admit_socket(NO_SOCKET).unwrap();
+        // Nobody has waited long enough yet: a newcomer waits.
+        assert!(connections.admit_socket(NO_SOCKET).is_none());
+        std::thread::sleep(MIN_WAIT);
         // At the limit: b, which never carried a request, goes first though a waited longer.
         let c = connections.admit_socket(NO_SOCKET).unwrap();
         assert!(!b.tracker().begin(), "b was closed for c");
         assert!(a.tracker().begin(), "a was not");
-        // a busy, c waiting: c makes room.
+        // a busy, c waiting, but only just: not yet.
+        assert!(connections.admit_socket(NO_SOCKET).is_none());
+        std::thread::sleep(MIN_WAIT);
+        // Now c makes room.
         let d = connections.admit_socket(NO_SOCKET).unwrap();
         assert!(!c.tracker().begin());
         // a and d busy: nobody to close; a newcomer waits until one closes.

@@ -4,6 +4,7 @@
 use crate::Call;
 use bytes::Bytes;
 use callroute_plugin::call::{MAX_CALL_BODY, RequestError};
+use callroute_plugin::error::excerpt;
 use callroute_plugin::outcome;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -160,4 +161,23 @@ pub(super) fn closed_for_room() -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("close"),
     );
     response
+}
+
+/// The names a path holds, each in its canonical form (else `None`: no such name).
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    /// `{scheme}`.
+    pub(super) scheme: Option<Option<String>>,
+    /// `{call_id}`.
+    pub(super) call_id: Option<Option<String>>,
+}
+
+/// 404 for a scheme there is none of (or none this caller may know of): `unknown-scheme`,
+/// the one spelling `/v1/route` and the admin API share.
+pub(super) fn unknown_scheme(name: &str) -> Response<Full<Bytes>> {
+    rejection(
+        StatusCode::NOT_FOUND,
+        "unknown-scheme",
+        format!("no scheme named `{}`", excerpt(name, 64)),
+    )
 }

@@ -9,12 +9,13 @@
 
 use super::admin::Admin;
 use super::auth::Access;
-use super::http::{read_call, rejection, response, text, token_of, unauthorized};
+use super::http::{
+    Names, read_call, rejection, response, text, token_of, unauthorized, unknown_scheme,
+};
 use super::{Service, console, metrics};
 use crate::outbound::HOP_HEADER;
 use crate::report::RouteReport;
 use bytes::Bytes;
-use callroute_plugin::error::excerpt;
 use callroute_plugin::outcome;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -59,15 +60,6 @@ static ROUTES: LazyLock<matchit::Router<Endpoint>> = LazyLock::new(|| {
     }
     routes
 });
-
-/// The names a path holds, each in its canonical form (else `None`: no such name).
-#[derive(Debug, Default)]
-pub(super) struct Names {
-    /// `{scheme}`.
-    pub(super) scheme: Option<Option<String>>,
-    /// `{call_id}`.
-    pub(super) call_id: Option<Option<String>>,
-}
 
 impl Service {
     /// Answer one HTTP request.
@@ -186,16 +178,6 @@ impl Service {
         self.exchanges.record(name, &call, report);
         answer
     }
-}
-
-/// 404 for a scheme there is none of (or none this caller may know of): `unknown-scheme`,
-/// the one spelling `/v1/route` and the admin API share.
-pub(super) fn unknown_scheme(name: &str) -> Response<Full<Bytes>> {
-    rejection(
-        StatusCode::NOT_FOUND,
-        "unknown-scheme",
-        format!("no scheme named `{}`", excerpt(name, 64)),
-    )
 }
 
 /// One line per call: scheme, outcome, error kind, elapsed time. The error is masked by the

@@ -178,3 +178,135 @@ fn two_instances_share_what_they_learn_through_redis_which_may_go_down() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// One command to the Redis at `url` (`redis://127.0.0.1:PORT/0`) and its one-line reply
+/// (`+OK`, `:1`, `-OOM …`), without the line end: enough to set a store up.
+fn redis_command(url: &str, args: &[&str]) -> String {
+    redis_lines(url, args, |_| 0).remove(0)
+}
+
+/// The keys matching `pattern` in the Redis at `url`.
+fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    let lines = redis_lines(url, &["KEYS", pattern], |first| {
+        // `*N`, then a `$len` line and the key for each.
+        2 * first[1..].parse::<usize>().unwrap()
+    });
+    lines[1..].chunks(2).map(|pair| pair[1].clone()).collect()
+}
+
+fn redis_lines(url: &str, args: &[&str], more: impl Fn(&str) -> usize) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let address = url.trim_start_matches("redis://").trim_end_matches("/0");
+    let stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command += &format!("${}\r\n{arg}\r\n", arg.len());
+    }
+    (&stream).write_all(command.as_bytes()).unwrap();
+    let mut reader = BufReader::new(&stream);
+    let mut read_line = || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    };
+    let first = read_line();
+    let count = more(first.as_str());
+    let mut lines = vec![first];
+    for _ in 0..count {
+        lines.push(read_line());
+    }
+    lines
+}
+
+/// `callroute_memory_total{result}` as `/metrics` shows it now.
+fn memory_count(served: &Served, result: &str) -> u64 {
+    let metrics = served.request("GET", "/metrics", &[], "").text();
+    let prefix = format!("callroute_memory_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An error in one reply (a key of the wrong type, a server at `maxmemory`) fails that lookup or
+/// write only: the remembered callers are still recalled.
+#[test]
+fn an_error_in_one_reply_fails_that_lookup_or_write_only() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (crm, mode) = switchable_crm();
+    let served = Served::start(
+        router().with_memory(Memory::redis(&url).unwrap()),
+        &schemes(&crm, 600),
+    );
+    // Writes are off the call's path: wait until they are counted.
+    let wait_for = |result: &str, count: u64| {
+        let start = Instant::now();
+        while memory_count(&served, result) < count {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{result} never reached {count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A caller whose key holds a list (another program's key, or a bug): WRONGTYPE on lookup.
+    let wrong = "380500000999";
+    assert_eq!(routed_by(&call(&served, wrong)), ("crm", "101"));
+    wait_for("stored", 1);
+    let keys = redis_keys(&url, "callroute:memory:*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(redis_command(&url, &["DEL", &keys[0]]), ":1");
+    assert_eq!(redis_command(&url, &["RPUSH", &keys[0], "x"]), ":1");
+
+    // 40 callers remembered while the store has room.
+    let remembered: Vec<String> = (0..40).map(|i| format!("3805010{i:05}")).collect();
+    for caller in &remembered {
+        assert_eq!(routed_by(&call(&served, caller)), ("crm", "101"));
+    }
+    wait_for("stored", 41);
+
+    // Another tenant fills the store: at `maxmemory` with `noeviction`, every write is refused
+    // with OOM from now on (reads still work).
+    let filler = "x".repeat(2 << 20);
+    assert_eq!(
+        redis_command(&url, &["SET", "another-tenant", &filler]),
+        "+OK"
+    );
+    assert_eq!(
+        redis_command(&url, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+        "+OK"
+    );
+    assert_eq!(
+        redis_command(&url, &["CONFIG", "SET", "maxmemory", "1mb"]),
+        "+OK"
+    );
+    assert!(redis_command(&url, &["SET", "probe", "1"]).starts_with("-OOM"));
+
+    // The wrong-typed caller gets the static fallback: that lookup's error is its own.
+    mode.store(DOWN, Ordering::SeqCst);
+    assert_eq!(routed_by(&call(&served, wrong)), ("fallback", "reception"));
+    wait_for("error", 1);
+    // Each new caller's write fails with OOM; a remembered caller right after is still
+    // recalled (with the old code the OOM dropped the shared connection for 1 s).
+    for (i, caller) in remembered.iter().enumerate() {
+        mode.store(UP, Ordering::SeqCst);
+        let new_caller = format!("3805020{i:05}");
+        assert_eq!(routed_by(&call(&served, &new_caller)), ("crm", "101"));
+        wait_for("error", 2 + i as u64);
+        mode.store(DOWN, Ordering::SeqCst);
+        let answer = call(&served, caller);
+        assert_eq!(
+            routed_by(&answer),
+            ("memory", "101"),
+            "caller {i}: {answer}"
+        );
+    }
+    assert_eq!(memory_count(&served, "hit"), 40);
+    assert_eq!(memory_count(&served, "error"), 41);
+}
