@@ -120,18 +120,12 @@ impl Recorder {
 
 impl Attempt {
     /// Mask every string of this attempt with `redactor` (a body kept in part as a text cut
-    /// at its end), then cut each body to [`MAX_RECORDED`] bytes. A trial's sample answer is
-    /// the operator's own text, shown as written ([`Redactor::sample_as_written`]).
-    ///
-    /// [`Redactor::sample_as_written`]: crate::redact::Redactor::sample_as_written
+    /// at its end), then cut each body to [`MAX_RECORDED`] bytes.
     pub fn redact(&mut self, redactor: &crate::redact::Redactor) {
         // A secret can be in a URL's path too (`/rest/1/${env:TOKEN}/…`).
         self.url = redactor.mask(&self.url);
         self.request_body = cut(redactor.mask_body(&self.request_body, self.cut.0));
-        if !redactor.sample_as_written() {
-            self.answer = redactor.mask_body(&self.answer, self.cut.1);
-        }
-        self.answer = cut(std::mem::take(&mut self.answer));
+        self.answer = cut(redactor.mask_body(&self.answer, self.cut.1));
         self.error = self.error.as_deref().map(|e| redactor.mask(e));
         self.cut = (false, false);
     }

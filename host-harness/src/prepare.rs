@@ -64,7 +64,14 @@ pub struct PreparedScheme {
     secrets: Secrets,
     /// Its settings as an operator may see them (see [`PreparedScheme::settings`]).
     settings: Arc<[(String, String)]>,
+    /// Its pairs with every secret replaced by [`STAND_IN`] (see [`PreparedScheme::stand_in`]).
+    stand_in: Arc<[(String, String)]>,
+    /// Whose rules it was prepared under.
+    rules: Rules,
 }
+
+/// What stands for each secret of a scheme in its stand-in ([`PreparedScheme::stand_in`]).
+pub const STAND_IN: &str = "secret";
 
 /// Prepare `pairs` under `rules` (see the module docs).
 pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
@@ -125,6 +132,8 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         secrets.clone(),
     );
     PreparedScheme {
+        stand_in: stand_in_pairs(&pairs, &written),
+        rules,
         settings: shown_settings(&written, &secrets),
         id: identity(&pairs),
         problems: problems.into(),
@@ -172,15 +181,32 @@ impl PreparedScheme {
 
     /// This scheme as the next version of `old` (the same tenant, changed fields): the calls
     /// `old` still has in flight count against this one's share, and its breakers carry on
-    /// if their settings are the same.
+    /// if their settings and the endpoints they guard are the same (new endpoints get new
+    /// breakers, which mask the new secrets in their labels).
     pub fn carry_over(mut self, old: &PreparedScheme) -> PreparedScheme {
         let limit = self.share.limit();
         self.share = old.share.clone();
         self.share.set_limit(limit);
-        if self.breakers.settings() == old.breakers.settings() {
+        if self.breakers.settings() == old.breakers.settings()
+            && self.policy.endpoints() == old.policy.endpoints()
+        {
             self.breakers = old.breakers.clone();
         }
         self
+    }
+
+    /// This scheme with none of its secrets, for a trial against a sample answer (which sends
+    /// nothing anywhere): every value the table of fields shows as secret, the literal text
+    /// of a parameter and a URL's query values are [`STAND_IN`], a URL with any part from the
+    /// environment is `http(s)://secret.invalid/`, and the host's own fields are left out. So nothing a trial
+    /// shows is a secret, and nothing needs masking: what the operator wrote comes back as
+    /// written, and masking cannot tell them they guessed a secret. It shares this scheme's
+    /// share and breakers.
+    pub fn stand_in(&self) -> PreparedScheme {
+        let mut stand_in = prepare(self.stand_in.to_vec(), self.rules);
+        stand_in.share = self.share.clone();
+        stand_in.breakers = self.breakers.clone();
+        stand_in
     }
 
     /// A place in this scheme's share, as a call takes one.
@@ -326,8 +352,40 @@ fn shown_settings(written: &[(String, String)], secrets: &Secrets) -> Arc<[(Stri
         .collect()
 }
 
+/// The pairs of a scheme's stand-in (see [`PreparedScheme::stand_in`]), from its pairs resolved
+/// and as written.
+fn stand_in_pairs(
+    resolved: &[(String, String)],
+    written: &[(String, String)],
+) -> Arc<[(String, String)]> {
+    resolved
+        .iter()
+        .zip(written)
+        .filter(|((key, _), _)| handed_to_component(key))
+        .map(|((key, value), (_, written))| {
+            let value = match fields::of(key).map(|f| f.shown) {
+                Some(Shown::Plain) => value.clone(),
+                // Any part of it from the environment: none of it is kept.
+                Some(Shown::Url) if from_environment(written) => {
+                    let (scheme, _) = value.split_once("://").unwrap_or(("http", ""));
+                    format!("{scheme}://{STAND_IN}.invalid/")
+                }
+                Some(Shown::Url) => url_with(value, STAND_IN),
+                Some(Shown::Template) if only_placeholders(value) => value.clone(),
+                _ => STAND_IN.to_owned(),
+            };
+            (key.clone(), value)
+        })
+        .collect()
+}
+
 /// A URL with its user information and its query's values masked.
 fn url_shown(url: &str) -> String {
+    url_with(url, MASK)
+}
+
+/// A URL with its user information and its query's values replaced by `mask`.
+fn url_with(url: &str, mask: &str) -> String {
     let (url, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
@@ -336,7 +394,7 @@ fn url_shown(url: &str) -> String {
         Some((scheme, rest)) => {
             let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
             match authority.rfind('@') {
-                Some(at) => format!("{scheme}://{MASK}{}", &rest[at..]),
+                Some(at) => format!("{scheme}://{mask}{}", &rest[at..]),
                 None => url.to_owned(),
             }
         }
@@ -344,7 +402,7 @@ fn url_shown(url: &str) -> String {
     };
     if let Some(query) = query {
         let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
-            .map(|(name, _)| format!("{name}={MASK}"))
+            .map(|(name, _)| format!("{name}={mask}"))
             .collect();
         shown.push('?');
         shown.push_str(&names.join("&"));

@@ -40,6 +40,21 @@ pub const MASK: &str = "•••";
 /// The shortest secret masked: shorter ones would garble everything else.
 pub const MIN_SECRET_CHARS: usize = 4;
 
+/// Where a text may have been cut, leaving the start of a secret.
+#[derive(Clone, Copy)]
+enum Cuts {
+    /// Nowhere: a whole body.
+    None,
+    /// Before each excerpt mark (`…`): a message that quotes.
+    Excerpts,
+    /// At its end: a body kept in part.
+    AtEnd,
+}
+
+/// The most excerpt marks (`…`) in one text looked at for a cut secret: an excerpt has one, and
+/// a text with many is a CRM's, not a cut.
+const MAX_CUTS: usize = 4;
+
 /// The shortest base64 fragment of a secret that is masked (a shorter one would match
 /// ordinary words).
 const MIN_BASE64_CHARS: usize = 8;
@@ -51,9 +66,6 @@ pub struct Secrets(Option<Arc<Matcher>>);
 struct Matcher {
     /// Every form of every secret, longest first.
     forms: Vec<String>,
-    /// The forms before this index are the viewer's own text (a trial's call), left as
-    /// written even where they equal a secret.
-    known: usize,
     automaton: AhoCorasick,
 }
 
@@ -81,44 +93,21 @@ impl Secrets {
             .filter(|v| v.chars().count() >= MIN_SECRET_CHARS)
             .flat_map(|v| forms_of(v))
             .collect();
-        Secrets::build(forms, &[])
+        Secrets::build(forms)
     }
 
-    /// These secrets, but leaving `known` (the viewer's own text: a trial's call values) as
-    /// written wherever it is found, even where it equals a secret: masking it would tell the
-    /// viewer that they guessed a secret.
-    pub fn knowing(&self, known: &[String]) -> Secrets {
-        match &self.0 {
-            None => Secrets(None),
-            Some(m) => Secrets::build(m.forms[m.known..].to_vec(), known),
-        }
-    }
-
-    /// A matcher for the secrets' `forms`, with `known` left as written.
-    fn build(mut forms: Vec<String>, known: &[String]) -> Secrets {
+    /// A matcher for the secrets' `forms`.
+    fn build(mut forms: Vec<String>) -> Secrets {
         if forms.is_empty() {
             return Secrets(None);
         }
         sort_longest_first(&mut forms);
-        let mut patterns: Vec<String> = known
-            .iter()
-            .filter(|v| v.chars().count() >= MIN_SECRET_CHARS)
-            .flat_map(|v| [v.clone(), form_encoded(v), percent_encoded(v)])
-            .collect();
-        sort_longest_first(&mut patterns);
-        let known = patterns.len();
-        patterns.extend(forms);
-        // Leftmost-longest, and at equal length the first pattern: the viewer's own text.
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
+            .build(&forms)
             .expect("a handful of literal patterns always builds");
-        Secrets(Some(Arc::new(Matcher {
-            forms: patterns,
-            known,
-            automaton,
-        })))
+        Secrets(Some(Arc::new(Matcher { forms, automaton })))
     }
 
     /// Whether there is nothing to mask.
@@ -132,23 +121,24 @@ impl Secrets {
     pub fn longest(&self) -> usize {
         self.0
             .as_ref()
-            .and_then(|m| m.forms[m.known..].first())
+            .and_then(|m| m.forms.first())
             .map_or(0, String::len)
     }
 
     /// `text` with every form of every secret masked, and the start of one before an
     /// excerpt's `…` (see the module docs).
     pub fn mask(&self, text: &str) -> String {
-        self.masked(text, false)
+        self.masked(text, Cuts::Excerpts)
     }
 
-    /// [`Secrets::mask`] for a text that was cut at its end (the first bytes of a body): the
-    /// start of a secret's form at its end is masked too.
-    pub fn mask_cut(&self, text: &str) -> String {
-        self.masked(text, true)
+    /// `text`, a body as sent or answered (where a `…` is the text's own, not a cut), with
+    /// every form of every secret masked; when the body was `cut` (kept in part), the start
+    /// of a secret's form at its end too.
+    pub fn mask_body(&self, text: &str, cut: bool) -> String {
+        self.masked(text, if cut { Cuts::AtEnd } else { Cuts::None })
     }
 
-    fn masked(&self, text: &str, cut_at_end: bool) -> String {
+    fn masked(&self, text: &str, cuts: Cuts) -> String {
         let Some(m) = &self.0 else {
             return text.to_owned();
         };
@@ -156,30 +146,46 @@ impl Secrets {
         let mut last = 0;
         for found in m.automaton.find_iter(text) {
             out.push_str(&text[last..found.start()]);
-            if found.pattern().as_usize() < m.known {
-                out.push_str(&text[found.start()..found.end()]);
-            } else {
-                out.push_str(MASK);
-            }
+            out.push_str(MASK);
             last = found.end();
         }
         out.push_str(&text[last..]);
-        m.mask_cut_prefixes(out, cut_at_end)
+        match cuts {
+            Cuts::None => out,
+            Cuts::Excerpts => m.mask_cut_prefixes(out, false),
+            Cuts::AtEnd => {
+                let end = out.len();
+                m.mask_cut_prefixes_at(out, vec![end])
+            }
+        }
     }
 }
 
 impl Matcher {
     /// `text` with the start of a secret masked where the text was cut: before each `…` (an
-    /// excerpt's mark), and at its end if `cut_at_end`.
-    fn mask_cut_prefixes(&self, mut text: String, cut_at_end: bool) -> String {
+    /// excerpt's mark; the last [`MAX_CUTS`]), and at its end if `cut_at_end`.
+    fn mask_cut_prefixes(&self, text: String, cut_at_end: bool) -> String {
         let mut cuts: Vec<usize> = text.match_indices('…').map(|(i, _)| i).collect();
+        cuts.drain(..cuts.len().saturating_sub(MAX_CUTS));
         if cut_at_end {
             cuts.push(text.len());
         }
-        // From the last cut back, so that earlier positions stay valid.
+        self.mask_cut_prefixes_at(text, cuts)
+    }
+
+    /// `text` with the start of a secret masked before each of `cuts` (byte offsets, in
+    /// order).
+    fn mask_cut_prefixes_at(&self, mut text: String, cuts: Vec<usize>) -> String {
+        // From the last cut back, so that earlier positions stay valid; a cut inside what was
+        // masked already (a secret holding `…`) is passed over.
+        let mut masked_from = text.len() + 1;
         for &cut in cuts.iter().rev() {
+            if cut >= masked_from || !text.is_char_boundary(cut) {
+                continue;
+            }
             if let Some(start) = self.cut_prefix_start(&text[..cut]) {
                 text.replace_range(start..cut, MASK);
+                masked_from = start;
             }
         }
         text
@@ -189,7 +195,7 @@ impl Matcher {
     /// the whole form) ends `before`.
     fn cut_prefix_start(&self, before: &str) -> Option<usize> {
         let tail = before.as_bytes();
-        self.forms[self.known..]
+        self.forms
             .iter()
             .filter_map(|form| {
                 let form = form.as_bytes();
@@ -360,8 +366,6 @@ pub struct Redactor {
     /// Each number and its mask, as written and without its `+` (`%2B380…` in a form).
     numbers: Vec<(String, String)>,
     show_numbers: bool,
-    /// A trial's sample answer, shown as written.
-    sample: bool,
 }
 
 impl Redactor {
@@ -383,59 +387,12 @@ impl Redactor {
             secrets,
             numbers: masked,
             show_numbers,
-            sample: false,
         }
     }
 
-    /// The redactor of a trial, whose call and CRM answer the viewer wrote themselves: those
-    /// come back as written wherever they appear ([`Secrets::knowing`]), so that nothing
-    /// shown tells whether they hold a secret; the sample answer is shown as written.
-    /// Everything else (what the scheme itself adds to a request) is masked as usual, and the
-    /// call's numbers as for any call (always, whatever they are: no signal either).
-    pub fn for_trial(
-        secrets: &Secrets,
-        call: &callroute_plugin::call::Call,
-        sample: Option<&[u8]>,
-        show_numbers: bool,
-    ) -> Redactor {
-        let mut known: Vec<String> = [&call.call_id, &call.caller, &call.callee]
-            .into_iter()
-            .chain(call.vars.iter().map(|(_, v)| v))
-            .cloned()
-            .collect();
-        if let Some(sample) = sample {
-            // Each of its words, as an error may quote them.
-            known.extend(
-                String::from_utf8_lossy(sample)
-                    .split(|c: char| c.is_whitespace() || "\",:{}[]".contains(c))
-                    .filter(|w| !w.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        Redactor {
-            secrets: secrets.knowing(&known),
-            sample: sample.is_some(),
-            ..Redactor::new(
-                Secrets::default(),
-                [&call.caller, &call.callee],
-                show_numbers,
-            )
-        }
-    }
-
-    /// Whether the CRM's answer is a trial's sample, shown as written.
-    pub fn sample_as_written(&self) -> bool {
-        self.sample
-    }
-
-    /// A body masked: with [`Secrets::mask_cut`] when it was kept only in part.
+    /// A body masked (see [`Secrets::mask_body`]).
     pub fn mask_body(&self, text: &str, cut: bool) -> String {
-        let text = if cut {
-            self.secrets.mask_cut(text)
-        } else {
-            self.secrets.mask(text)
-        };
-        self.numbers_masked(text)
+        self.numbers_masked(self.secrets.mask_body(text, cut))
     }
 
     /// `text` masked.

@@ -129,10 +129,21 @@ pub struct Router {
     /// One permit per call this router may route at once: a call that finds none is
     /// `overloaded` at once, rather than failing inside the allocator as if it had crashed.
     slots: Arc<tokio::sync::Semaphore>,
-    /// Set for an operator's trial calls ([`Router::for_trial`]): with the sample answer the
-    /// host gives in the CRM's place, if any.
-    trial: Option<Option<Arc<[u8]>>>,
+    /// Set for an operator's trial calls ([`Router::for_trial`]).
+    trial: Option<Trial>,
 }
+
+/// An operator's trial call (`POST /v1/schemes/{name}/try`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trial {
+    /// Against a sample answer the host gives in the CRM's place.
+    Sample,
+    /// Through the scheme's real CRM.
+    Crm,
+}
+
+/// What a trial through the CRM shows of each request body it sent.
+pub const WITHHELD_IN_A_TRIAL: &str = "(not shown in a trial through the CRM: it mixes the scheme's secrets with the trial's own values)";
 
 impl Router {
     /// Load the component embedded in this binary.
@@ -214,24 +225,27 @@ impl Router {
     }
 
     /// The same router (its pool, its limits) for an operator's trial call: nothing it routes
-    /// is remembered or recalled, and what the operator wrote (the call, and `answer` if
-    /// given, which the host then gives in the CRM's place: [`CannedAnswer`]) comes back as
-    /// written ([`Redactor::for_trial`]).
+    /// is remembered or recalled, and nothing it shows tells the operator whether what they
+    /// wrote equals a secret (masking it would). With `answer`, which the host then gives in
+    /// the CRM's place ([`CannedAnswer`]), the call is routed with the scheme's stand-in
+    /// ([`PreparedScheme::stand_in`]), which holds no secret, so nothing needs masking and
+    /// everything is shown as written. Through the CRM, the real secrets are sent: everything
+    /// is masked as for any call, and the request bodies, which mix the scheme's secrets with
+    /// the operator's values, are withheld ([`WITHHELD_IN_A_TRIAL`]).
     pub fn for_trial(&self, answer: Option<CannedAnswer>) -> Router {
         let mut router = self.clone();
         // A trial is not a call: nothing is remembered from it, or recalled.
         router.memory = Memory::off();
-        router.trial = Some(answer.as_ref().map(|a| a.body.to_vec().into()));
+        router.trial = Some(if answer.is_some() {
+            Trial::Sample
+        } else {
+            Trial::Crm
+        });
         if let Some(answer) = answer {
             router.config.canned_answer = Some(answer);
             router.client = outbound_client(&router.config);
         }
         router
-    }
-
-    /// The same router, answering every webhook itself with `answer` ([`Router::for_trial`]).
-    pub fn answering_with(&self, answer: CannedAnswer) -> Router {
-        self.for_trial(Some(answer))
     }
 
     /// The same router, recording each call's exchange in its report
@@ -264,6 +278,13 @@ impl Router {
     /// masked (see the module docs).
     pub async fn route(&self, scheme: &PreparedScheme, call: &Call) -> RouteReport {
         let start = Instant::now();
+        let stand_in;
+        let scheme = if self.trial == Some(Trial::Sample) {
+            stand_in = scheme.stand_in();
+            &stand_in
+        } else {
+            scheme
+        };
         let mut report = match scheme.problem() {
             Some(problem) => RouteReport {
                 result: Err(RouteFailure::new(ErrorKind::Config, problem)),
@@ -274,21 +295,23 @@ impl Router {
             None => self.run(scheme, call, start).await,
         };
         report.redact(&self.redactor(scheme, call));
+        if self.trial == Some(Trial::Crm) {
+            for attempt in &mut report.attempts {
+                attempt.request_body = WITHHELD_IN_A_TRIAL.into();
+            }
+        }
         report
     }
 
-    /// How this router masks what a call of `scheme` shows.
+    /// How this router masks what a call of `scheme` shows: its secrets (none in a trial's
+    /// stand-in), and the call's numbers unless they are shown.
     fn redactor(&self, scheme: &PreparedScheme, call: &Call) -> Redactor {
-        if let Some(sample) = &self.trial {
-            return Redactor::for_trial(
-                scheme.secrets(),
-                call,
-                sample.as_deref(),
-                self.config.show_numbers,
-            );
-        }
+        let secrets = match self.trial {
+            Some(Trial::Sample) => Default::default(),
+            _ => scheme.secrets().clone(),
+        };
         Redactor::new(
-            scheme.secrets().clone(),
+            secrets,
             [&call.caller, &call.callee],
             self.config.show_numbers,
         )

@@ -179,8 +179,9 @@ pub async fn exchange(
         let answered = conn.bytes_read() != before;
         match sent {
             Ok(_) if !answered => {
+                // Not the origin: its host may be a secret (from the environment).
                 tracing::warn!(
-                    crm = %key.origin,
+                    scheme = key.scheme,
                     "the CRM sent a response nobody asked for; its connection is closed"
                 );
                 if fresh_only {

@@ -113,30 +113,67 @@ async fn every_string_of_a_report_is_masked() {
     assert!(!shown.contains(TOKEN));
 }
 
+fn call_with(var: &str) -> Call {
+    Call::from_json(&format!(
+        r#"{{"call_id":"c1","caller":"+380501112233","callee":"101","vars":{{"k":"{var}"}}}}"#
+    ))
+    .unwrap()
+}
+
+/// Everything a report shows.
+fn shown(report: &RouteReport) -> String {
+    format!(
+        "{} {}",
+        report.to_json(),
+        serde_json::to_string(&report.attempts).unwrap()
+    )
+}
+
 #[tokio::test]
-async fn a_trial_shows_the_operators_own_text_as_written() {
+async fn a_trial_tells_nothing_of_the_schemes_secrets() {
+    // The CRM's sample answer quotes the guess back, so an error would quote it too.
     let plain = router(200, "101");
-    // The guess is a URL query value of the scheme: a real call masks it where it appears.
     let scheme = scheme(
         &plain,
         &[
-            ("url", "http://127.0.0.1:9/route?key=guess-4821"),
+            ("url", "http://127.0.0.1:9/route?key=4821"),
             ("submission", "form"),
+            ("params.api_key", "LITERAL-api-key-value"),
         ],
     );
-    let report = plain.route(&scheme, &call("+380501112233")).await;
-    let body = &report.attempts[0].request_body;
-    assert!(body.contains("k=•••"), "{body}");
-    // A trial gives no such signal: the operator's call variable and sample come back as
-    // written, whether they equal a secret or not.
-    let trial = plain.for_trial(Some(CannedAnswer {
-        status: 200,
-        body: b"guess-4821".to_vec().into(),
-    }));
-    let report = trial.route(&scheme, &call("+380501112233")).await;
-    let attempt = &report.attempts[0];
-    assert!(attempt.request_body.contains("k=guess-4821"), "{attempt:?}");
-    assert_eq!(attempt.answer, "guess-4821");
-    // What the scheme itself sends stays masked.
-    assert!(!attempt.request_body.contains(TOKEN));
+    // A real call masks the secret wherever it appears, the caller's own value included.
+    let report = plain.route(&scheme, &call_with("4821")).await;
+    assert!(shown(&report).contains("k=•••"), "{}", shown(&report));
+    // A trial against a sample: the same whatever the guess, and no secret in it.
+    let sample = |body: &str| {
+        plain.for_trial(Some(CannedAnswer {
+            status: 200,
+            body: body.as_bytes().to_vec().into(),
+        }))
+    };
+    let mut seen = Vec::new();
+    for guess in [
+        "4821",
+        "4822",
+        "LITERAL-api-key-value",
+        "LITERAL-api-key-valuf",
+    ] {
+        let answer = format!("{guess} is not a destination");
+        let report = sample(&answer).route(&scheme, &call_with(guess)).await;
+        let text = shown(&report);
+        assert!(text.contains(&format!("k={guess}")), "{text}");
+        assert!(text.contains(&answer), "the sample as written: {text}");
+        assert!(!text.contains("api_key=LITERAL"), "{text}");
+        assert!(!text.contains(TOKEN), "{text}");
+        seen.push(text.replace(guess, "GUESS"));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:#?}");
+    // Through the CRM the real secrets go out: the bodies, which mix them with the trial's
+    // own values, are withheld; the rest is masked as for any call.
+    let report = plain
+        .for_trial(None)
+        .route(&scheme, &call_with("4821"))
+        .await;
+    assert_eq!(report.attempts[0].request_body, WITHHELD_IN_A_TRIAL);
+    assert!(!shown(&report).contains("4821"), "{}", shown(&report));
 }

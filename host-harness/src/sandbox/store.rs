@@ -160,7 +160,9 @@ pub(crate) fn trap_failure(error: wasmtime::Error, stderr: &MemoryOutputPipe) ->
             excerpt(said, 300)
         )
     };
-    tracing::warn!(%message, "component trapped");
+    // The message is the call's error, logged by whoever routed the call once it is masked:
+    // what the component said may quote a secret or a caller.
+    tracing::warn!(reason = %reason, "component trapped");
     RouteFailure::new(ErrorKind::Trap, message)
 }
 

@@ -1,8 +1,11 @@
 //! Who may route a tenant's calls: bearer tokens (`Authorization: Bearer …`), server-wide
 //! (`[server] api_tokens`) or per scheme (`api_tokens`).
 //!
-//! Tokens are kept only as SHA-256 digests and compared in constant time; they never reach a
-//! log, an error or a metric. The answers never tell a caller which tenants exist:
+//! Tokens are kept only as SHA-256 digests. A presented token is hashed once (one longer than
+//! [`MAX_TOKEN_LEN`] is refused unhashed) and looked up by its digest in one map of every
+//! tenant's digests, so the time it takes does not grow with the tenants nor depend on how
+//! much of a token matched; tokens never reach a log, an error or a metric. The answers never
+//! tell a caller which tenants exist:
 //!
 //! | the request's token | its scheme | answer |
 //! |---|---|---|
@@ -16,9 +19,10 @@ use crate::prepare::PreparedScheme;
 use callroute_plugin::scheme::ApiToken;
 use sha2::{Digest as _, Sha256};
 
-/// The longest token a request may present: no configured token is longer (one from a
-/// scheme file is a line of it), and a longer one is refused before it is hashed.
-pub const MAX_TOKEN_LEN: usize = 1024;
+/// The longest token a request may present: no configured token is longer (a scheme's are
+/// held to it: [`callroute_plugin::scheme::policy::MAX_API_TOKEN_LEN`]), and a longer one is
+/// refused before it is hashed.
+pub const MAX_TOKEN_LEN: usize = callroute_plugin::scheme::policy::MAX_API_TOKEN_LEN;
 
 /// A set of bearer tokens, as digests.
 #[derive(Debug, Clone, Default)]

@@ -93,6 +93,8 @@ pub struct Service {
     exchanges: Exchanges,
     limits: ServeLimits,
     calls: InFlight,
+    /// Held by the reload in progress.
+    reloading: std::sync::Mutex<()>,
 }
 
 impl Service {
@@ -111,6 +113,7 @@ impl Service {
             exchanges: Exchanges::new(exchanges::DEFAULT_CAPACITY, false),
             limits: ServeLimits::default(),
             calls: InFlight::default(),
+            reloading: std::sync::Mutex::default(),
         })
     }
 
@@ -166,9 +169,11 @@ impl Service {
 
     fn try_reload(&self) -> Result<tenants::Changes, ServeError> {
         let path = self.source.as_deref().ok_or(ServeError::NoSource)?;
+        // One reload at a time: each builds on the set it replaces. Calls go on meanwhile:
+        // the set in use is only locked to be swapped.
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let file = SchemeFile::load_settled(path)?;
-        // One reload at a time: each builds on the set it replaces.
-        let mut current = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        let current = self.tenants();
         let next = Tenants::build(
             &file,
             self.router.max_concurrent_calls(),
@@ -178,7 +183,7 @@ impl Service {
         let changes = next.changes_since(&current);
         self.metrics.add_schemes(next.names());
         self.exchanges.retain(&next.names());
-        *current = Arc::new(next);
+        *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         Ok(changes)
     }
 

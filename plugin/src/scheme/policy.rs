@@ -80,6 +80,8 @@ impl Default for ServiceSettings {
 
 /// Fewest characters in an API token: a shorter one could be guessed.
 pub const MIN_API_TOKEN_LEN: usize = 16;
+/// Most characters in an API token: a request presenting a longer one is refused unread.
+pub const MAX_API_TOKEN_LEN: usize = 1024;
 
 /// A bearer token (a secret): its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,10 +97,17 @@ impl ApiToken {
                 format!("a token must be at least {MIN_API_TOKEN_LEN} characters"),
             ));
         }
-        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if value.len() > MAX_API_TOKEN_LEN {
             return Err(invalid(
                 key,
-                "a token cannot hold spaces or control characters",
+                format!("a token must be at most {MAX_API_TOKEN_LEN} characters"),
+            ));
+        }
+        // What an HTTP header can carry as it is: a token that cannot be sent could never match.
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                key,
+                "a token is printable ASCII, without spaces or control characters",
             ));
         }
         Ok(ApiToken(value.to_owned()))

@@ -386,7 +386,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         ..RouterConfig::default()
     })
     .map_err(|e| e.to_string())?;
-    let scheme = PreparedScheme::new(pairs.clone());
+    let scheme = router.prepare(pairs.clone());
     rows.push(measure(
         "harness (library, sandbox per call)",
         calls,
@@ -430,11 +430,12 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let canned_scheme = canned.prepare(pairs.clone());
     let sandbox_alone = measure(
         "sandbox alone (answer in hand)",
         calls,
         1,
-        harness_mode(canned, PreparedScheme::new(pairs.clone()), Arc::new(single)),
+        harness_mode(canned, canned_scheme, Arc::new(single)),
     )?;
 
     // (b') callroute serve
