@@ -272,7 +272,7 @@ mod tests {
         attempt.body(&answer);
         let failed = recorder.begin("POST", "http://backup/route".into(), b"");
         failed.failed("refused: s3cret-value".into());
-        let redactor = Redactor::new(secrets, ["1", "2"], false);
+        let redactor = Redactor::new(&secrets, ["1", "2"], false);
         let mut attempts = recorder.attempts();
         attempts.iter_mut().for_each(|a| a.redact(&redactor));
         assert_eq!(attempts.len(), 2);
@@ -317,7 +317,7 @@ mod tests {
             "caller=%2B380501112233&callee=101"
         );
         report.redact(&Redactor::new(
-            Secrets::default(),
+            &Secrets::default(),
             [&call.caller, &call.callee],
             false,
         ));

@@ -359,40 +359,23 @@ fn sort_longest_first(forms: &mut Vec<String>) {
 pub const MIN_MASKED_NUMBER: usize = 7;
 
 /// How one call's strings are masked: the scheme's secrets, and the call's numbers unless
-/// they are shown.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Secrets,
-    /// Each number and its mask, as written and without its `+` (`%2B380…` in a form).
-    numbers: Vec<(String, String)>,
+/// they are shown. Made for each call; it allocates nothing until it finds something to mask.
+#[derive(Debug, Clone, Copy)]
+pub struct Redactor<'a> {
+    secrets: &'a Secrets,
+    /// The call's caller and callee.
+    numbers: [&'a str; 2],
     show_numbers: bool,
 }
 
-impl Redactor {
+impl<'a> Redactor<'a> {
     /// Mask `secrets`, and `numbers` (a call's caller and callee) unless `show_numbers`.
-    pub fn new(secrets: Secrets, numbers: [&str; 2], show_numbers: bool) -> Redactor {
-        let mut masked = Vec::new();
-        if !show_numbers {
-            for number in numbers {
-                let digits = number.trim_start_matches('+');
-                if digits.chars().count() >= MIN_MASKED_NUMBER {
-                    masked.push((number.to_owned(), mask_number(number)));
-                    if digits != number {
-                        masked.push((digits.to_owned(), mask_number(digits)));
-                    }
-                }
-            }
-        }
+    pub fn new(secrets: &'a Secrets, numbers: [&'a str; 2], show_numbers: bool) -> Redactor<'a> {
         Redactor {
             secrets,
-            numbers: masked,
+            numbers,
             show_numbers,
         }
-    }
-
-    /// A body masked (see [`Secrets::mask_body`]).
-    pub fn mask_body(&self, text: &str, cut: bool) -> String {
-        self.numbers_masked(self.secrets.mask_body(text, cut))
     }
 
     /// `text` masked.
@@ -400,10 +383,26 @@ impl Redactor {
         self.numbers_masked(self.secrets.mask(text))
     }
 
+    /// A body masked (see [`Secrets::mask_body`]).
+    pub fn mask_body(&self, text: &str, cut: bool) -> String {
+        self.numbers_masked(self.secrets.mask_body(text, cut))
+    }
+
+    /// `text` with the call's numbers of at least [`MIN_MASKED_NUMBER`] digits masked, as
+    /// written and without their `+` (`%2B380…` in a form body).
     fn numbers_masked(&self, mut text: String) -> String {
-        for (number, mask) in &self.numbers {
-            if text.contains(number.as_str()) {
-                text = text.replace(number.as_str(), mask);
+        if self.show_numbers {
+            return text;
+        }
+        for number in self.numbers {
+            let digits = number.trim_start_matches('+');
+            if digits.chars().count() < MIN_MASKED_NUMBER {
+                continue;
+            }
+            for form in [number, digits] {
+                if text.contains(form) {
+                    text = text.replace(form, &mask_number(form));
+                }
             }
         }
         text

@@ -23,6 +23,18 @@ pub const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 /// Pause before a retry.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// The time one request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTime {
+    /// How long it may take.
+    pub timeout: Duration,
+    /// Whether that is a share of the time left, with a secondary CRM still to be asked after
+    /// it, rather than all of it: a host that keeps only the call's deadline must then be told
+    /// when the request is given up, or a CRM that never answers would never count against
+    /// its circuit breaker.
+    pub shared: bool,
+}
+
 /// What the routing loop needs from where it runs.
 pub trait Transport {
     /// A monotonic instant (any origin).
@@ -37,7 +49,7 @@ pub trait Transport {
         &mut self,
         endpoint: &Endpoint,
         request: request::Request,
-        timeout: Duration,
+        time: AttemptTime,
     ) -> Result<answer::RawAnswer, RouteError>;
 }
 
@@ -63,7 +75,7 @@ impl<F: FnMut(&Endpoint, &request::Request)> Transport for InHand<F> {
         &mut self,
         endpoint: &Endpoint,
         request: request::Request,
-        _: Duration,
+        _: AttemptTime,
     ) -> Result<answer::RawAnswer, RouteError> {
         (self.inspect)(endpoint, &request);
         self.answer.clone()
@@ -216,8 +228,12 @@ fn ask(
             stamp.apply(&mut request);
             let unix_seconds = transport.unix_time().as_secs();
             request::sign(&mut request, &scheme.signing_secrets, unix_seconds, &stamp);
+            let time = AttemptTime {
+                timeout: remaining / crms_left,
+                shared: crms_left > 1,
+            };
             let result = transport
-                .send(endpoint, request, remaining / crms_left)
+                .send(endpoint, request, time)
                 .and_then(|raw| answer::read(scheme, call, &raw));
             match result {
                 Ok(answered) => return Ok(answered),
@@ -287,8 +303,9 @@ mod tests {
             &mut self,
             endpoint: &Endpoint,
             _request: request::Request,
-            timeout: Duration,
+            time: AttemptTime,
         ) -> Result<answer::RawAnswer, RouteError> {
+            let timeout = time.timeout;
             self.sent.push((endpoint.origin.host.clone(), timeout));
             let i = self
                 .answers

@@ -9,10 +9,10 @@
 //! Every call into the host costs about a microsecond (the component model's lifting and
 //! lowering, the resource table), and a webhook takes a few dozen of them, so the glue makes
 //! no call it can do without: no body stream for an empty body, a wait before asking whether
-//! the answer is in. The one option set on a request is its first-byte timeout, the attempt's
-//! share of the deadline: it tells the host when this component will give up on the answer, so
-//! the host's circuit breaker counts that give-up as the CRM's failure (a secondary CRM makes
-//! the primary's share shorter than the call's deadline, which is all the host knows otherwise).
+//! the answer is in. A request gets an option only when its time is a share of what is left (a
+//! secondary CRM still to be asked): its first-byte timeout, which tells the host when this
+//! component will give up on the answer, so the host's circuit breaker counts that give-up as
+//! the CRM's failure (otherwise the host knows only the call's deadline).
 
 use crate::answer::{MAX_ANSWER_BYTES, RawAnswer};
 use crate::call::{Call, MAX_CALL_BODY, RequestError};
@@ -20,7 +20,7 @@ use crate::destination::{Destination, RingStrategy, Target};
 use crate::error::{Failure, RouteError};
 use crate::outcome::{self, HttpAnswer};
 use crate::request::Request;
-use crate::routing::{Routing, Transport};
+use crate::routing::{AttemptTime, Routing, Transport};
 use crate::scheme::{self, Endpoint};
 use std::time::Duration;
 
@@ -235,9 +235,9 @@ impl Transport for Wasi {
         &mut self,
         endpoint: &Endpoint,
         request: Request,
-        timeout: Duration,
+        time: AttemptTime,
     ) -> Result<RawAnswer, RouteError> {
-        send(endpoint, request, timeout)
+        send(endpoint, request, time)
     }
 }
 
@@ -247,7 +247,8 @@ impl Transport for Wasi {
 /// host stopped taking the body, because it refused the request, could not reach the CRM, or
 /// already has the CRM's answer (a CRM may answer a 401 or 413 before reading the body). So the
 /// glue never reports the write's failure; it waits for the response or its error code.
-fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawAnswer, RouteError> {
+fn send(endpoint: &Endpoint, request: Request, time: AttemptTime) -> Result<RawAnswer, RouteError> {
+    let timeout = time.timeout;
     let timeout_ns = timeout.as_nanos() as u64;
     let url = endpoint.redacted();
 
@@ -285,11 +286,15 @@ fn send(endpoint: &Endpoint, request: Request, timeout: Duration) -> Result<RawA
         .map_err(|()| refused("path"))?;
     let outgoing_body = outgoing.body().map_err(|()| refused("body"))?;
 
-    // The attempt's share, for the host (see the module docs).
-    let options = RequestOptions::new();
-    let _ = options.set_first_byte_timeout(Some(timeout_ns));
-    let future = outgoing_handler::handle(outgoing, Some(options))
-        .map_err(|code| error_from_code(&code, &url))?;
+    // The attempt's share, for the host (see the module docs); all that is left needs no
+    // telling, the host keeps the call's deadline.
+    let options = time.shared.then(|| {
+        let options = RequestOptions::new();
+        let _ = options.set_first_byte_timeout(Some(timeout_ns));
+        options
+    });
+    let future =
+        outgoing_handler::handle(outgoing, options).map_err(|code| error_from_code(&code, &url))?;
     // Started after the host's bound, never before it: the host always sees the attempt run
     // out of time before this component drops it.
     let deadline = monotonic_clock::now().saturating_add(timeout_ns);

@@ -122,14 +122,15 @@ fn a_body_is_whole_unless_it_was_cut_and_its_own_marks_are_no_cuts() {
 
 #[test]
 fn numbers_are_masked_unless_shown() {
-    let redactor = Redactor::new(Secrets::default(), ["+380501112233", "101"], false);
+    let none = Secrets::default();
+    let redactor = Redactor::new(&none, ["+380501112233", "101"], false);
     assert_eq!(
         redactor.mask("caller=%2B380501112233 for +380501112233, ext 101"),
         "caller=%2B380501•••2233 for +38050•••2233, ext 101"
     );
     assert_eq!(redactor.number("+380501112233"), "+38050•••2233");
     assert_eq!(redactor.number("101"), "•••01");
-    let shown = Redactor::new(Secrets::default(), ["+380501112233", "101"], true);
+    let shown = Redactor::new(&none, ["+380501112233", "101"], true);
     assert_eq!(shown.mask("+380501112233"), "+380501112233");
     assert_eq!(shown.number("101"), "101");
 }

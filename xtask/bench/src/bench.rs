@@ -196,8 +196,9 @@ impl Transport for Native {
         &mut self,
         endpoint: &Endpoint,
         request: callroute_plugin::request::Request,
-        timeout: Duration,
+        time: callroute_plugin::routing::AttemptTime,
     ) -> Result<RawAnswer, RouteError> {
+        let timeout = time.timeout;
         let mut builder = http::Request::builder()
             .method(request.method.as_str())
             .uri(request.url(endpoint));
