@@ -7,7 +7,7 @@
 use super::Limits;
 use super::convert::{error_from_v0_1, error_from_wit, routing_from_v0_1, routing_from_wit};
 use super::engine::{EpochTicker, engine_config};
-use super::store::{CallState, new_store, trap_failure};
+use super::store::{CallState, CpuMeter, new_store, trap_failure};
 use crate::bindings::{Plugin, PluginPre, v0_1, wit};
 use crate::outbound::Outbound;
 use crate::report::RouteFailure;
@@ -112,18 +112,25 @@ impl Loaded {
         outbound: Outbound,
     ) -> Result<Sandbox, RouteFailure> {
         let (mut store, stderr) = new_store(&self.engine, limits, vars, outbound);
-        let instance = match &self.pre {
-            Pre::Current(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Instance::Current),
-            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_1),
-        }
-        .map_err(|error| trap_failure(error, &stderr))?;
+        let cpu = store.data().cpu.clone();
+        // Instantiating runs the component's start functions: metered like any of its code.
+        let instance = cpu
+            .metered(async {
+                match &self.pre {
+                    Pre::Current(pre) => pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map(Instance::Current),
+                    Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_1),
+                }
+            })
+            .await
+            .map_err(|error| trap_failure(error, &stderr))?;
         Ok(Sandbox {
             store,
             instance,
             stderr,
+            cpu,
         })
     }
 }
@@ -134,6 +141,8 @@ pub(crate) struct Sandbox {
     pub(crate) store: Store<CallState>,
     instance: Instance,
     stderr: MemoryOutputPipe,
+    /// The store's CPU meter, which every call into the component goes through.
+    cpu: Arc<CpuMeter>,
 }
 
 impl Sandbox {
@@ -150,32 +159,38 @@ impl Sandbox {
             callee: call.callee.clone(),
             vars: call.vars.clone(),
         };
-        let answer = match &self.instance {
-            Instance::Current(plugin) => plugin
-                .callroute_router_router()
-                .call_route(&mut self.store, &call)
-                .await
-                .map(|answer| match answer {
-                    Ok(routing) => routing_from_wit(routing),
-                    Err(error) => Err(error_from_wit(error).into()),
-                }),
-            Instance::V0_1(plugin) => {
-                let call = v0_1::wit::Call {
-                    call_id: call.call_id,
-                    caller: call.caller,
-                    callee: call.callee,
-                    vars: call.vars,
-                };
-                plugin
-                    .callroute_router0_1_0_router()
-                    .call_route(&mut self.store, &call)
-                    .await
-                    .map(|answer| match answer {
-                        Ok(routing) => routing_from_v0_1(routing),
-                        Err(error) => Err(error_from_wit(error_from_v0_1(error)).into()),
-                    })
-            }
-        };
+        let store = &mut self.store;
+        let answer = self
+            .cpu
+            .metered(async {
+                match &self.instance {
+                    Instance::Current(plugin) => plugin
+                        .callroute_router_router()
+                        .call_route(store, &call)
+                        .await
+                        .map(|answer| match answer {
+                            Ok(routing) => routing_from_wit(routing),
+                            Err(error) => Err(error_from_wit(error).into()),
+                        }),
+                    Instance::V0_1(plugin) => {
+                        let call = v0_1::wit::Call {
+                            call_id: call.call_id,
+                            caller: call.caller,
+                            callee: call.callee,
+                            vars: call.vars,
+                        };
+                        plugin
+                            .callroute_router0_1_0_router()
+                            .call_route(store, &call)
+                            .await
+                            .map(|answer| match answer {
+                                Ok(routing) => routing_from_v0_1(routing),
+                                Err(error) => Err(error_from_wit(error_from_v0_1(error)).into()),
+                            })
+                    }
+                }
+            })
+            .await;
         answer.unwrap_or_else(|error| Err(self.trap(error)))
     }
 
@@ -185,17 +200,22 @@ impl Sandbox {
         request: wasmtime::component::Resource<IncomingRequest>,
         out: wasmtime::component::Resource<ResponseOutparam>,
     ) -> wasmtime::Result<()> {
-        match &self.instance {
-            Instance::Current(p) => {
-                p.wasi_http_incoming_handler()
-                    .call_handle(&mut self.store, request, out)
-                    .await
-            }
-            Instance::V0_1(p) => {
-                p.wasi_http_incoming_handler()
-                    .call_handle(&mut self.store, request, out)
-                    .await
-            }
-        }
+        let store = &mut self.store;
+        self.cpu
+            .metered(async {
+                match &self.instance {
+                    Instance::Current(p) => {
+                        p.wasi_http_incoming_handler()
+                            .call_handle(store, request, out)
+                            .await
+                    }
+                    Instance::V0_1(p) => {
+                        p.wasi_http_incoming_handler()
+                            .call_handle(store, request, out)
+                            .await
+                    }
+                }
+            })
+            .await
     }
 }

@@ -7,6 +7,7 @@ use crate::outbound::Outbound;
 use crate::report::RouteFailure;
 use callroute_plugin::error::{ErrorKind, excerpt};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
@@ -27,8 +28,8 @@ pub struct CallState {
     outbound: Outbound,
     pub(crate) config: Arc<WasiConfigVariables>,
     limits: StoreLimits,
-    /// The time the component has spent running.
-    cpu: CpuMeter,
+    /// The time the component has spent running, counted by whoever polls it.
+    pub(crate) cpu: Arc<CpuMeter>,
 }
 
 /// A fresh store for one call: the scheme's `vars` in `wasi:config`, the call's `outbound`
@@ -51,14 +52,10 @@ pub(crate) fn new_store(
             .memory_size(config.memory_limit)
             .instances(8)
             .build(),
-        cpu: CpuMeter::default(),
+        cpu: Arc::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    store.call_hook(|mut ctx, hook| {
-        ctx.data_mut().cpu.on(hook);
-        Ok(())
-    });
     // At every epoch tick the running component is held to its CPU budget; within it, it
     // yields, so the executor (and the call's deadline) keep going.
     let cpu_limit = config.cpu_limit;
@@ -72,35 +69,58 @@ pub(crate) fn new_store(
     (store, stderr)
 }
 
-/// The time a call's component spends running wasm code, measured at each transition between
-/// wasm and the host (wasmtime's call hook). Time in host calls, waiting on the CRM above all,
-/// is not counted, however often the component is woken.
+/// The time a call's component spends running: every poll of a future that runs its code
+/// ([`CpuMeter::metered`]), timed from start to end. The component only runs inside such a
+/// poll, and a wait (on the CRM above all) ends the poll as pending, so waiting is never
+/// counted, however often the component is woken; the host's own work for it within a poll
+/// (lifting and lowering its values, building its request) is. Two clock reads a poll, where
+/// timing each switch between wasm and the host (wasmtime's call hook) read the clock hundreds
+/// of times a call.
 #[derive(Debug, Default)]
-struct CpuMeter {
-    /// Time counted so far, not including the current stretch.
-    used: Duration,
-    /// When the component started running this stretch, while it runs.
-    running_since: Option<std::time::Instant>,
+pub(crate) struct CpuMeter {
+    /// Nanoseconds counted so far, not including the poll under way.
+    used_ns: AtomicU64,
+    /// When the poll under way started, in nanoseconds since [`origin`]; 0 between polls.
+    since_ns: AtomicU64,
+}
+
+/// What the meter's instants count from.
+fn origin() -> std::time::Instant {
+    static ORIGIN: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    *ORIGIN
+}
+
+/// Nanoseconds since [`origin`], at least 1 (0 means "not running").
+fn now_ns() -> u64 {
+    (origin().elapsed().as_nanos() as u64).max(1)
 }
 
 impl CpuMeter {
-    /// Account a transition: wasm starts or resumes running, or stops (calls the host, returns).
-    fn on(&mut self, hook: wasmtime::CallHook) {
-        let now = std::time::Instant::now();
-        if let Some(since) = self.running_since.take() {
-            self.used += now - since;
-        }
-        if hook.exiting_host() {
-            self.running_since = Some(now);
-        }
+    /// The time used so far, the poll under way included.
+    pub(crate) fn used(&self) -> Duration {
+        let since = self.since_ns.load(Ordering::Relaxed);
+        let running = if since == 0 {
+            0
+        } else {
+            now_ns().saturating_sub(since)
+        };
+        Duration::from_nanos(self.used_ns.load(Ordering::Relaxed) + running)
     }
 
-    /// The time used so far, the current stretch included.
-    fn used(&self) -> Duration {
-        self.used
-            + self
-                .running_since
-                .map_or(Duration::ZERO, |since| since.elapsed())
+    /// `work` (a future that runs the component's code), each of its polls counted.
+    pub(crate) async fn metered<F: Future>(&self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            let start = now_ns();
+            self.since_ns.store(start, Ordering::Relaxed);
+            let polled = work.as_mut().poll(cx);
+            self.since_ns.store(0, Ordering::Relaxed);
+            self.used_ns
+                .fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+            polled
+        })
+        .await
     }
 }
 
@@ -177,23 +197,26 @@ pub(crate) fn overloaded(reason: impl std::fmt::Display) -> RouteFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtime::CallHook;
 
-    #[test]
-    fn only_time_running_wasm_counts() {
-        let mut meter = CpuMeter::default();
+    #[tokio::test]
+    async fn only_time_spent_in_polls_counts() {
+        let meter = CpuMeter::default();
         assert_eq!(meter.used(), Duration::ZERO);
-        meter.on(CallHook::CallingWasm);
-        std::thread::sleep(Duration::from_millis(20));
-        meter.on(CallHook::CallingHost);
-        let running = meter.used();
-        assert!(running >= Duration::from_millis(20), "{running:?}");
-        // Waiting in the host (on the CRM) is not counted.
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(meter.used(), running);
-        meter.on(CallHook::ReturningFromHost);
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(meter.used() > running);
+        // A poll that runs for 20 ms, then a wait of 50 ms (pending), then a poll of 5 ms.
+        let work = async {
+            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let started = std::time::Instant::now();
+        meter.metered(work).await;
+        let used = meter.used();
+        assert!(used >= Duration::from_millis(25), "{used:?}");
+        assert!(used < Duration::from_millis(45), "the wait was counted: {used:?}");
+        assert!(started.elapsed() >= Duration::from_millis(75));
+        // Between polls nothing runs up.
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(meter.used(), used);
     }
 
     #[test]

@@ -320,6 +320,10 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut remember_secs = None;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut callroute = root.join("target/release/callroute");
+    // `--only sandbox --seconds N`: the sandbox alone, for N seconds, nothing else (a profile of
+    // it is not drowned by Cranelift compiling or by the other modes).
+    let mut only = None;
+    let mut seconds = 10;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -331,6 +335,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
                     .map_err(|_| format!("--concurrency {value}"))?
             }
             "--callroute" => callroute = value.into(),
+            "--only" if value == "sandbox" => only = Some(value),
+            "--seconds" => seconds = value.parse().map_err(|_| format!("--seconds {value}"))?,
             "--remember-secs" => {
                 remember_secs = Some(
                     value
@@ -340,6 +346,9 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             }
             _ => return Err(format!("unknown option {flag}")),
         }
+    }
+    if only.is_some() {
+        return sandbox_only(&root, Duration::from_secs(seconds));
     }
     let crm = TestCrm::start(|_| CrmReply::html(std::str::from_utf8(ANSWER).unwrap()))
         .map_err(|e| e.to_string())?;
@@ -559,3 +568,55 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The sandbox alone for `seconds`, one call at a time on a single-threaded runtime, the CRM's
+/// answer in hand: its latencies, and what the pool keeps resident. The component comes from
+/// the compile cache (`target/bench-cache`), so a profile of this run (`perf record -D …`) shows
+/// the calls, not Cranelift.
+fn sandbox_only(root: &std::path::Path, seconds: Duration) -> Result<(), String> {
+    let router = Router::embedded(RouterConfig {
+        allow_private_network: true,
+        canned_answer: Some(CannedAnswer {
+            status: 200,
+            body: bytes::Bytes::from_static(ANSWER),
+        }),
+        cache_dir: Some(root.join("target/bench-cache")),
+        ..RouterConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    // Answered by the host after the guard: nothing listens there, nothing is asked.
+    let scheme = router.prepare(vec![
+        ("url".into(), "http://127.0.0.1:9/route".into()),
+        ("method".into(), "GET".into()),
+        ("params.call_id".into(), "{call_id}".into()),
+        ("params.caller".into(), "{caller}".into()),
+    ]);
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mode = harness_mode(router.clone(), scheme, Arc::new(single));
+    drive(2000, 1, &mode)?;
+    eprintln!(
+        "bench: sandbox alone, warm; {} s of calls follow (pid {})",
+        seconds.as_secs(),
+        std::process::id()
+    );
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    while start.elapsed() < seconds {
+        latencies.extend(drive(1000, 1, &mode)?.0);
+    }
+    let figures = summarise("sandbox alone (answer in hand)", latencies, start.elapsed());
+    println!("| mode | calls/s | p50 µs | p99 µs |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| {} | {:.0} | {:.1} | {:.1} |",
+        figures.name,
+        figures.calls_per_sec,
+        figures.p50_ms * 1000.0,
+        figures.p99_ms * 1000.0
+    );
+    Ok(())
+}
+
