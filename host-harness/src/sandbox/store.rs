@@ -212,7 +212,10 @@ mod tests {
         meter.metered(work).await;
         let used = meter.used();
         assert!(used >= Duration::from_millis(25), "{used:?}");
-        assert!(used < Duration::from_millis(45), "the wait was counted: {used:?}");
+        assert!(
+            used < Duration::from_millis(45),
+            "the wait was counted: {used:?}"
+        );
         assert!(started.elapsed() >= Duration::from_millis(75));
         // Between polls nothing runs up.
         std::thread::sleep(Duration::from_millis(10));

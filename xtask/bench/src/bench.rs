@@ -619,4 +619,3 @@ fn sandbox_only(root: &std::path::Path, seconds: Duration) -> Result<(), String>
     );
     Ok(())
 }
-
