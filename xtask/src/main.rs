@@ -13,7 +13,8 @@
 //!   print their digests.
 //! - `cargo xtask size [--top N]`: the component's size against its budget, and where the
 //!   bytes go (see [`size`]).
-//! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
+//! - `cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] [--at-least R]
+//!   [--only sandbox --seconds N]`: the side-by-side
 //!   benchmark, and `cargo xtask load [...]`, the load test. Both measure release code only:
 //!   they build the release binaries (`callroute-bench` from `xtask/bench/`, and `callroute`
 //!   for `callroute serve`) and hand over to `target/release/callroute-bench`.
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask dist | cargo xtask publish --registry HOST/REPO [--insecure] \
                  | cargo xtask size [--top N] \
                  | cargo xtask bench [--calls N] [--concurrency C] [--callroute PATH] \
+                 [--remember-secs N] [--at-least R] [--only sandbox --seconds N] \
                  | cargo xtask load [--calls N] [--concurrency C] [--callroute PATH]"
             );
             return ExitCode::from(2);

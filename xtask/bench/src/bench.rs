@@ -3,7 +3,9 @@
 //! - **native**: the plugin's own request building and answer parsing (`callroute_plugin`
 //!   compiled natively) over a pooled keep-alive hyper client: no sandbox at all;
 //! - **harness**: the `callroute` library, a fresh sandboxed instance per call;
-//! - **callroute serve**: the same over HTTP, as a PBX calls it (the server as its own process);
+//! - **callroute serve**: the same over HTTP, as a PBX calls it (the server as its own process),
+//!   and again with every per-call feature on (a bearer token, the exchange log and breakers,
+//!   `remember_secs` in process, a signing secret, an allowlist);
 //! - **wasmtime serve**: the release artifact under `wasmtime serve`, when `wasmtime` is on
 //!   PATH (skipped with a note otherwise);
 //! - **the sandbox alone**: one call at a time with the CRM's answer already in hand (the host
@@ -13,7 +15,10 @@
 //! Each mode runs `--calls` calls at `--concurrency` after a warm-up, and the table gives
 //! calls/s, p50 and p99 latency, and the ratios the targets in BENCHMARKS.md are stated in.
 //! `--remember-secs N` gives the scheme `remember_secs`, so every routed call is remembered
-//! (in process): run with and without it to see what the memory costs.
+//! (in process): run with and without it to see what the memory costs. `--at-least R` makes the
+//! run fail when `callroute serve` / `wasmtime serve` is below R. `--only sandbox --seconds N`
+//! runs the sandbox alone, from the compile cache, for N seconds and nothing else: for a
+//! profiler.
 
 use callroute_host::crm::{CrmReply, TestCrm};
 use callroute_host::outbound::CannedAnswer;
@@ -241,6 +246,9 @@ type NativeClient = hyper_util::client::legacy::Client<
 /// What the benchmark's CRM answers.
 const ANSWER: &[u8] = b"380123456789";
 
+/// The bearer token of the "every per-call feature on" row.
+const BENCH_TOKEN: &str = "bench-token-0123456789abcdef";
+
 /// A mode routing calls with the plugin's logic compiled natively, over `client`.
 fn native_mode(
     pairs: Vec<(String, String)>,
@@ -280,14 +288,27 @@ fn over_http(
     path_of: fn(usize) -> String,
     runtime: Arc<tokio::runtime::Runtime>,
 ) -> Mode {
+    over_http_with(addr, path_of, None, runtime)
+}
+
+/// [`over_http`], each request presenting `token` as a bearer token.
+fn over_http_with(
+    addr: std::net::SocketAddr,
+    path_of: fn(usize) -> String,
+    token: Option<&'static str>,
+    runtime: Arc<tokio::runtime::Runtime>,
+) -> Mode {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     Mode::Tasks(
         Arc::new(move |n| {
             let client = client.clone();
-            let request = http::Request::get(format!("http://{addr}{}", path_of(n)))
-                .header(http::header::ACCEPT, "text/plain")
-                .body(Full::default());
+            let mut request = http::Request::get(format!("http://{addr}{}", path_of(n)))
+                .header(http::header::ACCEPT, "text/plain");
+            if let Some(token) = token {
+                request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = request.body(Full::default());
             Box::pin(async move {
                 let Ok(request) = request else { return false };
                 let Ok(response) = client.request(request).await else {
@@ -324,6 +345,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     // it is not drowned by Cranelift compiling or by the other modes).
     let mut only = None;
     let mut seconds = 10;
+    // `--at-least R`: fail when `callroute serve` / `wasmtime serve` falls below R.
+    let mut at_least = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -337,6 +360,13 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             "--callroute" => callroute = value.into(),
             "--only" if value == "sandbox" => only = Some(value),
             "--seconds" => seconds = value.parse().map_err(|_| format!("--seconds {value}"))?,
+            "--at-least" => {
+                at_least = Some(
+                    value
+                        .parse::<f64>()
+                        .map_err(|_| format!("--at-least {value}"))?,
+                )
+            }
             "--remember-secs" => {
                 remember_secs = Some(
                     value
@@ -467,6 +497,31 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
                 runtime.clone(),
             ),
         )?);
+        // Every per-call feature on: a bearer token, the exchange log and breakers (always on),
+        // the memory in process, a signing secret and an allowlist.
+        let featured = dir.join("featured.toml");
+        std::fs::write(
+            &featured,
+            format!(
+                "name = \"bench\"\nurl = \"{url}\"\nmethod = \"GET\"\napi_tokens = \"{BENCH_TOKEN}\"\n\
+                 remember_secs = 600\nsigning_secret = \"bench-signing-secret-0123\"\n\
+                 allowed_prefixes = \"380\"\n\
+                 [params]\ncall_id = \"{{call_id}}\"\ncaller = \"{{caller}}\"\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let (_featured, addr) = crate::process::start_serve(&callroute, &featured)?;
+        rows.push(measure(
+            "callroute serve, every per-call feature on",
+            calls,
+            concurrency,
+            over_http_with(
+                addr,
+                |n| format!("/v1/route/bench?call_id={n}&caller=%2B380501112233"),
+                Some(BENCH_TOKEN),
+                runtime.clone(),
+            ),
+        )?);
     } else {
         println!(
             "note: {} not built; skipping callroute serve (cargo build --release -p callroute-host)",
@@ -560,11 +615,26 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         sandbox_alone.p50_ms * 1000.0,
         (sandbox_alone.p50_ms - native_alone.p50_ms) * 1000.0
     );
-    if let (Some(b), Some(c)) = (find("callroute serve"), find("wasmtime serve")) {
+    if let (Some(b), Some(f)) = (
+        find("callroute serve (HTTP)"),
+        find("callroute serve, every"),
+    ) {
         println!(
-            "callroute serve / wasmtime serve: throughput {:.2}x",
-            b.calls_per_sec / c.calls_per_sec
+            "callroute serve, every per-call feature on / all off: throughput {:.2}x",
+            f.calls_per_sec / b.calls_per_sec
         );
+    }
+    if let (Some(b), Some(c)) = (find("callroute serve (HTTP)"), find("wasmtime serve")) {
+        let ratio = b.calls_per_sec / c.calls_per_sec;
+        println!("callroute serve / wasmtime serve: throughput {ratio:.2}x");
+        if let Some(floor) = at_least
+            && ratio < floor
+        {
+            return Err(format!(
+                "callroute serve / wasmtime serve is {ratio:.2}x, below the {floor:.2}x this \
+                 build must hold (--at-least)"
+            ));
+        }
     }
     Ok(())
 }

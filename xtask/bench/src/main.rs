@@ -1,8 +1,8 @@
 //! `callroute-bench`: the benchmark and the load test, in a release build. Run through `cargo
 //! xtask bench` and `cargo xtask load`, which build it with `--release` first.
 //!
-//! - `callroute-bench bench [--calls N] [--concurrency C] [--callroute PATH]`: the side-by-side
-//!   benchmark (see [`bench`]);
+//! - `callroute-bench bench [--calls N] [--concurrency C] [--callroute PATH] [--remember-secs N]
+//!   [--at-least R] [--only sandbox --seconds N]`: the side-by-side benchmark (see [`bench`]);
 //! - `callroute-bench load [--calls N] [--concurrency C] [--callroute PATH]`: the load test (see
 //!   [`load`]).
 
