@@ -163,6 +163,31 @@ fn measure(name: &str, calls: usize, concurrency: usize, mode: Mode) -> Result<F
     Ok(summarise(name, latencies, wall))
 }
 
+/// Two modes measured in turn, A B B A, each half the calls a time: neither gets the later
+/// slot (a local CRM and the VM drift over a run), so their ratio is theirs.
+fn measure_side_by_side(
+    (a_name, a): (&str, Mode),
+    (b_name, b): (&str, Mode),
+    calls: usize,
+    concurrency: usize,
+) -> Result<(Figures, Figures), String> {
+    let half = (calls / 2).max(concurrency);
+    drive((calls / 10).max(concurrency), concurrency, &a)?; // warm-up
+    drive((calls / 10).max(concurrency), concurrency, &b)?;
+    // Latencies and wall time of A (0) and B (1).
+    let mut runs = [(Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO)];
+    for which in [0, 1, 1, 0] {
+        let (these, took) = drive(half, concurrency, if which == 0 { &a } else { &b })?;
+        runs[which].0.extend(these);
+        runs[which].1 += took;
+    }
+    let [(a_latencies, a_wall), (b_latencies, b_wall)] = runs;
+    Ok((
+        summarise(a_name, a_latencies, a_wall),
+        summarise(b_name, b_latencies, b_wall),
+    ))
+}
+
 /// Route each call with `router` as a task.
 fn harness_mode(
     router: Router,
@@ -487,16 +512,6 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if callroute.exists() {
         let (_server, addr) = crate::process::start_serve(&callroute, &schemes)?;
-        rows.push(measure(
-            "callroute serve (HTTP)",
-            calls,
-            concurrency,
-            over_http(
-                addr,
-                |n| format!("/v1/route/bench?call_id={n}&caller=%2B380501112233"),
-                runtime.clone(),
-            ),
-        )?);
         // Every per-call feature on: a bearer token, the exchange log and breakers (always on),
         // the memory in process, a signing secret and an allowlist.
         let featured = dir.join("featured.toml");
@@ -510,18 +525,22 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let (_featured, addr) = crate::process::start_serve(&callroute, &featured)?;
-        rows.push(measure(
-            "callroute serve, every per-call feature on",
+        let (_featured, featured_addr) = crate::process::start_serve(&callroute, &featured)?;
+        let path = |n| format!("/v1/route/bench?call_id={n}&caller=%2B380501112233");
+        let (off, on) = measure_side_by_side(
+            (
+                "callroute serve (HTTP)",
+                over_http(addr, path, runtime.clone()),
+            ),
+            (
+                "callroute serve, every per-call feature on",
+                over_http_with(featured_addr, path, Some(BENCH_TOKEN), runtime.clone()),
+            ),
             calls,
             concurrency,
-            over_http_with(
-                addr,
-                |n| format!("/v1/route/bench?call_id={n}&caller=%2B380501112233"),
-                Some(BENCH_TOKEN),
-                runtime.clone(),
-            ),
-        )?);
+        )?;
+        rows.push(off);
+        rows.push(on);
     } else {
         println!(
             "note: {} not built; skipping callroute serve (cargo build --release -p callroute-host)",
