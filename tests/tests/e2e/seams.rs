@@ -110,11 +110,12 @@ fn a_reload_never_applies_a_file_still_being_written() {
             let mut out = std::fs::File::create(&path).unwrap();
             out.write_all(first.as_bytes()).unwrap();
             out.flush().unwrap();
-            std::thread::sleep(Duration::from_millis(30));
+            // Well within the 50 ms a reload waits for the file to settle.
+            std::thread::sleep(Duration::from_millis(15));
             out.write_all(rest.as_bytes()).unwrap();
         })
     };
-    std::thread::sleep(Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(5));
     service.reload().unwrap();
     writer.join().unwrap();
     assert_eq!(service.scheme_names(), ["acme", "globex", "initech"]);
