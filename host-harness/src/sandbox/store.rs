@@ -213,7 +213,9 @@ mod tests {
         let used = meter.used();
         assert!(used >= Duration::from_millis(25), "{used:?}");
         assert!(
-            used < Duration::from_millis(45),
+            // Had the 50 ms wait been counted, at least 75 ms: the rest is room for a slow
+            // machine.
+            used < Duration::from_millis(70),
             "the wait was counted: {used:?}"
         );
         assert!(started.elapsed() >= Duration::from_millis(75));

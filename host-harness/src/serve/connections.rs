@@ -32,6 +32,8 @@ const MIN_WAIT: Duration = Duration::from_millis(50);
 pub(super) struct Connections {
     /// Most open at once.
     limit: usize,
+    /// The least a connection must have waited for a head to make room ([`MIN_WAIT`]).
+    min_wait: Duration,
     open: Mutex<Open>,
     /// A connection closed or finished a request: there may be room now. (One waiter: the
     /// accept loop.)
@@ -75,9 +77,16 @@ enum Room {
 }
 
 impl Connections {
+    /// At most `limit` connections, a newcomer taking the place of one that has waited
+    /// [`MIN_WAIT`] or more for a request head.
     pub(super) fn new(limit: usize) -> Arc<Connections> {
+        Connections::waiting_at_least(limit, MIN_WAIT)
+    }
+
+    fn waiting_at_least(limit: usize, min_wait: Duration) -> Arc<Connections> {
         Arc::new(Connections {
             limit: limit.max(1),
+            min_wait,
             open: Mutex::default(),
             changed: tokio::sync::Notify::new(),
             epoch: Instant::now(),
@@ -194,7 +203,7 @@ impl Connections {
         waiting.sort_unstable();
         // Only one that has waited a while: a connection just accepted, or just done with a
         // request, may have its next head on its way through the kernel and the executor.
-        let waited_since = self.now().saturating_sub(MIN_WAIT.as_nanos() as u64);
+        let waited_since = self.now().saturating_sub(self.min_wait.as_nanos() as u64);
         waiting
             .into_iter()
             .find(|&(_, since, id)| since <= waited_since && !open.slots[&id].has_unread_bytes())
@@ -308,7 +317,9 @@ mod tests {
 
     #[test]
     fn at_the_limit_a_newcomer_replaces_the_longest_waiting_connection_never_a_busy_one() {
-        let connections = Connections::new(2);
+        // A long least wait, so that "not yet" holds however slow the machine.
+        const WAIT: Duration = Duration::from_millis(400);
+        let connections = Connections::waiting_at_least(2, WAIT);
         // a carries a request and goes idle; then b connects and sends nothing.
         let a = connections.admit_socket(NO_SOCKET).unwrap();
         assert!(a.tracker().begin());
@@ -316,14 +327,14 @@ mod tests {
         let b = connections.admit_socket(NO_SOCKET).unwrap();
         // Nobody has waited long enough yet: a newcomer waits.
         assert!(connections.admit_socket(NO_SOCKET).is_none());
-        std::thread::sleep(MIN_WAIT);
+        std::thread::sleep(WAIT);
         // At the limit: b, which never carried a request, goes first though a waited longer.
         let c = connections.admit_socket(NO_SOCKET).unwrap();
         assert!(!b.tracker().begin(), "b was closed for c");
         assert!(a.tracker().begin(), "a was not");
         // a busy, c waiting, but only just: not yet.
         assert!(connections.admit_socket(NO_SOCKET).is_none());
-        std::thread::sleep(MIN_WAIT);
+        std::thread::sleep(WAIT);
         // Now c makes room.
         let d = connections.admit_socket(NO_SOCKET).unwrap();
         assert!(!c.tracker().begin());
