@@ -210,13 +210,7 @@ pub struct CallShown {
 impl CallShown {
     /// `call` with its numbers masked, unless `show_numbers`.
     pub fn of(call: &crate::Call, show_numbers: bool) -> CallShown {
-        let shown = |number: &str| {
-            if show_numbers {
-                number.to_owned()
-            } else {
-                crate::redact::mask_number(number)
-            }
-        };
+        let shown = |number: &str| crate::redact::shown_number(number, show_numbers);
         CallShown {
             call_id: call.call_id.clone(),
             caller: shown(&call.caller),

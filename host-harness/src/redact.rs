@@ -407,14 +407,14 @@ impl<'a> Redactor<'a> {
         }
         text
     }
+}
 
-    /// A number as shown: masked unless numbers are shown.
-    pub fn number(&self, number: &str) -> String {
-        if self.show_numbers {
-            number.to_owned()
-        } else {
-            mask_number(number)
-        }
+/// A number as a record shows it: whole with `show_numbers`, else masked ([`mask_number`]).
+pub fn shown_number(number: &str, show_numbers: bool) -> String {
+    if show_numbers {
+        number.to_owned()
+    } else {
+        mask_number(number)
     }
 }
 
