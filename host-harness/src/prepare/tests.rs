@@ -187,6 +187,15 @@ fn a_crm_host_from_the_environment_is_secret_in_labels_too() {
         .secrets()
         .mask("http://crm-secret-host.example:8080");
     assert!(!label.contains("crm-secret-host"), "{label}");
+    // As the breakers show their endpoints (logs, `/metrics`, the admin API).
+    let origin = prepared.policy().url.clone().unwrap().origin;
+    let _ticket = prepared.breakers().admit(
+        &origin,
+        tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+    );
+    let states = prepared.breakers().states();
+    assert_eq!(states.len(), 1);
+    assert!(!states[0].0.contains("crm-secret-host"), "{states:?}");
     assert_eq!(
         prepared.secrets().mask("http://backup.example.com:80"),
         "http://backup.example.com:80"
