@@ -112,11 +112,17 @@ fn a_hanging_tenant_cannot_take_the_sandbox_from_the_others() {
             assert_eq!(status, 200);
             assert_eq!(body["outcome"], "fallback", "{body}");
             assert_eq!(body["destination"]["target"], "reception");
-            assert!(elapsed < Duration::from_secs(3), "A waited {elapsed:?}");
+            // The deadline runs from when `serve` reads the call, so it is checked on the
+            // server's own clock: on a loaded 2-core machine, 1,200 connections can sit in
+            // the accept queue for a second or more before that (CI saw 3.7 s end to end
+            // for a call admitted late). The client's clock only proves that nothing hangs.
+            let served_ms = body["elapsed_ms"].as_u64().expect("elapsed_ms");
+            assert!(served_ms < 3000, "A's call took {served_ms} ms in serve");
+            assert!(elapsed < Duration::from_secs(10), "A waited {elapsed:?}");
             match body["error"]["kind"].as_str() {
                 // Beyond A's share: answered at once.
                 Some("overloaded") => {
-                    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+                    assert!(served_ms < 1000, "{served_ms} ms");
                     overloaded += 1
                 }
                 Some("timeout") => timeouts += 1,
