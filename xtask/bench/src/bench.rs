@@ -18,7 +18,7 @@
 //! (in process): run with and without it to see what the memory costs. `--at-least R` makes the
 //! run fail when `callroute serve` / `wasmtime serve` is below R. `--only sandbox --seconds N`
 //! runs the sandbox alone, from the compile cache, for N seconds and nothing else: for a
-//! profiler.
+//! profiler; with `--plugin PATH`, another build of the component (to compare guest builds).
 
 use callroute_host::crm::{CrmReply, TestCrm};
 use callroute_host::outbound::CannedAnswer;
@@ -372,6 +372,9 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut seconds = 10;
     // `--at-least R`: fail when `callroute serve` / `wasmtime serve` falls below R.
     let mut at_least = None;
+    // `--plugin PATH` (with `--only sandbox`): another build of the component, to compare
+    // builds of the guest (its optimisation level, its allocator) without rebuilding the host.
+    let mut plugin = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -384,6 +387,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
             }
             "--callroute" => callroute = value.into(),
             "--only" if value == "sandbox" => only = Some(value),
+            "--plugin" => plugin = Some(PathBuf::from(value)),
             "--seconds" => seconds = value.parse().map_err(|_| format!("--seconds {value}"))?,
             "--at-least" => {
                 at_least = Some(
@@ -403,7 +407,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         }
     }
     if only.is_some() {
-        return sandbox_only(&root, Duration::from_secs(seconds));
+        return sandbox_only(&root, plugin.as_deref(), Duration::from_secs(seconds));
     }
     let crm = TestCrm::start(|_| CrmReply::html(std::str::from_utf8(ANSWER).unwrap()))
         .map_err(|e| e.to_string())?;
@@ -662,8 +666,18 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
 /// answer in hand: its latencies, and what the pool keeps resident. The component comes from
 /// the compile cache (`target/bench-cache`), so a profile of this run (`perf record -D …`) shows
 /// the calls, not Cranelift.
-fn sandbox_only(root: &std::path::Path, seconds: Duration) -> Result<(), String> {
-    let router = Router::embedded(RouterConfig {
+fn sandbox_only(
+    root: &std::path::Path,
+    plugin: Option<&std::path::Path>,
+    seconds: Duration,
+) -> Result<(), String> {
+    let wasm = match plugin {
+        Some(path) => std::borrow::Cow::Owned(
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => std::borrow::Cow::Borrowed(callroute_host::EMBEDDED_PLUGIN),
+    };
+    let router = Router::new(&wasm, RouterConfig {
         allow_private_network: true,
         canned_answer: Some(CannedAnswer {
             status: 200,
