@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End to end over real SIP: SIPp (the caller) -> Kamailio (a redirect server) -> `callroute serve`
 # -> a CRM, all on 127.0.0.1 with free ports. Asserts that SIPp gets 302 with the CRM's
-# destination in the Contact (a phone and a SIP login), and 480 once the CRM is down.
+# destination in the Contact (a phone and a SIP login), and 480 once the CRM is down; that the
+# forking proxy rings ring groups serially and in parallel; and that it reports each call's
+# outcome (answered, busy, no answer, cancelled) to callroute, which delivers it to the CRM.
 # Installs Kamailio and SIPp from Debian when missing; stops everything it started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,7 +61,10 @@ crm_port=$(free_port tcp); serve_port=$(free_port tcp); sip_port=$(free_port udp
 # The forking proxies (serial, parallel) and the two SIP phones they ring.
 proxy_port=$(free_port udp); pproxy_port=$(free_port udp); uas_a=$(free_port udp); uas_b=$(free_port udp)
 
-CRM_UAS_A="127.0.0.1:$uas_a" CRM_UAS_B="127.0.0.1:$uas_b" \
+# The CRM records every request it gets (routing webhooks and outcome deliveries), one JSON line
+# each, with the Idempotency-Key (the routing decision's id).
+crm_record="$work/crm-requests.jsonl"
+CRM_UAS_A="127.0.0.1:$uas_a" CRM_UAS_B="127.0.0.1:$uas_b" CRM_RECORD="$crm_record" \
     python3 "$example/crm.py" "$crm_port" 2>"$work/crm.log" &
 crm_pid=$!; pids+=("$crm_pid")
 
@@ -74,10 +79,20 @@ submission = "json"
 import = "json"
 destination_field = "number_01"
 response_timeout_secs = 2
+outcome_url = "http://127.0.0.1:$crm_port/outcome"
+outcome_submission = "json"
 [scheme.params]
 call_id = "{call_id}"
 caller = "{caller}"
 callee = "{callee}"
+[scheme.outcome_params]
+call_id = "{call_id}"
+status = "{status}"
+answered_by = "{answered_by}"
+talk_secs = "{talk_secs}"
+ring_secs = "{ring_secs}"
+hangup_cause = "{hangup_cause}"
+decision = "{decision}"
 
 # The same tenant's ring groups rung all at once (ring_strategy is per scheme).
 [[scheme]]
@@ -90,10 +105,20 @@ destination_field = "number_01"
 response_timeout_secs = 2
 ring_strategy = "parallel"
 ring_timeout_secs = 20
+outcome_url = "http://127.0.0.1:$crm_port/outcome"
+outcome_submission = "json"
 [scheme.params]
 call_id = "{call_id}"
 caller = "{caller}"
 callee = "{callee}"
+[scheme.outcome_params]
+call_id = "{call_id}"
+status = "{status}"
+answered_by = "{answered_by}"
+talk_secs = "{talk_secs}"
+ring_secs = "{ring_secs}"
+hangup_cause = "{hangup_cause}"
+decision = "{decision}"
 TOML
 CALLROUTE_ACME_TOKEN="$token" \
     "$callroute" serve --schemes "$work/schemes.toml" --listen "127.0.0.1:$serve_port" \
@@ -136,10 +161,11 @@ expect_contact 380441234567 "sip:380123456789@127.0.0.1"
 expect_contact support "sip:manager_7@127.0.0.1"
 
 # ---- The forking proxy (examples/kamailio/kamailio-proxy.cfg): ring groups through rtjson ----
+# Numbers and logins are dialled at phone B (the outcome case "answered" rings the login manager_7).
 start_proxy() { # scheme, udp port
     mkdir -p "$work/$1"
     CALLROUTE_URL="http://127.0.0.1:$serve_port/v1/route/$1" CALLROUTE_TOKEN="$token" \
-        CALLROUTE_SIP_DOMAIN=127.0.0.1 kamailio -f "$example/kamailio-proxy.cfg" -l "udp:127.0.0.1:$2" -DD -E \
+        CALLROUTE_SIP_DOMAIN="127.0.0.1:$uas_b" kamailio -f "$example/kamailio-proxy.cfg" -l "udp:127.0.0.1:$2" -DD -E \
         -Y "$work/$1" -w "$work/$1" >"$work/kamailio-$1.log" 2>&1 &
     pids+=($!)
     wait_for "kamailio proxy ($1)" udp_bound "$2"
@@ -147,16 +173,22 @@ start_proxy() { # scheme, udp port
 start_proxy acme "$proxy_port"
 start_proxy acme-parallel "$pproxy_port"
 
-# What serve answers Kamailio (exact document; also the phone/login -> URI rule).
+# What serve answers Kamailio (exact document less its decision, which is new for every call: 32
+# lower-case hex digits, the same in the x-callroute-decision header; also the phone/login -> URI
+# rule).
 rtjson() { # scheme, callee -> the document, keys sorted
     python3 - "http://127.0.0.1:$serve_port/v1/route/$1?call_id=rt-$2&caller=%2B380501112233&callee=$2" "$token" <<'PY'
-import json, sys, urllib.request
+import json, re, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={
     "Accept": "application/vnd.kamailio.rtjson+json", "X-Sip-Domain": "pbx.example.com",
     "Authorization": "Bearer " + sys.argv[2]})
 with urllib.request.urlopen(req, timeout=5) as r:
     assert r.headers.get_content_type() == "application/vnd.kamailio.rtjson+json", r.headers
-    print(json.dumps(json.load(r), sort_keys=True, separators=(",", ":")))
+    doc = json.load(r)
+    decision = doc.pop("decision", None)
+    assert isinstance(decision, str) and re.fullmatch("[0-9a-f]{32}", decision), doc
+    assert r.headers.get("x-callroute-decision") == decision, (r.headers, decision)
+    print(json.dumps(doc, sort_keys=True, separators=(",", ":")))
 PY
 }
 expect_rtjson() { # scheme, callee, expected (keys sorted, compact)
@@ -179,9 +211,9 @@ callee_start() { # case, a|b, scenario, port -> the SIPp callee's pid in $callee
 callee_done() { # case, a|b, pid: the callee's scenario ran to its end
     wait "$3" || { tail -n 30 "$work/$1-$2.out" "$work/$1-$2.msg" "$work"/kamailio-acme*.log >&2; fail "$1: callee $2 did not complete its scenario"; }
 }
-ring() { # case, proxy port, callee -> the caller's SIPp log
+ring() { # case, proxy port, callee[, call length ms] -> the caller's SIPp log
     sipp -sf "$example/sipp/invite-answered.xml" -s "$3" "127.0.0.1:$2" -i 127.0.0.1 -p "$sipp_port" \
-        -m 1 -timeout 30s -timeout_error -nostdin -trace_logs -log_file "$work/$1-uac.log" \
+        -d "${4:-200}" -m 1 -timeout 30s -timeout_error -nostdin -trace_logs -log_file "$work/$1-uac.log" \
         -trace_msg -message_file "$work/$1-uac.msg" >"$work/$1-uac.out" 2>&1 </dev/null \
         || { tail -n 30 "$work/$1-uac.out" "$work"/kamailio-acme*.log "$work/serve.log" >&2; fail "$1: the call was not answered"; }
 }
@@ -237,6 +269,83 @@ gap "parallel: B's 200 -> A's CANCEL" "$(stamp "$work/parallel-b.log" answered)"
 gap "parallel: INVITE -> answer at the caller" "$(stamp "$work/parallel-uac.log" invite_sent)" \
     "$(stamp "$work/parallel-uac.log" answered)" 0 5
 echo "ok: parallel, both rang, B answered first, A was cancelled"
+
+# ---- Outcome reports: Kamailio -> POST /v1/outcome/<scheme> -> callroute -> the CRM's outcome_url ----
+unanswered() { # case, scenario (invite-unanswered | invite-cancel), callee -> the caller's final reply
+    sipp -sf "$example/sipp/$2.xml" -s "$3" "127.0.0.1:$proxy_port" -i 127.0.0.1 -p "$sipp_port" \
+        -m 1 -timeout 30s -timeout_error -nostdin -trace_logs -log_file "$work/$1-uac.log" \
+        -trace_msg -message_file "$work/$1-uac.msg" >"$work/$1-uac.out" 2>&1 </dev/null \
+        || { tail -n 30 "$work/$1-uac.out" "$work/$1-uac.msg" "$work"/kamailio-acme*.log >&2; fail "$1: the caller's scenario $2 failed"; }
+}
+# The CRM got the outcome of the call to <callee> (polls up to 10 s): its status and answered_by,
+# its decision is the one its routing webhook carried (Idempotency-Key), and the durations.
+expect_outcome() { # case, callee, status, answered_by, hangup_cause, ring_secs min max[, talk_secs]
+    python3 - "$crm_record" "$@" <<'PY' || { tail -n 40 "$work/serve.log" "$work"/kamailio-acme*.log >&2; fail "$2: outcome"; }
+import json, sys, time
+record, case, callee, status, answered_by, cause, ring_lo, ring_hi = sys.argv[1:9]
+talk = int(sys.argv[9]) if len(sys.argv) > 9 else None
+deadline = time.time() + 10
+while True:
+    lines = [json.loads(l) for l in open(record)]
+    routes = [l for l in lines if not l["path"].startswith("/outcome")
+              and l["body"].get("callee") == callee and not l["body"].get("call_id", "").startswith("rt-")]
+    if len(routes) != 1:
+        sys.exit("%s: %d routing webhooks for %s" % (case, len(routes), callee))
+    call_id, decision = routes[0]["body"]["call_id"], routes[0]["idempotency_key"]
+    got = [l["body"] for l in lines if l["path"].startswith("/outcome") and l["body"].get("call_id") == call_id]
+    if got or time.time() > deadline:
+        break
+    time.sleep(0.1)
+if len(got) != 1:
+    sys.exit("%s: %d outcome reports for call %s (want 1)" % (case, len(got), call_id))
+o = got[0]
+problems = []
+for key, want in (("status", status), ("answered_by", answered_by), ("hangup_cause", cause),
+                  ("decision", decision)):
+    if str(o.get(key, "")) != want:
+        problems.append("%s %r, expected %r" % (key, o.get(key), want))
+if not decision or len(decision) != 32:
+    problems.append("the routing webhook's Idempotency-Key is %r" % decision)
+if not int(ring_lo) <= int(o.get("ring_secs", -1)) <= int(ring_hi):
+    problems.append("ring_secs %r, expected %s..%s" % (o.get("ring_secs"), ring_lo, ring_hi))
+if talk is not None and abs(int(o.get("talk_secs", -99)) - talk) > 1:
+    problems.append("talk_secs %r, expected %d (within 1 s)" % (o.get("talk_secs"), talk))
+if problems:
+    sys.exit("%s: the CRM's outcome %s: %s" % (case, json.dumps(o), "; ".join(problems)))
+print("ok: %s -> %s" % (case, json.dumps(o, sort_keys=True)))
+PY
+}
+
+# The ring groups above: each answered by B ("answer"), however many rang.
+expect_outcome serial-busy serial-busy answered answer BYE 0 2
+expect_outcome serial-noanswer serial-noanswer answered answer BYE 2 4
+expect_outcome parallel parallel answered answer BYE 0 2
+
+# Answered: manager_7 (phone B) answers after 0.5 s, the caller hangs up after 2 s.
+callee_start outcome-answered b uas-answer "$uas_b"; b=$callee_pid
+ring outcome-answered "$proxy_port" outcome-answered 2000
+callee_done outcome-answered b "$b"
+expect_outcome answered outcome-answered answered manager_7 BYE 0 2 2
+
+# Busy: A answers 486.
+callee_start outcome-busy a uas-busy "$uas_a"; a=$callee_pid
+unanswered outcome-busy invite-unanswered outcome-busy
+callee_done outcome-busy a "$a"
+grep -q 'final=486' "$work/outcome-busy-uac.log" || fail "outcome-busy: the caller did not get 486"
+expect_outcome busy outcome-busy busy "" 486 0 1
+
+# No answer: A rings for its 2 s ring time (fr_inv_timer 2000 from the rtjson) and is cancelled.
+callee_start outcome-noanswer a uas-ring "$uas_a"; a=$callee_pid
+unanswered outcome-noanswer invite-unanswered outcome-noanswer
+callee_done outcome-noanswer a "$a"
+grep -q 'final=408' "$work/outcome-noanswer-uac.log" || fail "outcome-noanswer: the caller did not get 408"
+expect_outcome no-answer outcome-noanswer no-answer "" 408 2 3
+
+# Cancelled: the caller gives up after ringing 1 s.
+callee_start outcome-cancelled a uas-ring "$uas_a"; a=$callee_pid
+unanswered outcome-cancelled invite-cancel outcome-cancelled
+callee_done outcome-cancelled a "$a"
+expect_outcome cancelled outcome-cancelled cancelled "" CANCEL 1 2
 
 kill "$crm_pid"; wait "$crm_pid" 2>/dev/null || true
 call invite-unavailable 380441234567 >/dev/null

@@ -9,7 +9,14 @@ The callee decides the answer: 380441234567 -> {"number_01": "3 80123456789"} (a
 With CRM_UAS_A and CRM_UAS_B set ("127.0.0.1:PORT", two SIP phones; tests/kamailio.sh starts
 them with SIPp), three callees answer a ring group of both, for the forking proxy
 (kamailio-proxy.cfg): "serial-busy" (A busy, then B), "serial-noanswer" (A rings 2 s, then B)
-and "parallel" (both at once, through a scheme with ring_strategy = "parallel").
+and "parallel" (both at once, through a scheme with ring_strategy = "parallel"). Four more ring
+one phone each, for the outcome reports: "outcome-answered" (the login manager_7, dialled at the
+proxy's CALLROUTE_SIP_DOMAIN), "outcome-busy" (A), "outcome-noanswer" (A, 2 s) and
+"outcome-cancelled" (A).
+
+Outcome reports (callroute's delivery to the scheme's outcome_url) are POSTs to /outcome: the
+CRM answers 200. With CRM_RECORD=FILE every request (routing and outcome) is appended to FILE as
+one JSON line: {"path": ..., "idempotency_key": ..., "body": ...}.
 """
 import json
 import os
@@ -26,14 +33,28 @@ if A and B:
         "serial-noanswer": [{"target": f"sip:ring@{A}", "ring_timeout_secs": 2},
                             {"target": f"sip:answer@{B}", "ring_timeout_secs": 10}],
         "parallel": [{"target": f"sip:ring@{A}"}, {"target": f"sip:answer@{B}"}],
+        "outcome-answered": [{"target": "manager_7", "ring_timeout_secs": 10}],
+        "outcome-busy": [{"target": f"sip:busy@{A}", "ring_timeout_secs": 10}],
+        "outcome-noanswer": [{"target": f"sip:ring@{A}", "ring_timeout_secs": 2}],
+        "outcome-cancelled": [{"target": f"sip:ring@{A}", "ring_timeout_secs": 10}],
     })
+RECORD = os.environ.get("CRM_RECORD")
 
 
 class Crm(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         call = json.loads(self.rfile.read(length) or b"{}")
-        sys.stderr.write("crm: received %s\n" % json.dumps(call))
+        sys.stderr.write("crm: received %s %s\n" % (self.path, json.dumps(call)))
+        if RECORD:
+            with open(RECORD, "a") as f:
+                f.write(json.dumps({"path": self.path, "body": call,
+                                    "idempotency_key": self.headers.get("Idempotency-Key")}) + "\n")
+        if self.path.startswith("/outcome"):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         number = ANSWERS.get(call.get("callee", ""))
         if number is None:
             self.send_response(204)

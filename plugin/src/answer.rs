@@ -43,13 +43,7 @@ pub struct Answered {
 pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Answered, RouteError> {
     let status = answer.status;
     if !(200..300).contains(&status) {
-        let reason = reason_phrase(status);
-        return Err(RouteError::HttpStatus {
-            status,
-            message: format!("the CRM answered {status} {reason}")
-                .trim_end()
-                .to_owned(),
-        });
+        return Err(RouteError::http_status(status));
     }
     if status == 204 || status == 205 {
         return Err(RouteError::NoDestination(format!(
@@ -81,7 +75,7 @@ pub fn read(scheme: &Scheme, call: &Call, answer: &RawAnswer) -> Result<Answered
 
 /// The reason phrase of the statuses a CRM plausibly answers with (RFC 9110, RFC 6585), for
 /// messages; empty for the rest, which are shown by number only.
-fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         300 => "Multiple Choices",

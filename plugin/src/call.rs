@@ -46,6 +46,18 @@ impl RequestError {
         }
     }
 
+    /// A body over `limit` bytes: 413, in the words of [`RequestError::too_large`] for a call's
+    /// limit, and with the limit for any other (an outcome's, a trial's).
+    pub fn over_limit(limit: usize) -> RequestError {
+        if limit == MAX_CALL_BODY {
+            return RequestError::too_large();
+        }
+        RequestError {
+            status: 413,
+            message: format!("the request body is larger than {limit} bytes"),
+        }
+    }
+
     /// Whether a call body of `len` bytes (so far) is within [`MAX_CALL_BODY`]: every front
     /// end checks the limit with this as it reads.
     pub fn check_body_len(len: usize) -> Result<(), RequestError> {
@@ -205,8 +217,14 @@ impl Call {
     }
 }
 
+impl crate::template::Values for Call {
+    fn lookup(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        Call::lookup(self, name).map(std::borrow::Cow::Borrowed)
+    }
+}
+
 /// A string, number or boolean as text; `null` as the empty string.
-fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
+pub(crate) fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.clone()),
@@ -222,7 +240,7 @@ fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
 /// A name given twice (in a query or a JSON object) is refused rather than guessed at.
 /// Sorting rather than hashing: no hash map code, and no random seed from the host, in the
 /// component.
-fn refuse_repeated<'a>(keys: impl Iterator<Item = &'a str>, prefix: &str) -> Result<(), CallError> {
+pub(crate) fn refuse_repeated<'a>(keys: impl Iterator<Item = &'a str>, prefix: &str) -> Result<(), CallError> {
     let mut keys: Vec<&str> = keys.collect();
     keys.sort_unstable();
     match keys.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -234,7 +252,7 @@ fn refuse_repeated<'a>(keys: impl Iterator<Item = &'a str>, prefix: &str) -> Res
     }
 }
 
-fn vars(value: &Value) -> Result<Vec<(String, String)>, CallError> {
+pub(crate) fn vars(value: &Value) -> Result<Vec<(String, String)>, CallError> {
     match value {
         Value::Null => Ok(Vec::new()),
         Value::Object(members) => {

@@ -105,6 +105,17 @@ pub enum RouteError {
 }
 
 impl RouteError {
+    /// The CRM answered `status` (not 2xx): "the CRM answered 503 Service Unavailable".
+    pub fn http_status(status: u16) -> RouteError {
+        let reason = crate::answer::reason_phrase(status);
+        RouteError::HttpStatus {
+            status,
+            message: format!("the CRM answered {status} {reason}")
+                .trim_end()
+                .to_owned(),
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

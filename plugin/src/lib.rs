@@ -17,7 +17,9 @@
 //! - [`destination`]: normalising and validating what the CRM routes to, and the allowlist;
 //! - [`error`]: the error kinds every layer shares;
 //! - [`json`]: the small JSON reader and writer the component uses;
-//! - [`outcome`]: the outcome of a call as JSON, the one format every front end answers with.
+//! - [`outcome`]: the outcome of routing a call as JSON, the one format every front end
+//!   answers with;
+//! - [`report`]: how a routed call ended, and the report that tells the CRM.
 
 #![deny(missing_docs)]
 
@@ -28,6 +30,7 @@ pub mod error;
 pub mod hostport;
 pub mod json;
 pub mod outcome;
+pub mod report;
 pub mod request;
 pub mod routing;
 pub mod scheme;

@@ -81,6 +81,9 @@ pub fn to_json(result: &Result<Routing, Failure>, elapsed_ms: u64) -> String {
                 .array("destinations", r.destinations.iter().map(destination_json))
                 .string("strategy", r.strategy.as_str())
                 .string("source", source_name(r));
+            if let Some(decision) = &r.decision {
+                json = json.string("decision", decision);
+            }
             if !r.refused.is_empty() {
                 json = json.array("refused", r.refused.iter().map(refused_json));
             }
@@ -120,6 +123,9 @@ pub const RING_STRATEGY_HEADER: &str = "x-ring-strategy";
 /// A plain-text answer's header, when the CRM did not route the call: where the destination
 /// comes from, `fallback` or `memory` ([`source_name`]).
 pub const ROUTE_SOURCE_HEADER: &str = "x-route-source";
+/// A plain-text or rtjson answer's header: the routing decision's id ([`Routing::decision`]),
+/// to pass back with the call's outcome.
+pub const DECISION_HEADER: &str = crate::request::DECISION_HEADER;
 
 /// The `Content-Type` of JSON answers.
 pub const JSON: &str = "application/json";
@@ -241,15 +247,23 @@ pub fn rtjson(result: &Result<Routing, Failure>, sip_domain: &str) -> HttpAnswer
             .number("fr_timer", fr)
             .number("fr_inv_timer", fr_inv)
     });
-    let body = Object::new()
+    let mut body = Object::new()
         .string("version", "1.0")
         .string("routing", routing.strategy.as_str())
         .number("fr_timer", fr)
         .number("fr_inv_timer", fr_inv)
-        .array("routes", routes)
-        .finish();
+        .array("routes", routes);
+    // In the document too: a proxy's HTTP client may not show it the headers (Kamailio's
+    // `http_client` does not); rtjson leaves fields it does not know alone.
+    if let Some(decision) = &routing.decision {
+        body = body.string("decision", decision);
+    }
+    let body = body.finish();
     // As in plain text: a proxy can tell a route the CRM did not make.
-    let headers = source_header(routing).into_iter().collect();
+    let headers = source_header(routing)
+        .into_iter()
+        .chain(decision_header(routing))
+        .collect();
     HttpAnswer {
         status: 200,
         content_type: RTJSON,
@@ -274,6 +288,14 @@ pub fn sip_uri(target: &Target, sip_domain: &str) -> String {
             }
         }
     }
+}
+
+/// [`DECISION_HEADER`], when the routing has a decision id.
+fn decision_header(routing: &Routing) -> Option<(&'static str, String)> {
+    routing
+        .decision
+        .as_ref()
+        .map(|decision| (DECISION_HEADER, decision.clone()))
 }
 
 /// The answer to a request that is not routed at all (malformed, unknown scheme, a loop):
@@ -309,6 +331,7 @@ pub fn plain_text(result: &Result<Routing, Failure>) -> HttpAnswer {
                 headers.push((RING_STRATEGY_HEADER, r.strategy.as_str().to_owned()));
             }
             headers.extend(source_header(r));
+            headers.extend(decision_header(r));
             HttpAnswer {
                 status: 200,
                 content_type: TEXT,
@@ -498,6 +521,26 @@ mod tests {
         let failed = Err(Failure::new(ErrorKind::Timeout, "slow"));
         let answer = rtjson(&failed, "gw.example.com");
         assert_eq!((answer.status, answer.body.as_str()), (503, "timeout"));
+    }
+
+    #[test]
+    fn every_format_carries_the_decision_id() {
+        let mut routed = routed(&[Target::Sip("manager_7".into())], 20);
+        if let Ok(r) = &mut routed {
+            r.decision = Some("9f0c1d2e".into());
+        }
+        let json: Value = serde_json::from_str(&to_json(&routed, 1)).unwrap();
+        assert_eq!(json["decision"], "9f0c1d2e");
+        let header = (DECISION_HEADER, "9f0c1d2e".to_owned());
+        assert!(plain_text(&routed).headers.contains(&header));
+        let answer = rtjson(&routed, "gw.example.com");
+        assert!(answer.headers.contains(&header));
+        let document: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(document["decision"], "9f0c1d2e");
+        // None to give: none shown.
+        let without = self::routed(&[Target::Sip("manager_7".into())], 20);
+        assert!(!to_json(&without, 1).contains("decision"));
+        assert!(plain_text(&without).headers.iter().all(|(n, _)| *n != DECISION_HEADER));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::call::Call;
 use crate::error::RouteError;
 use crate::json;
 use crate::scheme::{Endpoint, Method, Scheme, Submission};
+use crate::template::Values;
 
 /// The `User-Agent` every webhook request carries.
 pub const USER_AGENT_VALUE: &str = concat!("callroute/", env!("CARGO_PKG_VERSION"));
@@ -58,15 +59,20 @@ pub fn jsonrpc_id(call: &Call) -> &str {
 /// call value when the scheme lists none.
 pub fn params(scheme: &Scheme, call: &Call) -> Vec<(String, String)> {
     match &scheme.params {
-        Some(fields) => fields
-            .iter()
-            .map(|f| (f.name.clone(), f.template.render(call)))
-            .collect(),
+        Some(fields) => render(fields, call),
         None => call
             .all_values()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
     }
+}
+
+/// Each parameter's template rendered with `values`, in order.
+pub fn render(fields: &[crate::scheme::Field], values: &impl Values) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|f| (f.name.clone(), f.template.render(values)))
+        .collect()
 }
 
 /// Build the complete request (path and query, headers, body) for a call to the scheme's CRM.
@@ -76,76 +82,118 @@ pub fn build(scheme: &Scheme, call: &Call) -> Result<Request, RouteError> {
 
 /// Build the request for a call to `endpoint` (the scheme's CRM or its `fallback_url`).
 pub fn build_for(scheme: &Scheme, endpoint: &Endpoint, call: &Call) -> Result<Request, RouteError> {
-    let params = params(scheme, call);
-    let mut path_and_query = endpoint.path_and_query.clone();
-    let (content_type, body) = match scheme.submission {
-        Submission::Http => {
-            if !params.is_empty() {
-                path_and_query.push(if path_and_query.contains('?') {
-                    '&'
-                } else {
-                    '?'
-                });
-                path_and_query.push_str(&urlencoded(&params));
-            }
-            (None, Vec::new())
-        }
-        Submission::Form => (
-            Some("application/x-www-form-urlencoded"),
-            urlencoded(&params).into_bytes(),
-        ),
-        Submission::Json => (
-            Some("application/json"),
-            json_object(&params).finish().into_bytes(),
-        ),
-        Submission::JsonRpc => {
-            let request = json::Object::new()
-                .string("jsonrpc", "2.0")
-                .string(
-                    "method",
-                    scheme.jsonrpc_method.as_deref().unwrap_or_default(),
-                )
-                .object("params", json_object(&params))
-                .string("id", jsonrpc_id(call))
-                .finish();
-            (Some("application/json"), request.into_bytes())
-        }
-    };
     let accept = match scheme.import {
         crate::scheme::Import::Http => "text/plain, */*;q=0.5",
         _ => "application/json, */*;q=0.5",
     };
-    let method = scheme.effective_method();
-    let mut headers = vec![
-        ("user-agent".to_owned(), USER_AGENT_VALUE.to_owned()),
-        ("accept".to_owned(), accept.to_owned()),
-    ];
-    if let Some(content_type) = content_type {
-        headers.push(("content-type".to_owned(), content_type.to_owned()));
+    Ok(Parts {
+        endpoint,
+        method: scheme.effective_method(),
+        submission: scheme.submission,
+        params: params(scheme, call),
+        jsonrpc: (
+            scheme.jsonrpc_method.as_deref().unwrap_or_default(),
+            jsonrpc_id(call),
+        ),
+        accept,
     }
-    // The body is complete before sending, so say how long it is: a streamed (chunked) request
-    // body is lost on servers that do not read chunked requests (Python's http.server, some
-    // PHP setups), and a POST without a length can be refused with 411.
-    if method != Method::Get || !body.is_empty() {
-        headers.push(("content-length".to_owned(), body.len().to_string()));
+    .assemble(&scheme.headers, call))
+}
+
+/// What distinguishes one kind of request (a routing webhook, an outcome report) from another;
+/// [`Parts::assemble`] builds either the same way.
+pub(crate) struct Parts<'a> {
+    /// Where it goes.
+    pub(crate) endpoint: &'a Endpoint,
+    /// The method sent.
+    pub(crate) method: Method,
+    /// How the parameters are sent.
+    pub(crate) submission: Submission,
+    /// The parameters, rendered.
+    pub(crate) params: Vec<(String, String)>,
+    /// The JSON-RPC method and id, for [`Submission::JsonRpc`].
+    pub(crate) jsonrpc: (&'a str, &'a str),
+    /// The `Accept` header.
+    pub(crate) accept: &'a str,
+}
+
+impl Parts<'_> {
+    /// The complete request, with the scheme's `headers` rendered with `values`.
+    pub(crate) fn assemble(
+        self,
+        headers: &[crate::scheme::Field],
+        values: &impl Values,
+    ) -> Request {
+        let Parts {
+            endpoint,
+            method,
+            submission,
+            params,
+            jsonrpc: (jsonrpc_method, jsonrpc_id),
+            accept,
+        } = self;
+        let mut path_and_query = endpoint.path_and_query.clone();
+        let (content_type, body) = match submission {
+            Submission::Http => {
+                if !params.is_empty() {
+                    path_and_query.push(if path_and_query.contains('?') {
+                        '&'
+                    } else {
+                        '?'
+                    });
+                    path_and_query.push_str(&urlencoded(&params));
+                }
+                (None, Vec::new())
+            }
+            Submission::Form => (
+                Some("application/x-www-form-urlencoded"),
+                urlencoded(&params).into_bytes(),
+            ),
+            Submission::Json => (
+                Some("application/json"),
+                json_object(&params).finish().into_bytes(),
+            ),
+            Submission::JsonRpc => {
+                let request = json::Object::new()
+                    .string("jsonrpc", "2.0")
+                    .string("method", jsonrpc_method)
+                    .object("params", json_object(&params))
+                    .string("id", jsonrpc_id)
+                    .finish();
+                (Some("application/json"), request.into_bytes())
+            }
+        };
+        let mut out = vec![
+            ("user-agent".to_owned(), USER_AGENT_VALUE.to_owned()),
+            ("accept".to_owned(), accept.to_owned()),
+        ];
+        if let Some(content_type) = content_type {
+            out.push(("content-type".to_owned(), content_type.to_owned()));
+        }
+        // The body is complete before sending, so say how long it is: a streamed (chunked)
+        // request body is lost on servers that do not read chunked requests (Python's
+        // http.server, some PHP setups), and a POST without a length can be refused with 411.
+        if method != Method::Get || !body.is_empty() {
+            out.push(("content-length".to_owned(), body.len().to_string()));
+        }
+        // Header names were checked when the scheme was read (`parse_header`); control
+        // characters are dropped from values, so a caller ID cannot add a header.
+        for field in headers {
+            let value: String = field
+                .template
+                .render(values)
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            out.push((field.name.clone(), value));
+        }
+        Request {
+            method,
+            path_and_query,
+            headers: out,
+            body,
+        }
     }
-    // Header names were checked when the scheme was read (`parse_header`); a call's control
-    // characters are dropped from values, so a caller ID cannot add a header.
-    for field in &scheme.headers {
-        let value: String = field
-            .template
-            .render(call)
-            .chars()
-            .filter(|c| !c.is_control())
-            .collect();
-        headers.push((field.name.clone(), value));
-    }
-    Ok(Request {
-        method,
-        path_and_query,
-        headers,
-        body,
-    })
 }
 
 /// The signature header every signed request carries.
@@ -155,6 +203,8 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Which webhook of the decision this is: 1, 2, … across the primary's attempts and then the
 /// secondary's.
 pub const ATTEMPT_HEADER: &str = "x-callroute-attempt";
+/// On an outcome report: the routing decision it reports on, when the platform kept it.
+pub const DECISION_HEADER: &str = "x-callroute-decision";
 /// On the secondary CRM's requests: why the primary was not used (`timeout`, `transport`,
 /// `http-status; status=503`).
 pub const PRIMARY_ERROR_HEADER: &str = "x-callroute-primary-error";

@@ -98,6 +98,11 @@ pub struct Routing {
     /// Set by a host that routed the call where the CRM last routed this caller, because the
     /// CRMs failed (see `remember_secs`); a component never sets it.
     pub remembered: bool,
+    /// The routing decision's id: the `Idempotency-Key` its webhooks carried, so a platform
+    /// can pass it back with the call's outcome. `None` when no webhook was made for this
+    /// routing (a host's own fallback before the component ran, a component built against a
+    /// contract without it).
+    pub decision: Option<String>,
 }
 
 impl Routing {
@@ -109,6 +114,7 @@ impl Routing {
             refused: answered.refused,
             fallback_cause: None,
             remembered: false,
+            decision: None,
         }
     }
 
@@ -140,6 +146,7 @@ impl Routing {
             refused: Vec::new(),
             fallback_cause: Some(cause),
             remembered: false,
+            decision: None,
         })
     }
 }
@@ -156,18 +163,23 @@ where
 {
     let scheme = Scheme::from_pairs(scheme_pairs)?;
     let deadline = transport.now() + scheme.response_timeout;
+    // Every webhook of this decision carries the same key, and the routing carries it back.
+    let decision = request::idempotency_key(call, transport.unix_time());
     // The answer's destinations are already held to the allowlist ([`answer::read`]).
-    let cause = match ask(&scheme, call, transport, deadline) {
-        Ok(answered) => return Ok(Routing::direct(answered, scheme.ring_strategy)),
+    let routing = match ask(&scheme, call, transport, deadline, &decision) {
+        Ok(answered) => Routing::direct(answered, scheme.ring_strategy),
         Err(RouteError::Config(message)) => return Err(RouteError::Config(message)),
-        Err(cause) => cause,
+        Err(cause) => Routing::fallback(
+            &scheme.fallback,
+            scheme.ring_timeout_secs,
+            Failure::from(cause.clone()),
+        )
+        .map_err(|_| cause)?,
     };
-    Routing::fallback(
-        &scheme.fallback,
-        scheme.ring_timeout_secs,
-        Failure::from(cause.clone()),
-    )
-    .map_err(|_| cause)
+    Ok(Routing {
+        decision: Some(decision),
+        ..routing
+    })
 }
 
 /// Whether an error is worth retrying at the same CRM: it never answered properly (and the
@@ -193,13 +205,13 @@ fn ask(
     call: &Call,
     transport: &mut impl Transport,
     deadline: Duration,
+    key: &str,
 ) -> Result<Answered, RouteError> {
     let crms: Vec<&Endpoint> = std::iter::once(&scheme.endpoint)
         .chain(scheme.fallback_url.as_ref())
         .collect();
     // Every webhook of this decision carries the same key and its own number, and the
     // secondary says why the primary was not used, so a CRM can de-duplicate and explain.
-    let key = request::idempotency_key(call, transport.unix_time());
     let mut number = 0;
     let mut last_error: Option<RouteError> = None;
     for (i, endpoint) in crms.iter().enumerate() {
@@ -221,7 +233,7 @@ fn ask(
             let mut request = request::build_for(scheme, endpoint, call)?;
             number += 1;
             let stamp = request::Stamp {
-                idempotency_key: &key,
+                idempotency_key: key,
                 attempt: number,
                 primary_error: primary_error.as_deref(),
             };
@@ -363,6 +375,11 @@ mod tests {
                 refused: Vec::new(),
                 fallback_cause: None,
                 remembered: false,
+                // The key every webhook of the decision carried (the clock is the script's).
+                decision: Some(request::idempotency_key(
+                    &Call::default(),
+                    Duration::from_secs(1_700_000_000)
+                )),
             }
         );
         assert_eq!(script.sent, [("primary".to_string(), 2000 * MS)]);

@@ -1,10 +1,19 @@
 //! Parameter and header templates: `"{caller}"`, `"crm-{call_id}"`, constants.
 //!
-//! A placeholder `{name}` stands for a call value ([`Call::lookup`]); `{{` and `}}` are literal
-//! braces. A placeholder the call has no value for renders as the empty string: not every call
-//! carries every variable (a caller without a `google_id` is still routed).
+//! A placeholder `{name}` stands for a named value ([`Values`]: a call's for a routing webhook,
+//! [`Call::lookup`]; an outcome's for a report); `{{` and `}}` are literal braces. A
+//! placeholder with no value renders as the empty string: not every call carries every
+//! variable (a caller without a `google_id` is still routed).
+//!
+//! [`Call::lookup`]: crate::call::Call::lookup
 
-use crate::call::Call;
+use std::borrow::Cow;
+
+/// What a template's placeholders are filled from.
+pub trait Values {
+    /// The value `{name}` stands for; `None` when there is none.
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>>;
+}
 
 /// One piece of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +87,17 @@ impl Template {
         Ok(Template { pieces })
     }
 
-    /// Render the template for a call.
-    pub fn render(&self, call: &Call) -> String {
+    /// Render the template with `values` (a call's, an outcome's).
+    pub fn render(&self, values: &impl Values) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Var(name) => out.push_str(call.lookup(name).unwrap_or("")),
+                Piece::Var(name) => {
+                    if let Some(value) = values.lookup(name) {
+                        out.push_str(&value)
+                    }
+                }
             }
         }
         out
@@ -101,6 +114,7 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::Call;
 
     fn call() -> Call {
         Call {

@@ -19,6 +19,7 @@ use crate::call::{Call, MAX_CALL_BODY, RequestError};
 use crate::destination::{Destination, RingStrategy, Target};
 use crate::error::{Failure, RouteError};
 use crate::outcome::{self, HttpAnswer};
+use crate::report::{self, CallStatus, Delivery, MAX_OUTCOME_BODY, Outcome};
 use crate::request::Request;
 use crate::routing::{AttemptTime, Routing, Transport};
 use crate::scheme::{self, Endpoint};
@@ -54,6 +55,14 @@ impl wit::Guest for Plugin {
         };
         route_call(&call).map(routing_to_wit).map_err(error_to_wit)
     }
+
+    fn report(outcome: wit::Outcome, delivery: wit::Delivery) -> Result<(), wit::RouteError> {
+        let delivery = Delivery {
+            report_id: delivery.report_id,
+            attempt: delivery.attempt,
+        };
+        report_outcome(&outcome_from_wit(outcome), &delivery).map_err(error_to_wit)
+    }
 }
 
 impl exports::wasi::http::incoming_handler::Guest for Plugin {
@@ -79,9 +88,19 @@ impl exports::wasi::http::incoming_handler::Guest for Plugin {
             _ => "OTHER",
         };
         let path = request.path_with_query().unwrap_or_default();
-        let query = path.split_once('?').map(|(_, q)| q);
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path.as_str(), None),
+        };
+        if method == "POST" && path.ends_with("/outcome") {
+            let answer = match read_request_body(request, method, MAX_OUTCOME_BODY) {
+                Ok(body) => report_once(&body),
+                Err(e) => outcome::http_rejection(e.status, "bad-request", &e.message),
+            };
+            return send_answer(answer, response_out);
+        }
         let call = format.and_then(|format| {
-            read_request_body(request, method)
+            read_request_body(request, method, MAX_CALL_BODY)
                 .and_then(|body| Call::from_http(method, query, &body))
                 .map(|call| (call, format))
         });
@@ -105,8 +124,42 @@ fn route_call(call: &Call) -> Result<Routing, RouteError> {
     crate::route(pairs, call, &mut Wasi)
 }
 
-/// The body of an incoming `POST`, at most [`MAX_CALL_BODY`] bytes (other methods: empty).
-fn read_request_body(request: IncomingRequest, method: &str) -> Result<Vec<u8>, RequestError> {
+/// Report an outcome with the scheme in `wasi:config`: what the `report` export and the HTTP
+/// handler do.
+fn report_outcome(outcome: &Outcome, delivery: &Delivery) -> Result<(), RouteError> {
+    let pairs = wasi::config::store::get_all().map_err(|e| {
+        RouteError::Config(format!("cannot read the scheme from wasi:config: {e:?}"))
+    })?;
+    report::report(pairs, outcome, delivery, &mut Wasi)
+}
+
+/// The HTTP handler's outcome report (`POST …/outcome`): sent once, with an id of its own, as
+/// a host without an outbox can (the answer says `delivered`, or why not).
+fn report_once(body: &[u8]) -> HttpAnswer {
+    let outcome = match std::str::from_utf8(body)
+        .map_err(|_| "the outcome body is not UTF-8".to_owned())
+        .and_then(|text| Outcome::from_json(text).map_err(|e| e.to_string()))
+    {
+        Ok(outcome) => outcome,
+        Err(message) => return outcome::http_rejection(400, "bad-request", &message),
+    };
+    let now = Wasi.unix_time();
+    let delivery = Delivery {
+        report_id: report::report_id(&outcome, now, &monotonic_clock::now().to_be_bytes()),
+        attempt: 1,
+    };
+    match report_outcome(&outcome, &delivery) {
+        Ok(()) => report::delivered_answer(&delivery.report_id),
+        Err(error) => report::failed_answer(&error),
+    }
+}
+
+/// The body of an incoming `POST`, at most `max` bytes (other methods: empty).
+fn read_request_body(
+    request: IncomingRequest,
+    method: &str,
+    max: usize,
+) -> Result<Vec<u8>, RequestError> {
     let failed = |message: &str| RequestError {
         status: 400,
         message: message.to_owned(),
@@ -123,10 +176,12 @@ fn read_request_body(request: IncomingRequest, method: &str) -> Result<Vec<u8>, 
             .stream()
             .map_err(|()| failed("the request body was already taken"))?;
         loop {
-            match stream.blocking_read((MAX_CALL_BODY + 1 - body.len()) as u64) {
+            match stream.blocking_read((max + 1 - body.len()) as u64) {
                 Ok(bytes) => {
                     body.extend_from_slice(&bytes);
-                    RequestError::check_body_len(body.len())?;
+                    if body.len() > max {
+                        return Err(RequestError::over_limit(max));
+                    }
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(_)) => {
@@ -197,6 +252,29 @@ fn routing_to_wit(routing: Routing) -> wit::Routing {
         fallback_cause: routing
             .fallback_cause
             .map(|cause| error_to_wit(cause.into())),
+        // The component always makes one (`crate::route`).
+        decision: routing.decision.unwrap_or_default(),
+    }
+}
+
+fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
+    Outcome {
+        call_id: outcome.call_id,
+        status: match outcome.status {
+            wit::CallStatus::Answered => CallStatus::Answered,
+            wit::CallStatus::NoAnswer => CallStatus::NoAnswer,
+            wit::CallStatus::Busy => CallStatus::Busy,
+            wit::CallStatus::Failed => CallStatus::Failed,
+            wit::CallStatus::Cancelled => CallStatus::Cancelled,
+        },
+        answered_by: outcome.answered_by,
+        ring_secs: outcome.ring_secs,
+        talk_secs: outcome.talk_secs,
+        hangup_cause: outcome.hangup_cause,
+        decision: outcome.decision,
+        caller: outcome.caller,
+        callee: outcome.callee,
+        vars: outcome.vars,
     }
 }
 

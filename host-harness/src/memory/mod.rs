@@ -164,6 +164,8 @@ impl Memory {
                             refused: Vec::new(),
                             fallback_cause: Some(cause),
                             remembered: true,
+                            // The webhooks were made (and failed): their decision id stands.
+                            decision: result.ok().and_then(|r| r.decision),
                         })
                     }
                     None => {
@@ -270,6 +272,7 @@ mod tests {
             refused: Vec::new(),
             fallback_cause: None,
             remembered: false,
+            decision: None,
         }
     }
 

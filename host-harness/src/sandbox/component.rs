@@ -5,13 +5,18 @@
 //! here and nowhere else.
 
 use super::Limits;
-use super::convert::{error_from_v0_1, error_from_wit, routing_from_v0_1, routing_from_wit};
+use super::convert::{
+    error_from_v0_1, error_from_v0_2, error_from_wit, routing_from_v0_1, routing_from_v0_2,
+    routing_from_wit,
+};
 use super::engine::{EpochTicker, engine_config};
 use super::store::{CallState, CpuMeter, new_store, trap_failure};
-use crate::bindings::{Plugin, PluginPre, v0_1, wit};
+use crate::bindings::{Plugin, PluginPre, v0_1, v0_2, wit};
 use crate::outbound::Outbound;
 use crate::report::RouteFailure;
 use callroute_plugin::call::Call;
+use callroute_plugin::error::ErrorKind;
+use callroute_plugin::report::{CallStatus, Delivery, Outcome};
 use callroute_plugin::routing::Routing;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
@@ -40,8 +45,10 @@ pub(crate) struct Loaded {
 
 /// A linked component, by the contract it implements.
 enum Pre {
-    /// `callroute:router@0.2.0`, this host's.
+    /// `callroute:router@0.3.0`, this host's.
     Current(PluginPre<CallState>),
+    /// `callroute:router@0.2.0`: routing only.
+    V0_2(v0_2::PluginPre<CallState>),
     /// `callroute:router@0.1.0`: one destination and its alternatives.
     V0_1(v0_1::PluginPre<CallState>),
 }
@@ -49,7 +56,35 @@ enum Pre {
 /// One call's instance of the component.
 pub(crate) enum Instance {
     Current(Plugin),
+    V0_2(v0_2::Plugin),
     V0_1(v0_1::Plugin),
+}
+
+/// The contract a component implements, as `callroute:router@<version>` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// 0.3.0, this host's: routing, decision ids and outcome reports.
+    V0_3,
+    /// 0.2.0: routing to one or more destinations, no reports.
+    V0_2,
+    /// 0.1.0: one destination and its alternatives, no reports.
+    V0_1,
+}
+
+impl Contract {
+    /// The version, as the package names it (`0.2.0`).
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_3 => "0.3.0",
+            Contract::V0_2 => "0.2.0",
+            Contract::V0_1 => "0.1.0",
+        }
+    }
+
+    /// Whether components of this contract can report outcomes (`router.report`).
+    pub fn reports(self) -> bool {
+        self == Contract::V0_3
+    }
 }
 
 impl Loaded {
@@ -77,19 +112,27 @@ impl Loaded {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(LoadError::Component)?;
-        // This host's contract first; a component built against 0.1.0 still loads.
+        // This host's contract first; a component built against an older one still loads.
         let pre = match PluginPre::new(instance_pre.clone()) {
             Ok(pre) => Pre::Current(pre),
-            Err(current) => match v0_1::PluginPre::new(instance_pre) {
-                Ok(pre) => {
+            Err(current) => {
+                if let Ok(pre) = v0_2::PluginPre::new(instance_pre.clone()) {
+                    tracing::info!(
+                        "the component implements callroute:router@0.2.0: it routes calls, \
+                         and outcome reports to it are refused"
+                    );
+                    Pre::V0_2(pre)
+                } else if let Ok(pre) = v0_1::PluginPre::new(instance_pre) {
                     tracing::info!(
                         "the component implements callroute:router@0.1.0: each call gets its \
-                         one destination and alternatives, rung in turn"
+                         one destination and alternatives, rung in turn, and outcome reports \
+                         to it are refused"
                     );
                     Pre::V0_1(pre)
+                } else {
+                    return Err(LoadError::Component(current));
                 }
-                Err(_) => return Err(LoadError::Component(current)),
-            },
+            }
         };
         Ok(Loaded {
             _ticker: EpochTicker::start(engine.clone()),
@@ -101,6 +144,15 @@ impl Loaded {
     /// The engine.
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The contract the component implements.
+    pub(crate) fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::Current(_) => Contract::V0_3,
+            Pre::V0_2(_) => Contract::V0_2,
+            Pre::V0_1(_) => Contract::V0_1,
+        }
     }
 
     /// A fresh instance for one call, in a new store holding the scheme's `vars`, the call's
@@ -121,6 +173,7 @@ impl Loaded {
                         .instantiate_async(&mut store)
                         .await
                         .map(Instance::Current),
+                    Pre::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_2),
                     Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Instance::V0_1),
                 }
             })
@@ -172,6 +225,22 @@ impl Sandbox {
                             Ok(routing) => routing_from_wit(routing),
                             Err(error) => Err(error_from_wit(error).into()),
                         }),
+                    Instance::V0_2(plugin) => {
+                        let call = v0_2::wit::Call {
+                            call_id: call.call_id,
+                            caller: call.caller,
+                            callee: call.callee,
+                            vars: call.vars,
+                        };
+                        plugin
+                            .callroute_router0_2_0_router()
+                            .call_route(store, &call)
+                            .await
+                            .map(|answer| match answer {
+                                Ok(routing) => routing_from_v0_2(routing),
+                                Err(error) => Err(error_from_wit(error_from_v0_2(error)).into()),
+                            })
+                    }
                     Instance::V0_1(plugin) => {
                         let call = v0_1::wit::Call {
                             call_id: call.call_id,
@@ -194,6 +263,59 @@ impl Sandbox {
         answer.unwrap_or_else(|error| Err(self.trap(error)))
     }
 
+    /// Report `outcome` with the component's `report` export: `Ok` when the CRM took it. A
+    /// component of an older contract has none: a `config` failure that says so.
+    pub(crate) async fn report(
+        &mut self,
+        outcome: &Outcome,
+        delivery: &Delivery,
+    ) -> Result<(), RouteFailure> {
+        let Instance::Current(plugin) = &self.instance else {
+            return Err(RouteFailure::new(
+                ErrorKind::Config,
+                "the component implements an older callroute:router contract, which has no \
+                 `report`: build it against 0.3.0 to send outcome reports",
+            ));
+        };
+        let outcome = wit::Outcome {
+            call_id: outcome.call_id.clone(),
+            status: match outcome.status {
+                CallStatus::Answered => wit::CallStatus::Answered,
+                CallStatus::NoAnswer => wit::CallStatus::NoAnswer,
+                CallStatus::Busy => wit::CallStatus::Busy,
+                CallStatus::Failed => wit::CallStatus::Failed,
+                CallStatus::Cancelled => wit::CallStatus::Cancelled,
+            },
+            answered_by: outcome.answered_by.clone(),
+            ring_secs: outcome.ring_secs,
+            talk_secs: outcome.talk_secs,
+            hangup_cause: outcome.hangup_cause.clone(),
+            decision: outcome.decision.clone(),
+            caller: outcome.caller.clone(),
+            callee: outcome.callee.clone(),
+            vars: outcome.vars.clone(),
+        };
+        let delivery = wit::Delivery {
+            report_id: delivery.report_id.clone(),
+            attempt: delivery.attempt,
+        };
+        let store = &mut self.store;
+        let answer = self
+            .cpu
+            .metered(async {
+                plugin
+                    .callroute_router_router()
+                    .call_report(store, &outcome, &delivery)
+                    .await
+            })
+            .await;
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error_from_wit(error).into()),
+            Err(error) => Err(self.trap(error)),
+        }
+    }
+
     /// Hand `request` to the component's `wasi:http/incoming-handler` export.
     pub(crate) async fn handle(
         &mut self,
@@ -205,6 +327,11 @@ impl Sandbox {
             .metered(async {
                 match &self.instance {
                     Instance::Current(p) => {
+                        p.wasi_http_incoming_handler()
+                            .call_handle(store, request, out)
+                            .await
+                    }
+                    Instance::V0_2(p) => {
                         p.wasi_http_incoming_handler()
                             .call_handle(store, request, out)
                             .await

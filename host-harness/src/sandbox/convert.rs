@@ -1,10 +1,11 @@
 //! The component's answer, from its WIT types into the host's, trusting nothing: every
 //! destination is validated again, as a component loaded with `--plugin` may return anything.
 
-use crate::bindings::{v0_1, wit};
+use crate::bindings::{v0_1, v0_2, wit};
 use crate::report::RouteFailure;
 use callroute_plugin::destination::{Destination, Refused, RingStrategy, Target};
 use callroute_plugin::error::{ErrorKind, RouteError, excerpt};
+use callroute_plugin::report::valid_decision;
 use callroute_plugin::routing::Routing;
 use callroute_plugin::scheme::MAX_DESTINATIONS;
 
@@ -44,6 +45,40 @@ pub(crate) fn routing_from_wit(routing: wit::Routing) -> Result<Routing, RouteFa
         refused,
         fallback_cause: routing.fallback_cause.map(|e| error_from_wit(e).into()),
         remembered: false,
+        // Carried into headers and documents as it is, so held to the plugin's rule; a
+        // component that gives none (an older contract's) or a malformed one gives none.
+        decision: Some(routing.decision).filter(|d| valid_decision(d)),
+    })
+}
+
+/// A 0.2.0 component's routing: the same, without a decision id.
+pub(crate) fn routing_from_v0_2(routing: v0_2::wit::Routing) -> Result<Routing, RouteFailure> {
+    routing_from_wit(wit::Routing {
+        destinations: routing
+            .destinations
+            .into_iter()
+            .map(|d| wit::Destination {
+                target: match d.target {
+                    v0_2::wit::Target::Phone(p) => wit::Target::Phone(p),
+                    v0_2::wit::Target::Sip(s) => wit::Target::Sip(s),
+                },
+                ring_timeout_secs: d.ring_timeout_secs,
+            })
+            .collect(),
+        strategy: match routing.strategy {
+            v0_2::wit::RingStrategy::Serial => wit::RingStrategy::Serial,
+            v0_2::wit::RingStrategy::Parallel => wit::RingStrategy::Parallel,
+        },
+        refused: routing
+            .refused
+            .into_iter()
+            .map(|r| wit::RefusedDestination {
+                value: r.value,
+                reason: r.reason,
+            })
+            .collect(),
+        fallback_cause: routing.fallback_cause.map(error_from_v0_2),
+        decision: String::new(),
     })
 }
 
@@ -64,25 +99,35 @@ pub(crate) fn routing_from_v0_1(routing: v0_1::wit::Routing) -> Result<Routing, 
         strategy: wit::RingStrategy::Serial,
         refused: Vec::new(),
         fallback_cause: routing.fallback_cause.map(error_from_v0_1),
+        decision: String::new(),
     })
 }
 
-/// A 0.1.0 component's error, as the current contract writes it (the cases are the same).
-pub(crate) fn error_from_v0_1(error: v0_1::wit::RouteError) -> wit::RouteError {
-    use v0_1::wit::RouteError as Old;
-    match error {
-        Old::Config(m) => wit::RouteError::Config(m),
-        Old::Denied(m) => wit::RouteError::Denied(m),
-        Old::Timeout(m) => wit::RouteError::Timeout(m),
-        Old::Transport(m) => wit::RouteError::Transport(m),
-        Old::HttpStatus(e) => wit::RouteError::HttpStatus(wit::HttpStatusError {
-            status: e.status,
-            message: e.message,
-        }),
-        Old::BadResponse(m) => wit::RouteError::BadResponse(m),
-        Old::NoDestination(m) => wit::RouteError::NoDestination(m),
-    }
+/// An older contract's `route-error`, as the current contract writes it: the cases are the
+/// same in every version so far, so one conversion, written once, serves each.
+macro_rules! route_error_from {
+    ($name:ident, $old:path) => {
+        #[doc = concat!("A `", stringify!($old), "` as the current contract writes it.")]
+        pub(crate) fn $name(error: $old) -> wit::RouteError {
+            use $old as Old;
+            match error {
+                Old::Config(m) => wit::RouteError::Config(m),
+                Old::Denied(m) => wit::RouteError::Denied(m),
+                Old::Timeout(m) => wit::RouteError::Timeout(m),
+                Old::Transport(m) => wit::RouteError::Transport(m),
+                Old::HttpStatus(e) => wit::RouteError::HttpStatus(wit::HttpStatusError {
+                    status: e.status,
+                    message: e.message,
+                }),
+                Old::BadResponse(m) => wit::RouteError::BadResponse(m),
+                Old::NoDestination(m) => wit::RouteError::NoDestination(m),
+            }
+        }
+    };
 }
+
+route_error_from!(error_from_v0_1, v0_1::wit::RouteError);
+route_error_from!(error_from_v0_2, v0_2::wit::RouteError);
 
 /// A component's answer is re-validated on the host: a component loaded with `--plugin` is
 /// not trusted to have checked what it returns.
@@ -163,6 +208,7 @@ mod tests {
             strategy: wit::RingStrategy::Parallel,
             refused: Vec::new(),
             fallback_cause: None,
+            decision: "0123456789abcdef0123456789abcdef".into(),
         };
         let error = routing_from_wit(routing(0)).unwrap_err();
         assert_eq!(error.kind, ErrorKind::BadResponse);
@@ -170,6 +216,25 @@ mod tests {
         assert_eq!(many.destinations.len(), MAX_DESTINATIONS);
         assert_eq!(many.refused.len(), 2);
         assert_eq!(many.strategy, RingStrategy::Parallel);
+        assert_eq!(
+            many.decision.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn a_decision_id_that_cannot_travel_is_dropped() {
+        for bad in ["", "d1\r\nx-evil: 1", &"a".repeat(129)] {
+            let routing = routing_from_wit(wit::Routing {
+                destinations: vec![destination(wit::Target::Phone("101".into()))],
+                strategy: wit::RingStrategy::Serial,
+                refused: Vec::new(),
+                fallback_cause: None,
+                decision: bad.to_owned(),
+            })
+            .unwrap();
+            assert_eq!(routing.decision, None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -59,15 +59,8 @@ pub(super) async fn read_body(
         })?
         .map_err(|error| {
             if error.is::<http_body_util::LengthLimitError>() {
-                // Over a call's limit: the same answer as every front end gives.
-                if limit == MAX_CALL_BODY {
-                    RequestError::too_large()
-                } else {
-                    RequestError {
-                        status: 413,
-                        message: format!("the request body is larger than {limit} bytes"),
-                    }
-                }
+                // The same answer as every front end gives.
+                RequestError::over_limit(limit)
             } else {
                 RequestError {
                     status: 400,

@@ -48,6 +48,10 @@ pub struct Field {
     pub shown: Shown,
     /// Also allowed in a schemes file's `[server]` table (the server-wide setting).
     pub server: bool,
+    /// For outcome reports only: handed to the component in a `report` call, never in a
+    /// `route` call (routing needs none of it, and a component built against a contract
+    /// without reports would refuse it).
+    pub report: bool,
 }
 
 const fn field(name: &'static str, reader: Reader, shown: Shown) -> Field {
@@ -57,6 +61,14 @@ const fn field(name: &'static str, reader: Reader, shown: Shown) -> Field {
         reader,
         shown,
         server: false,
+        report: false,
+    }
+}
+
+const fn report(name: &'static str, reader: Reader, shown: Shown) -> Field {
+    Field {
+        report: true,
+        ..field(name, reader, shown)
     }
 }
 
@@ -101,6 +113,11 @@ pub const FIELDS: &[Field] = &[
     },
     field("params.", Component, Template),
     field("headers.", Component, Secret),
+    report("outcome_url", Both, Url),
+    report("outcome_method", Component, Plain),
+    report("outcome_submission", Component, Plain),
+    report("outcome_params.", Component, Template),
+    field("outcome_retry_hours", Host, Plain),
 ];
 
 impl Field {
@@ -157,6 +174,11 @@ mod tests {
         assert!(of("url.0").is_none(), "not a list");
         assert!(of("fallbackx").is_none());
         assert!(of("api_token").is_none());
-        assert_eq!(Known.to_string().split(", ").last(), Some("headers.<name>"));
+        assert_eq!(of("outcome_params.status").map(|f| f.report), Some(true));
+        assert_eq!(of("params.status").map(|f| f.report), Some(false));
+        assert_eq!(
+            Known.to_string().split(", ").last(),
+            Some("outcome_retry_hours")
+        );
     }
 }

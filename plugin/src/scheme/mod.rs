@@ -25,7 +25,11 @@
 //! | `allowed_sip_domains` | SIP domains a CRM may route to (a list; default: any) |
 //! | `signing_secret` | sign each request with HMAC-SHA256 (a list of up to two, for rotation) |
 //! | `params.<name>` | a webhook parameter, a [`Template`] |
-//! | `headers.<name>` | an extra request header, a [`Template`] |
+//! | `headers.<name>` | an extra request header, a [`Template`] (on reports too) |
+//! | `outcome_url` | where outcome reports go (`router.report`); none are sent without it |
+//! | `outcome_method` | `POST` (default), `PUT`, `GET` or `DELETE`, as `method` |
+//! | `outcome_submission` | `json` (default), `form`, `http` or `json-rpc` (method `outcome`) |
+//! | `outcome_params.<name>` | a report parameter, a [`Template`] over the outcome's values |
 //!
 //! A host that serves many tenants reads a few more fields itself ([`HostPolicy`]); the
 //! component accepts them and leaves them to the host:
@@ -37,6 +41,7 @@
 //! | `breaker_cooldown_secs` | how long an open breaker waits before a probe, 0.1 to 300 (default 5; doubles while probes fail, up to 60 or this value) |
 //! | `remember_secs` | how long the host remembers where the CRM routed each caller, to route them there when the CRMs fail, 0 (off) to 2592000 (default 0) |
 //! | `api_tokens` | bearer tokens that may route this scheme's calls (a list, for rotation; each at least 16 characters) |
+//! | `outcome_retry_hours` | how long the host keeps trying to deliver an outcome report, 0.001 to 720 (default 24) |
 //!
 //! A list field is either one key (`fallback = "101"`, or comma-separated for the allowlists)
 //! or indexed keys (`fallback.0`, `fallback.1`, …, what a TOML array flattens to).
@@ -225,6 +230,32 @@ pub struct Scheme {
     pub params: Option<Vec<Field>>,
     /// Extra request headers, sorted by name.
     pub headers: Vec<Field>,
+    /// Where and how outcome reports go; `None` when the scheme has no `outcome_url` (or was
+    /// handed to a `route` call, which is never given the report's fields).
+    pub outcome: Option<OutcomeTarget>,
+}
+
+/// Where and how a scheme's outcome reports go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeTarget {
+    /// `outcome_url`.
+    pub endpoint: Endpoint,
+    /// `outcome_method`; see [`OutcomeTarget::effective_method`] for the one sent.
+    pub method: Method,
+    /// `outcome_submission`.
+    pub submission: Submission,
+    /// `[outcome_params]`, sorted by name; `None` means "every outcome value".
+    pub params: Option<Vec<Field>>,
+}
+
+/// The JSON-RPC method of a report sent with `outcome_submission = "json-rpc"`.
+pub const OUTCOME_JSONRPC_METHOD: &str = "outcome";
+
+impl OutcomeTarget {
+    /// The method actually sent, by the same rule as routing's ([`Scheme::effective_method`]).
+    pub fn effective_method(&self) -> Method {
+        effective_method(self.submission, self.method)
+    }
 }
 
 /// A scheme that cannot be used, naming the field.
@@ -259,7 +290,7 @@ pub const MAX_SIGNING_SECRETS: usize = 2;
 
 /// Headers a scheme may not set: the transport owns them, and some would let a scheme smuggle
 /// a second request or confuse the CRM's framing.
-const RESERVED_HEADERS: [&str; 15] = [
+const RESERVED_HEADERS: [&str; 16] = [
     "host",
     // The request's signature (`signing_secret`), the decision's stamp and the host's hop
     // header: a scheme setting them would send a second, forged copy.
@@ -267,6 +298,7 @@ const RESERVED_HEADERS: [&str; 15] = [
     "idempotency-key",
     "x-callroute-attempt",
     "x-callroute-primary-error",
+    "x-callroute-decision",
     "x-callroute-hop",
     "content-length",
     "transfer-encoding",
@@ -307,6 +339,9 @@ impl Scheme {
         let mut max_destinations = values::DEFAULT_MAX_DESTINATIONS;
         let mut target_field = vec!["target".to_owned()];
         let mut ring_timeout_field = vec!["ring_timeout_secs".to_owned()];
+        let mut outcome_method = None;
+        let mut outcome_submission = None;
+        let mut outcome_params: Option<Vec<Field>> = None;
         let mut policy = PolicyFields::default();
 
         for (key, value) in pairs {
@@ -343,16 +378,17 @@ impl Scheme {
                 "ring_timeout_field" => {
                     ring_timeout_field = parse_field_path(value).map_err(field)?
                 }
+                "outcome_method" => outcome_method = Some(value.parse().map_err(field)?),
+                "outcome_submission" => outcome_submission = Some(value.parse().map_err(field)?),
                 _ => {
                     if let Some(param) = key.strip_prefix("params.") {
-                        if param.is_empty() {
-                            return Err(invalid(key, "parameter name is empty"));
-                        }
-                        let template = Template::parse(value).map_err(field)?;
-                        params.get_or_insert_with(Vec::new).push(Field {
-                            name: param.to_owned(),
-                            template,
-                        });
+                        params
+                            .get_or_insert_with(Vec::new)
+                            .push(parse_param(key, param, value)?);
+                    } else if let Some(param) = key.strip_prefix("outcome_params.") {
+                        outcome_params
+                            .get_or_insert_with(Vec::new)
+                            .push(parse_param(key, param, value)?);
                     } else if let Some(header) = key.strip_prefix("headers.") {
                         headers.push(parse_header(key, header, value)?);
                     } else {
@@ -382,7 +418,7 @@ impl Scheme {
                 hint: " when submission or import is json-rpc",
             });
         }
-        if let Some(params) = params.as_mut() {
+        for params in [params.as_mut(), outcome_params.as_mut()].into_iter().flatten() {
             params.sort_by(|a, b| a.name.cmp(&b.name));
         }
         let (policy, mut lists) = policy.finish()?;
@@ -399,9 +435,28 @@ impl Scheme {
             ));
         }
         headers.sort_by(|a, b| a.name.cmp(&b.name));
+        let outcome = match policy.outcome_url.clone() {
+            Some(endpoint) => Some(OutcomeTarget {
+                endpoint,
+                method: outcome_method.unwrap_or(Method::Post),
+                submission: outcome_submission.unwrap_or(Submission::Json),
+                params: outcome_params,
+            }),
+            None if outcome_method.is_some()
+                || outcome_submission.is_some()
+                || outcome_params.is_some() =>
+            {
+                return Err(SchemeError::Missing {
+                    field: "outcome_url",
+                    hint: " when outcome_method, outcome_submission or outcome_params are set",
+                });
+            }
+            None => None,
+        };
         let HostPolicy {
             url: _,
             fallback_url,
+            outcome_url: _,
             response_timeout,
             ring_timeout_secs,
             fallback,
@@ -429,6 +484,7 @@ impl Scheme {
             signing_secrets,
             params,
             headers,
+            outcome,
         })
     }
 
@@ -439,6 +495,7 @@ impl Scheme {
         HostPolicy {
             url: Some(self.endpoint.clone()),
             fallback_url: self.fallback_url.clone(),
+            outcome_url: self.outcome.as_ref().map(|o| o.endpoint.clone()),
             response_timeout: self.response_timeout,
             ring_timeout_secs: self.ring_timeout_secs,
             fallback: self.fallback.clone(),
@@ -450,12 +507,30 @@ impl Scheme {
     /// The method actually sent: JSON and JSON-RPC always POST (as Ringostat does), and a form
     /// body is never sent with GET, which cannot portably carry one.
     pub fn effective_method(&self) -> Method {
-        match (self.submission, self.method) {
-            (Submission::Json | Submission::JsonRpc, _) => Method::Post,
-            (Submission::Form, Method::Get) => Method::Post,
-            (_, method) => method,
-        }
+        effective_method(self.submission, self.method)
     }
+}
+
+/// The method sent for `method` asked and `submission`: JSON and JSON-RPC always POST, and a
+/// form body is never sent with GET.
+fn effective_method(submission: Submission, method: Method) -> Method {
+    match (submission, method) {
+        (Submission::Json | Submission::JsonRpc, _) => Method::Post,
+        (Submission::Form, Method::Get) => Method::Post,
+        (_, method) => method,
+    }
+}
+
+/// A parameter (`params.<name>`, `outcome_params.<name>`): its name and template.
+fn parse_param(key: &str, name: &str, value: &str) -> Result<Field, SchemeError> {
+    if name.is_empty() {
+        return Err(invalid(key, "parameter name is empty"));
+    }
+    let template = Template::parse(value).map_err(|r| invalid(key, r))?;
+    Ok(Field {
+        name: name.to_owned(),
+        template,
+    })
 }
 
 fn parse_field_path(value: &str) -> Result<Vec<String>, String> {

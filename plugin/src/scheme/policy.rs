@@ -2,11 +2,11 @@
 //!
 //! | field | what the host does with it |
 //! |---|---|
-//! | `url`, `fallback_url` | the only origins the sandbox may reach (the outbound guard) |
+//! | `url`, `fallback_url`, `outcome_url` | the only origins the sandbox may reach (the outbound guard) |
 //! | `response_timeout_secs` | the call's deadline, kept by the host too |
 //! | `fallback`, `ring_timeout_secs` | what a call gets when the component cannot answer |
 //! | `allowed_prefixes`, `allowed_sip_domains` | where any component may route |
-//! | `max_concurrent_calls`, `breaker_failures`, `breaker_cooldown_secs`, `api_tokens` | the service's settings for this tenant ([`ServiceSettings`]) |
+//! | `max_concurrent_calls`, `breaker_failures`, `breaker_cooldown_secs`, `api_tokens`, `remember_secs`, `outcome_retry_hours` | the service's settings for this tenant ([`ServiceSettings`]) |
 //!
 //! The component reads these fields with the same code: [`Scheme::from_pairs`] hands every
 //! pair to the same field readers (`PolicyFields`) first, so given the same pairs the host
@@ -19,9 +19,10 @@
 use super::Allowlist;
 use super::lists::Lists;
 use super::values::{
-    DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_RESPONSE_TIMEOUT,
-    DEFAULT_RING_TIMEOUT_SECS, parse_breaker_cooldown, parse_breaker_failures,
-    parse_max_concurrent_calls, parse_remember, parse_response_timeout, parse_ring_timeout,
+    DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_OUTCOME_RETRY,
+    DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RING_TIMEOUT_SECS, parse_breaker_cooldown,
+    parse_breaker_failures, parse_max_concurrent_calls, parse_outcome_retry, parse_remember,
+    parse_response_timeout, parse_ring_timeout,
 };
 use super::{Endpoint, SchemeError, invalid};
 use crate::destination::Target;
@@ -36,6 +37,8 @@ pub struct HostPolicy {
     pub url: Option<Endpoint>,
     /// The secondary CRM.
     pub fallback_url: Option<Endpoint>,
+    /// Where outcome reports go; `None` when the scheme sends none.
+    pub outcome_url: Option<Endpoint>,
     /// The most the CRM may take: the call's deadline.
     pub response_timeout: Duration,
     /// How long a destination rings.
@@ -64,6 +67,8 @@ pub struct ServiceSettings {
     /// How long the host remembers where the CRM routed a caller, to route them there when
     /// the CRMs fail; `None` (the default) remembers nothing.
     pub remember: Option<std::time::Duration>,
+    /// How long a host keeps trying to deliver an outcome report before it gives it up.
+    pub outcome_retry: std::time::Duration,
 }
 
 impl Default for ServiceSettings {
@@ -74,6 +79,7 @@ impl Default for ServiceSettings {
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             api_tokens: Vec::new(),
             remember: None,
+            outcome_retry: DEFAULT_OUTCOME_RETRY,
         }
     }
 }
@@ -130,6 +136,7 @@ impl Default for HostPolicy {
         HostPolicy {
             url: None,
             fallback_url: None,
+            outcome_url: None,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             fallback: Vec::new(),
@@ -154,9 +161,14 @@ impl HostPolicy {
         fields.finish().map(|(policy, _)| policy)
     }
 
-    /// The endpoints the sandbox may reach: `url`, then `fallback_url`.
+    /// The endpoints the sandbox may reach: `url`, then `fallback_url`, then `outcome_url`.
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.url.iter().chain(&self.fallback_url).cloned().collect()
+        self.url
+            .iter()
+            .chain(&self.fallback_url)
+            .chain(&self.outcome_url)
+            .cloned()
+            .collect()
     }
 }
 
@@ -182,6 +194,7 @@ impl PolicyFields {
         match key {
             "url" => read.url = Some(Endpoint::parse(value).map_err(field)?),
             "fallback_url" => read.fallback_url = Some(Endpoint::parse(value).map_err(field)?),
+            "outcome_url" => read.outcome_url = Some(Endpoint::parse(value).map_err(field)?),
             "response_timeout_secs" => {
                 read.response_timeout = parse_response_timeout(value).map_err(field)?
             }
@@ -199,6 +212,9 @@ impl PolicyFields {
                 read.service.breaker_cooldown = parse_breaker_cooldown(value).map_err(field)?
             }
             "remember_secs" => read.service.remember = parse_remember(value).map_err(field)?,
+            "outcome_retry_hours" => {
+                read.service.outcome_retry = parse_outcome_retry(value).map_err(field)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -237,6 +253,7 @@ mod tests {
         let policy = HostPolicy::from_pairs([
             ("url", "http://crm.example.com/route"),
             ("fallback_url", "https://backup.example.com/"),
+            ("outcome_url", "https://crm.example.com/outcome"),
             ("response_timeout_secs", "2.5"),
             ("ring_timeout_secs", "12"),
             ("fallback.1", "manager_7"),
@@ -256,7 +273,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 "http://crm.example.com:80/route",
-                "https://backup.example.com:443/"
+                "https://backup.example.com:443/",
+                "https://crm.example.com:443/outcome"
             ]
         );
         assert_eq!(policy.response_timeout, Duration::from_millis(2500));
@@ -276,6 +294,8 @@ mod tests {
             ("ring_timeout_secs", "0"),
             ("response_timeout_secs", "61"),
             ("url", "ftp://crm/"),
+            ("outcome_url", "crm/outcome"),
+            ("outcome_retry_hours", "0"),
             ("allowed_prefixes.1", "+38a"),
             ("fallback.x", "101"),
         ] {
@@ -292,6 +312,7 @@ mod tests {
             ("max_concurrent_calls", "40"),
             ("breaker_failures", "0"),
             ("breaker_cooldown_secs", "2.5"),
+            ("outcome_retry_hours", "0.5"),
             ("api_tokens.0", "tok-0123456789abcdef"),
             ("api_tokens.1", "tok-fedcba9876543210"),
         ])
@@ -300,6 +321,7 @@ mod tests {
         assert_eq!(service.max_concurrent_calls, Some(40));
         assert_eq!(service.breaker_failures, 0);
         assert_eq!(service.breaker_cooldown, Duration::from_millis(2500));
+        assert_eq!(service.outcome_retry, Duration::from_secs(1800));
         assert_eq!(service.api_tokens.len(), 2);
         assert_eq!(service.api_tokens[1].expose(), "tok-fedcba9876543210");
         assert!(!format!("{policy:?}").contains("tok-"));

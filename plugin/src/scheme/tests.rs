@@ -264,6 +264,11 @@ fn every_field_of_the_table_has_a_reader_and_nothing_else_does() {
         ("api_tokens", "tok-0123456789abcdef", "short"),
         ("params.", "{caller}", "{unclosed"),
         ("headers.", "v", "a\u{1}b"),
+        ("outcome_url", "http://crm.example.com/outcome", "crm/outcome"),
+        ("outcome_method", "PUT", "PATCH"),
+        ("outcome_submission", "form", "xml"),
+        ("outcome_params.", "{status}", "{unclosed"),
+        ("outcome_retry_hours", "0.5", "0"),
     ];
     let names: Vec<&str> = fields::FIELDS.iter().map(|f| f.name).collect();
     let sampled: Vec<&str> = samples.iter().map(|s| s.0).collect();
@@ -278,11 +283,14 @@ fn every_field_of_the_table_has_a_reader_and_nothing_else_does() {
             name.to_owned()
         };
         let with = |value: &str| {
-            let mut pairs: Vec<(&str, &str)> =
-                [("url", "http://crm.example.com/"), ("jsonrpc_method", "m")]
-                    .into_iter()
-                    .filter(|(k, _)| *k != key)
-                    .collect();
+            let mut pairs: Vec<(&str, &str)> = [
+                ("url", "http://crm.example.com/"),
+                ("jsonrpc_method", "m"),
+                ("outcome_url", "http://crm.example.com/outcome"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| *k != key)
+            .collect();
             pairs.push((key.as_str(), value));
             Scheme::from_pairs(pairs)
         };

@@ -42,6 +42,22 @@ pub fn parse_ring_timeout(value: &str) -> Result<u32, String> {
 /// Longest `remember_secs` accepted: 30 days.
 pub const MAX_REMEMBER_SECS: u32 = 30 * 24 * 3600;
 
+/// Default for `outcome_retry_hours`: a day.
+pub const DEFAULT_OUTCOME_RETRY: Duration = Duration::from_secs(24 * 3600);
+/// Shortest `outcome_retry_hours` accepted: 0.001 h, 3.6 s.
+pub const MIN_OUTCOME_RETRY: Duration = Duration::from_millis(3600);
+/// Longest `outcome_retry_hours` accepted: 30 days.
+pub const MAX_OUTCOME_RETRY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parse `outcome_retry_hours`: decimal hours from 0.001 to 720, how long a host keeps trying
+/// to deliver an outcome report.
+pub fn parse_outcome_retry(value: &str) -> Result<Duration, String> {
+    parse_seconds(value.trim())
+        .and_then(|hours| hours.checked_mul(3600))
+        .filter(|d| (MIN_OUTCOME_RETRY..=MAX_OUTCOME_RETRY).contains(d))
+        .ok_or_else(|| format!("`{value}` is not a number of hours from 0.001 to 720"))
+}
+
 /// Parse `remember_secs`: whole seconds from 0 (remember nothing) to [`MAX_REMEMBER_SECS`].
 pub fn parse_remember(value: &str) -> Result<Option<Duration>, String> {
     let secs = whole_number(value, 0, MAX_REMEMBER_SECS, " of seconds")?;
@@ -136,6 +152,17 @@ pub fn format_seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcome_retry_is_in_decimal_hours() {
+        assert_eq!(parse_outcome_retry("24"), Ok(DEFAULT_OUTCOME_RETRY));
+        assert_eq!(parse_outcome_retry("0.5"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_outcome_retry(".001"), Ok(MIN_OUTCOME_RETRY));
+        for bad in ["0", "0.0001", "721", "-1", "1h", ""] {
+            let err = parse_outcome_retry(bad).unwrap_err();
+            assert!(err.contains("hours from 0.001 to 720"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn response_timeouts_are_decimal_seconds() {

@@ -14,7 +14,7 @@ wit_bindgen::generate!({
 });
 
 use exports::callroute::router::router::{
-    Call, Destination, Guest, RingStrategy, RouteError, Routing, Target,
+    Call, Delivery, Destination, Guest, Outcome, RingStrategy, RouteError, Routing, Target,
 };
 use wasi::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
@@ -22,12 +22,22 @@ struct Hostile;
 
 export!(Hostile);
 
+/// The scheme's `behaviour`.
+fn behaviour() -> String {
+    wasi::config::store::get("behaviour")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 impl Guest for Hostile {
     fn route(_call: Call) -> Result<Routing, RouteError> {
-        let behaviour = wasi::config::store::get("behaviour")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let behaviour = behaviour();
+        let decision = match behaviour.as_str() {
+            // A decision id that would add a header to every answer that carries it.
+            "inject-decision" => "d1\r\nx-evil: 1".to_owned(),
+            _ => "0123456789abcdef0123456789abcdef".to_owned(),
+        };
         let phone = |target: &str| {
             Ok(Routing {
                 destinations: vec![Destination {
@@ -37,6 +47,7 @@ impl Guest for Hostile {
                 strategy: RingStrategy::Serial,
                 refused: Vec::new(),
                 fallback_cause: None,
+                decision: decision.clone(),
             })
         };
         match behaviour.as_str() {
@@ -67,6 +78,19 @@ impl Guest for Hostile {
             "fail" => Err(RouteError::Transport("the CRM is down".into())),
             // Behaves: a fixed destination, to show the harness still serves afterwards.
             _ => phone("380123456789"),
+        }
+    }
+
+    /// Reports break the same ways routing does; a well-behaved one says the CRM took it,
+    /// without asking anyone.
+    fn report(_outcome: Outcome, _delivery: Delivery) -> Result<(), RouteError> {
+        match behaviour().as_str() {
+            "crash-by-panic" => panic!("hostile guest panicked on purpose"),
+            "loop" => loop {
+                core::hint::spin_loop();
+            },
+            "fail" => Err(RouteError::Transport("the CRM is down".into())),
+            _ => Ok(()),
         }
     }
 }
