@@ -34,6 +34,7 @@ pub mod exchange;
 pub mod guard;
 pub mod logging;
 pub mod memory;
+pub mod outbox;
 pub mod outbound;
 pub mod prepare;
 pub mod redact;

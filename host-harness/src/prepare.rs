@@ -48,8 +48,11 @@ pub struct PreparedScheme {
     pub(crate) id: u64,
     /// Why the scheme cannot be used at all, each problem masked.
     problems: Arc<[String]>,
-    /// The pairs the component reads.
+    /// The pairs the component reads to route a call: all but the host's own fields and the
+    /// report's.
     pub(crate) vars: Arc<WasiConfigVariables>,
+    /// The pairs the component reads to report an outcome: all but the host's own fields.
+    pub(crate) report_vars: Arc<WasiConfigVariables>,
     /// The endpoints the sandbox may reach, checked on every request of every call.
     pub(crate) guard: Arc<OutboundGuard>,
     /// What the host enforces, whatever the component does.
@@ -143,7 +146,15 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         name,
         secrets,
         policy: Arc::new(policy),
-        vars: Arc::new(handed.into_iter().collect::<WasiConfigVariables>()),
+        report_vars: Arc::new(handed.iter().cloned().collect::<WasiConfigVariables>()),
+        // A route call is never handed the report's fields: routing needs none of them, and a
+        // component of a contract without reports would refuse them.
+        vars: Arc::new(
+            handed
+                .into_iter()
+                .filter(|(k, _)| !fields::of(k).is_some_and(|f| f.report))
+                .collect::<WasiConfigVariables>(),
+        ),
     }
 }
 

@@ -43,6 +43,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 
 pub use crate::sandbox::component::LoadError;
@@ -338,8 +339,9 @@ impl Router {
                 within_grace(
                     deadline,
                     async {
+                        let vars = scheme.vars.clone();
                         let (mut sandbox, _admission) =
-                            self.sandbox(scheme, deadline, door, admission).await?;
+                            self.sandbox(scheme, vars, deadline, door, admission).await?;
                         sandbox.route(call).await
                     },
                     || {
@@ -356,14 +358,7 @@ impl Router {
                 Err(failure)
             }
         };
-        // The host's reason for a refusal or a failed TLS handshake is only known here: add it
-        // to the error the component made of the bare error code.
-        let explain = |failure: &mut RouteFailure| {
-            let mut detail = detail.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(found) = detail.take_if(|d| d.kind == failure.kind) {
-                failure.message = format!("{}: {}", failure.message, found.reason);
-            }
-        };
+        let explain = |failure: &mut RouteFailure| explain(&detail, failure);
         let result = result.and_then(|routing| check_allowlist(scheme, routing));
         let result = match result {
             Ok(mut routing) => {
@@ -416,6 +411,7 @@ impl Router {
     async fn sandbox(
         &self,
         scheme: &PreparedScheme,
+        vars: Arc<WasiConfigVariables>,
         deadline: Instant,
         door: Door,
         admission: Admission,
@@ -433,7 +429,7 @@ impl Router {
         .recording(door.recorder);
         let sandbox = self
             .loaded
-            .instantiate(&self.config.limits(), scheme.vars.clone(), outbound)
+            .instantiate(&self.config.limits(), vars, outbound)
             .await?;
         Ok((sandbox, admission))
     }
@@ -457,7 +453,22 @@ impl Router {
             (Rejection::PoolFull, failure)
         })?;
         Ok(Admission {
-            _share: share,
+            _share: Some(share),
+            _slot: slot,
+        })
+    }
+
+    /// A free slot of the pool, for work that is not a call (an outcome report): it takes no
+    /// place in the tenant's share of calls, so reports never hold a tenant's calls back.
+    fn admit_work(&self) -> Result<Admission, RouteFailure> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            overloaded(format_args!(
+                "all {} are routing calls",
+                self.config.max_concurrent_calls
+            ))
+        })?;
+        Ok(Admission {
+            _share: None,
             _slot: slot,
         })
     }
@@ -477,7 +488,7 @@ impl Router {
         let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
             let (mut sandbox, _admission) = self
-                .sandbox(scheme, deadline, Door::default(), admission)
+                .sandbox(scheme, scheme.vars.clone(), deadline, Door::default(), admission)
                 .await?;
             let request = sandbox
                 .store
@@ -532,6 +543,15 @@ async fn within_grace<T>(
         .unwrap_or_else(|_| Err(RouteFailure::new(ErrorKind::Timeout, late())))
 }
 
+/// The host's reason for a refusal or a failed TLS handshake is only known to the host: add it
+/// to the error the component made of the bare error code.
+fn explain(detail: &DetailSlot, failure: &mut RouteFailure) {
+    let mut detail = detail.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = detail.take_if(|d| d.kind == failure.kind) {
+        failure.message = format!("{}: {}", failure.message, found.reason);
+    }
+}
+
 /// What one call's outbound door leaves for the host: the host's reason for a refusal, and
 /// the record of its attempts (when they are recorded).
 #[derive(Default)]
@@ -540,9 +560,10 @@ struct Door {
     recorder: Option<Recorder>,
 }
 
-/// One call's place: in its tenant's share and in the router's pool.
+/// One call's place: in its tenant's share (a call's; not a report's) and in the router's
+/// pool.
 struct Admission {
-    _share: InShare,
+    _share: Option<InShare>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -599,6 +620,10 @@ fn check_allowlist(scheme: &PreparedScheme, mut routing: Routing) -> Result<Rout
     }
     Ok(routing)
 }
+
+mod report;
+
+pub use report::ReportAttempt;
 
 #[cfg(test)]
 mod tests;
