@@ -287,11 +287,13 @@ talk = int(sys.argv[9]) if len(sys.argv) > 9 else None
 deadline = time.time() + 10
 while True:
     lines = [json.loads(l) for l in open(record)]
-    routes = [l for l in lines if not l["path"].startswith("/outcome")
-              and l["body"].get("callee") == callee and not l["body"].get("call_id", "").startswith("rt-")]
-    if len(routes) != 1:
-        sys.exit("%s: %d routing webhooks for %s" % (case, len(routes), callee))
-    call_id, decision = routes[0]["body"]["call_id"], routes[0]["idempotency_key"]
+    # The call's routing webhook (retries of it carry the same call id and key).
+    calls = {(l["body"].get("call_id"), l["idempotency_key"]) for l in lines
+             if not l["path"].startswith("/outcome") and l["body"].get("callee") == callee
+             and not l["body"].get("call_id", "").startswith("rt-")}
+    if len(calls) != 1:
+        sys.exit("%s: routing webhooks for %s: %s (want one call)" % (case, callee, sorted(calls)))
+    (call_id, decision), = calls
     got = [l["body"] for l in lines if l["path"].startswith("/outcome") and l["body"].get("call_id") == call_id]
     if got or time.time() > deadline:
         break

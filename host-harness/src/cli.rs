@@ -127,6 +127,24 @@ pub struct ServeArgs {
     /// fails a call.
     #[arg(long, value_name = "URL")]
     pub memory_store: Option<String>,
+    /// Where outcome reports (`POST /v1/outcome/{scheme}`) wait until their CRM takes them: a
+    /// directory, created if needed, holding one database file. A report is written there
+    /// before it is acknowledged, and survives a crash and a restart.
+    #[arg(long, value_name = "DIR", default_value = "callroute-outbox", conflicts_with = "no_outbox")]
+    pub outbox: PathBuf,
+    /// Keep no outbox: outcome reports are refused (503).
+    #[arg(long)]
+    pub no_outbox: bool,
+    /// Most outcome reports one scheme may have waiting; past it, reports are refused (503)
+    /// until its CRM takes some.
+    #[arg(long, value_name = "N", default_value_t = crate::outbox::OutboxSettings::default().max_reports_per_scheme as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub outbox_max_reports: u32,
+    /// Longest wait between two attempts to deliver a report, in seconds (the waits double
+    /// from 1 s up to this, with jitter).
+    #[arg(long, value_name = "SECS", default_value_t = crate::outbox::OutboxSettings::default().max_backoff.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub outbox_max_backoff_secs: u64,
     /// The sandbox.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -307,13 +325,27 @@ async fn serve(args: ServeArgs) -> ExitCode {
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs),
     };
     let service = match crate::serve::Service::load(router, &args.schemes) {
-        Ok(service) => std::sync::Arc::new(
-            service
-                .with_limits(limits)
-                .with_exchange_log(args.exchange_log_size as usize, args.show_numbers),
-        ),
+        Ok(service) => service
+            .with_limits(limits)
+            .with_exchange_log(args.exchange_log_size as usize, args.show_numbers),
         Err(e) => return usage_error(format!("{}: {e}", args.schemes.display())),
     };
+    let service = if args.no_outbox {
+        service
+    } else {
+        let defaults = crate::outbox::OutboxSettings::default();
+        let settings = crate::outbox::OutboxSettings {
+            max_reports_per_scheme: args.outbox_max_reports as usize,
+            max_backoff: std::time::Duration::from_secs(args.outbox_max_backoff_secs)
+                .max(defaults.min_backoff),
+            ..defaults
+        };
+        match crate::outbox::Outbox::open(&args.outbox, settings) {
+            Ok(outbox) => service.with_outbox(outbox),
+            Err(e) => return usage_error(e.to_string()),
+        }
+    };
+    let service = std::sync::Arc::new(service);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => return usage_error(format!("cannot listen on {}: {e}", args.listen)),

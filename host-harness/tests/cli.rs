@@ -382,7 +382,10 @@ impl ServeProcess {
                 "--allow-private-network",
             ])
             .args(extra);
+        // The default outbox (`callroute-outbox`) in the test's own directory.
+        let dir = std::path::Path::new(schemes).parent().unwrap();
         let mut child = command
+            .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -881,6 +884,7 @@ fn serving_beyond_loopback_without_tokens_is_warned_about() {
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
         .args(["serve", "--schemes", &schemes, "--listen", "0.0.0.0:0"])
+        .current_dir(std::path::Path::new(&schemes).parent().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

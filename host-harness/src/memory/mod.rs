@@ -177,6 +177,32 @@ impl Memory {
         }
     }
 
+    /// Remember that `destination` answered `caller`'s last call of `scheme` (an `answered`
+    /// outcome): who really took the call is a better guess than the CRM's whole ring group,
+    /// so when the CRMs fail the caller goes there ("last agent" routing), still held to the
+    /// scheme's allowlist when recalled.
+    pub(crate) fn learn(
+        &self,
+        scheme: &str,
+        caller: &str,
+        destination: Destination,
+        for_: Duration,
+    ) {
+        let digits = caller.bytes().filter(u8::is_ascii_digit).count();
+        if matches!(self.store, Store::Off) || digits < 3 {
+            return;
+        }
+        let routing = Routing {
+            destinations: vec![destination],
+            strategy: callroute_plugin::destination::RingStrategy::Serial,
+            refused: Vec::new(),
+            fallback_cause: None,
+            remembered: false,
+            decision: None,
+        };
+        self.remember(key(scheme, caller), encode(&routing), for_);
+    }
+
     fn remember(&self, key: String, value: Vec<u8>, for_: Duration) {
         match &self.store {
             Store::Off => {}

@@ -32,13 +32,26 @@ struct Record {
     call: CallShown,
     report: RouteReport,
     time_ms: u64,
+    /// The call's outcome reports' delivery attempts, oldest first (at most
+    /// [`MAX_REPORT_ATTEMPTS`], the latest kept).
+    reports: Mutex<VecDeque<Value>>,
 }
+
+/// Most delivery attempts of outcome reports one call's record keeps.
+const MAX_REPORT_ATTEMPTS: usize = 20;
 
 impl Record {
     fn json(&self) -> Value {
         let mut json = crate::exchange::record_of(&self.call, &self.report);
         if let Some(object) = json.as_object_mut() {
             object.insert("time_ms".into(), self.time_ms.into());
+            let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            if !reports.is_empty() {
+                object.insert(
+                    "reports".into(),
+                    Value::Array(reports.iter().cloned().collect()),
+                );
+            }
         }
         json
     }
@@ -79,6 +92,7 @@ impl Exchanges {
             call: self.shown(call),
             report,
             time_ms,
+            reports: Mutex::default(),
         });
         let mut by_scheme = self.lock();
         let kept = by_scheme.entry(scheme.to_owned()).or_default();
@@ -86,6 +100,30 @@ impl Exchanges {
             kept.pop_back();
         }
         kept.push_front(record);
+    }
+
+    /// Keep an attempt to deliver the outcome report of a call of `scheme`, with that call's
+    /// record (when the call is among the recent ones).
+    pub fn record_report(
+        &self,
+        scheme: &str,
+        outcome: &callroute_plugin::report::Outcome,
+        delivery: &callroute_plugin::report::Delivery,
+        attempt: &crate::router::ReportAttempt,
+    ) {
+        let Some(record) = self
+            .kept(scheme)
+            .into_iter()
+            .find(|r| r.call.call_id == outcome.call_id)
+        else {
+            return;
+        };
+        let json = crate::exchange::report_json(outcome, delivery, attempt, self.show_numbers);
+        let mut reports = record.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if reports.len() == MAX_REPORT_ATTEMPTS {
+            reports.pop_front();
+        }
+        reports.push_back(json);
     }
 
     /// A scheme's recent exchanges, newest first.

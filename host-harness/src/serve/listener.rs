@@ -29,6 +29,8 @@ pub async fn run(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Reports a previous run left go out as soon as the server is up.
+    service.deliver_reports();
     // No scheme may send its webhook here.
     let _listening = listener
         .local_addr()

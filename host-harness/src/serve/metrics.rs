@@ -13,6 +13,9 @@
 //! | `callroute_unauthorized_total` | | requests refused for want of a valid token |
 //! | `callroute_config_reloads_total` | `result` | reloads of the schemes file: `ok`, `error` |
 //! | `callroute_memory_total` | `result` | the memory of callers' last routing ([`crate::memory`]): `hit`, `miss`, `stored`, `error` |
+//! | `callroute_reports_total` | `scheme`, `result` | outcome reports ([`crate::outbox`]): `received`, `delivered`, `retrying` (an attempt failed), `expired` |
+//! | `callroute_outbox_reports` | `scheme` | outcome reports waiting in the outbox |
+//! | `callroute_outbox_oldest_seconds` | `scheme` | the age of the oldest report waiting |
 //!
 //! Label values come only from the configured scheme names, their CRM origins (scheme, host
 //! and port; never a path or query) and fixed sets, so a client cannot grow them; nothing
@@ -89,6 +92,24 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+/// The labels of `callroute_reports_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabels {
+    scheme: SchemeLabel,
+    result: &'static str,
+}
+
+/// Count one event of a scheme's outcome reports (`received`, `delivered`, `retrying`,
+/// `expired`) in `counts` ([`Metrics::report_counts`]).
+pub fn count_report(counts: &Family<ReportLabels, Counter>, scheme: &str, result: &'static str) {
+    counts
+        .get_or_create(&ReportLabels {
+            scheme: SchemeLabel(scheme.to_owned()),
+            result,
+        })
+        .inc();
+}
+
 /// The labels of `callroute_route_errors_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -108,6 +129,9 @@ pub struct Metrics {
     breakers: Family<BreakerLabels, Gauge>,
     unauthorized: Counter,
     reloads: Family<ReloadLabels, Counter>,
+    reports: Family<ReportLabels, Counter>,
+    outbox_reports: Family<SchemeLabels, Gauge>,
+    outbox_oldest: Family<SchemeLabels, Gauge>,
     /// One scrape at a time: each refills the gauges before writing them.
     rendering: std::sync::Mutex<()>,
 }
@@ -132,6 +156,9 @@ impl Metrics {
             breakers: Family::default(),
             unauthorized: Counter::default(),
             reloads: Family::default(),
+            reports: Family::default(),
+            outbox_reports: Family::default(),
+            outbox_oldest: Family::default(),
             rendering: std::sync::Mutex::new(()),
         };
         let mut registry = Registry::default();
@@ -180,6 +207,22 @@ impl Metrics {
             "Reloads of the schemes file, by result",
             metrics.reloads.clone(),
         );
+        registry.register(
+            "callroute_reports",
+            "Outcome reports, by scheme and result: received, delivered, retrying (an attempt \
+             failed), expired",
+            metrics.reports.clone(),
+        );
+        registry.register(
+            "callroute_outbox_reports",
+            "Outcome reports waiting in the outbox, by scheme",
+            metrics.outbox_reports.clone(),
+        );
+        registry.register(
+            "callroute_outbox_oldest_seconds",
+            "The age of the oldest outcome report waiting in the outbox, by scheme",
+            metrics.outbox_oldest.clone(),
+        );
         let _ = metrics
             .reloads
             .get_or_create(&ReloadLabels { result: "ok" });
@@ -215,6 +258,11 @@ impl Metrics {
                 });
             }
         }
+    }
+
+    /// The outcome reports' counters, for the outbox to count in ([`count_report`]).
+    pub fn report_counts(&self) -> Family<ReportLabels, Counter> {
+        self.reports.clone()
     }
 
     /// Count a request refused for want of a valid token.
@@ -259,12 +307,25 @@ impl Metrics {
     }
 
     /// The exposition, in the OpenMetrics text format, with the gauges read from `tenants`
-    /// now (a scheme that is gone has none).
-    pub fn render(&self, tenants: &Tenants) -> String {
+    /// and the outbox's `depths` now (a scheme that is gone has none).
+    pub fn render(&self, tenants: &Tenants, depths: &[crate::outbox::Depth]) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
         self.in_flight.clear();
         self.share.clear();
         self.breakers.clear();
+        self.outbox_reports.clear();
+        self.outbox_oldest.clear();
+        for depth in depths {
+            let labels = SchemeLabels {
+                scheme: SchemeLabel(depth.scheme.clone()),
+            };
+            self.outbox_reports
+                .get_or_create(&labels)
+                .set(depth.reports as i64);
+            self.outbox_oldest
+                .get_or_create(&labels)
+                .set(depth.oldest_secs as i64);
+        }
         for (name, scheme) in tenants.schemes() {
             let labels = SchemeLabels {
                 scheme: SchemeLabel(name.to_owned()),
@@ -309,7 +370,7 @@ mod tests {
         };
         metrics.observe("acme", &failed);
         metrics.observe("acme", &failed);
-        let text = metrics.render(&Tenants::default());
+        let text = metrics.render(&Tenants::default(), &[]);
         for line in [
             "# TYPE callroute_routes counter",
             "callroute_routes_total{scheme=\"acme\",outcome=\"failed\"} 2",

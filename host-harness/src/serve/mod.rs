@@ -6,6 +6,7 @@
 //! | `POST /v1/route/{scheme}` with the call JSON | the outcome JSON `callroute route` prints, 200 |
 //! | `GET /v1/route/{scheme}?call_id=…&caller=…&callee=…&<var>=…` | the same |
 //! | either, with `Accept: text/plain` | the bare target and `X-Ring-Timeout`, 200; or 503 with the error kind |
+//! | `POST /v1/outcome/{scheme}` with an outcome JSON | 202 once the report is in the outbox ([`outcomes`]) |
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | OpenMetrics text ([`metrics`]): routes by scheme and outcome, error kinds, latency |
 //! | `GET /` | the web [`console`] |
@@ -19,6 +20,7 @@
 //! | `http` | reading calls and bodies within their limits; the responses all endpoints share |
 //! | [`errors`] | why a schemes file cannot be served |
 //! | [`tenants`], [`auth`] | the tenants and who may route their calls |
+//! | [`outcomes`] | outcome reports: taken into the outbox, delivered through the router |
 //! | [`admin`], [`console`], [`exchanges`], [`metrics`] | what an operator sees |
 //!
 //! A failed route is still a 200 with outcome `failed` and its kind, so a PBX can tell "CRM
@@ -37,6 +39,7 @@ pub mod exchanges;
 mod http;
 pub mod listener;
 pub mod metrics;
+pub mod outcomes;
 mod routes;
 pub mod tenants;
 
@@ -50,6 +53,7 @@ pub use metrics::Metrics;
 pub use routes::canonical;
 pub use tenants::Tenants;
 
+use crate::outbox::Outbox;
 use crate::router::Router;
 use crate::scheme_file::SchemeFile;
 use listener::InFlight;
@@ -95,6 +99,10 @@ pub struct Service {
     calls: InFlight,
     /// Held by the reload in progress.
     reloading: std::sync::Mutex<()>,
+    /// Where outcome reports wait for delivery; `None` takes none.
+    outbox: Option<Outbox>,
+    /// Recent calls' callers, for outcomes that do not name theirs.
+    recent_callers: outcomes::RecentCallers,
 }
 
 impl Service {
@@ -114,7 +122,29 @@ impl Service {
             limits: ServeLimits::default(),
             calls: InFlight::default(),
             reloading: std::sync::Mutex::default(),
+            outbox: None,
+            recent_callers: outcomes::RecentCallers::default(),
         })
+    }
+
+    /// The same service taking outcome reports into `outbox` (delivered once the service
+    /// runs: [`Service::deliver_reports`]).
+    pub fn with_outbox(mut self, outbox: Outbox) -> Service {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Start delivering the outbox's reports (those a previous run left, and every new one)
+    /// through this service's router, counting them in `/metrics`. [`run`] calls it; later
+    /// calls change nothing. Needs a tokio runtime.
+    pub fn deliver_reports(self: &Arc<Self>) {
+        if let Some(outbox) = &self.outbox {
+            let counts = self.metrics.report_counts();
+            outbox.start(
+                Arc::new(outcomes::ServiceReports(Arc::downgrade(self))),
+                Arc::new(move |scheme, what| metrics::count_report(&counts, scheme, what)),
+            );
+        }
     }
 
     /// The same service keeping the last `capacity` exchanges of each scheme, callers' and

@@ -30,6 +30,7 @@ enum Endpoint {
     Console,
     ConsoleAsset,
     Route,
+    Outcome,
     Admin(Admin),
 }
 
@@ -42,6 +43,7 @@ static ROUTES: LazyLock<matchit::Router<Endpoint>> = LazyLock::new(|| {
         ("/", Endpoint::Console),
         ("/console/{file}", Endpoint::ConsoleAsset),
         ("/v1/route/{scheme}", Endpoint::Route),
+        ("/v1/outcome/{scheme}", Endpoint::Outcome),
         ("/v1/schemes", Endpoint::Admin(Admin::Schemes)),
         ("/v1/schemes/{scheme}", Endpoint::Admin(Admin::Scheme)),
         (
@@ -81,8 +83,8 @@ impl Service {
             return rejection(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint; use /v1/route/{scheme}, /healthz, /metrics, / (the console) \
-                 or /v1/schemes (the admin API)"
+                "no such endpoint; use /v1/route/{scheme}, /v1/outcome/{scheme}, /healthz, \
+                 /metrics, / (the console) or /v1/schemes (the admin API)"
                     .into(),
             );
         };
@@ -112,7 +114,9 @@ impl Service {
                     self.metrics.unauthorized();
                     return unauthorized();
                 }
-                let mut response = text(StatusCode::OK, self.metrics.render(&tenants));
+                let depths = self.outbox.as_ref().map(|o| o.depths()).unwrap_or_default();
+                let mut response =
+                    text(StatusCode::OK, self.metrics.render(&tenants, &depths));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(metrics::CONTENT_TYPE),
@@ -122,6 +126,10 @@ impl Service {
             Endpoint::Route => {
                 let name = names.scheme.flatten();
                 self.route(name.as_deref(), request).await
+            }
+            Endpoint::Outcome => {
+                let name = names.scheme.flatten();
+                self.outcome(name.as_deref(), request).await
             }
             Endpoint::Admin(admin) => self.admin(admin, names, request).await,
         }
@@ -170,6 +178,9 @@ impl Service {
         };
         self.metrics.observe(name, &report);
         log_call(name, &report);
+        if scheme.policy().service.remember.is_some() {
+            self.recent_callers.note(name, &call.call_id, &call.caller);
+        }
         let answer = response(outcome::http_answer(
             &report.result,
             report.elapsed_ms(),

@@ -171,6 +171,11 @@ impl Tenants {
         names
     }
 
+    /// The scheme named `name`.
+    pub fn scheme(&self, name: &str) -> Option<&PreparedScheme> {
+        self.get(name).map(|(scheme, _)| scheme)
+    }
+
     /// Each scheme by name.
     pub fn schemes(&self) -> impl Iterator<Item = (&str, &PreparedScheme)> {
         self.by_name.iter().map(|(n, t)| (n.as_str(), &t.scheme))

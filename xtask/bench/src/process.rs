@@ -22,6 +22,9 @@ pub fn start_serve(callroute: &Path, schemes: &Path) -> Result<(Process, SocketA
         .args(["serve", "--schemes"])
         .arg(schemes)
         .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
+        // Whatever the build writes beside it (the outbox of outcome reports) goes in the
+        // run's own directory; older builds take the same command.
+        .current_dir(schemes.parent().unwrap_or(Path::new(".")))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
