@@ -122,6 +122,7 @@ decision = "{decision}"
 TOML
 CALLROUTE_ACME_TOKEN="$token" \
     "$callroute" serve --schemes "$work/schemes.toml" --listen "127.0.0.1:$serve_port" \
+        --outbox "$work/outbox" \
     --allow-private-network >"$work/serve.log" 2>&1 &
 pids+=($!)
 

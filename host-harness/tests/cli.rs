@@ -2,34 +2,13 @@
 
 use callroute_host::crm::{CrmReply, TestCrm};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use support::{Scratch, ServeProcess};
+
+mod support;
 
 const CALL: &str = r#"{"call_id":"pkv","caller":"+380501112233","callee":"380441234567","vars":{"uuid":"842d921d"}}"#;
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("callroute-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn callroute(args: &[&str], stdin: Option<&str>) -> Output {
     callroute_with_env(args, stdin, &[])
@@ -125,8 +104,15 @@ fn a_routed_call_prints_the_destination_and_exits_0() {
     assert_eq!(json["destinations"][0], json["destination"]);
     assert_eq!(json["strategy"], "serial");
     assert_eq!(json["source"], "crm");
-    assert_eq!(json.as_object().unwrap().len(), 6, "{json}");
-    assert_eq!(crm.single_request().json()["uuid"], "842d921d");
+    // The decision's id: what its webhook carried as its Idempotency-Key.
+    let request = crm.single_request();
+    assert_eq!(
+        json["decision"].as_str(),
+        request.header("idempotency-key"),
+        "{json}"
+    );
+    assert_eq!(json.as_object().unwrap().len(), 7, "{json}");
+    assert_eq!(request.json()["uuid"], "842d921d");
 }
 
 #[test]
@@ -349,70 +335,6 @@ fn demo_routes_every_combination() {
     assert!(!text.contains("FAILED"), "{text}");
 }
 
-/// A `callroute serve` process, killed on drop if it is still running.
-struct ServeProcess {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl ServeProcess {
-    fn start(schemes: &str) -> ServeProcess {
-        ServeProcess::start_with(schemes, &[], None)
-    }
-
-    /// With more options, and at most `open_files` file descriptors (`ulimit -n`).
-    fn start_with(schemes: &str, extra: &[&str], open_files: Option<u32>) -> ServeProcess {
-        use std::io::BufRead;
-        let limit = open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(match open_files {
-                Some(_) => r#"ulimit -n "$0" && exec "$@""#,
-                None => r#"exec "$@""#,
-            })
-            .arg(limit)
-            .arg(env!("CARGO_BIN_EXE_callroute"))
-            .args([
-                "serve",
-                "--schemes",
-                schemes,
-                "--listen",
-                "127.0.0.1:0",
-                "--allow-private-network",
-            ])
-            .args(extra);
-        // The default outbox (`callroute-outbox`) in the test's own directory.
-        let dir = std::path::Path::new(schemes).parent().unwrap();
-        let mut child = command
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
-        ServeProcess { child, addr }
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
     let crm =
@@ -447,14 +369,7 @@ fn serve_logs_each_call_without_secrets_and_drains_on_sigterm() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 
-    let mut logs = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = server.logs();
     assert!(logs.contains("call routed"), "{logs}");
     assert!(
         logs.contains("scheme=\"acme\"") || logs.contains("scheme=acme"),
@@ -720,13 +635,6 @@ fn sighup_reloads_the_schemes_while_calls_go_on() {
     let schemes = dir.file("schemes.toml", &scheme("acme"));
     let mut server = ServeProcess::start(&schemes);
     let addr = server.addr;
-    // A line per call: read them all, or the pipe fills and the server waits on it.
-    let mut stderr = server.child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
     let hangup = || {
         let sent = Command::new("kill")
             .args(["-HUP", &server.child.id().to_string()])
@@ -815,8 +723,9 @@ fn sighup_reloads_the_schemes_while_calls_go_on() {
         metrics.contains("callroute_config_reloads_total{result=\"error\"} 1"),
         "{metrics}"
     );
-    drop(server);
-    let logs = logs.join().unwrap();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let logs = server.logs();
     assert!(
         logs.contains("schemes not reloaded; still serving the previous ones"),
         "{logs}"

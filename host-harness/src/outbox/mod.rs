@@ -293,7 +293,9 @@ impl Outbox {
                 "outcome report expired undelivered (outcome_retry_hours)"
             );
         } else if let Err(error) = &attempted.result {
-            tracing::info!(
+            // A CRM that is down fails every attempt: counted (`retrying`), and logged at
+            // debug, not once per attempt at the default level.
+            tracing::debug!(
                 scheme = %entry.scheme,
                 report = %entry.id,
                 attempt = entry.attempts,
