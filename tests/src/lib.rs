@@ -133,11 +133,31 @@ impl Served {
         limits: callroute_host::serve::ServeLimits,
     ) -> Served {
         let file = callroute_host::scheme_file::SchemeFile::parse(toml, "test.toml").unwrap();
-        let service = std::sync::Arc::new(
-            callroute_host::serve::Service::new(router, &file)
-                .unwrap()
-                .with_limits(limits),
-        );
+        let service = callroute_host::serve::Service::new(router, &file)
+            .unwrap()
+            .with_limits(limits);
+        Served::start_service(service)
+    }
+
+    /// Serve the schemes of `toml` with `router`, taking outcome reports into an outbox in
+    /// `dir` (retried after 50 ms, then at most every 200 ms).
+    pub fn start_with_outbox(router: Router, toml: &str, dir: &std::path::Path) -> Served {
+        let file = callroute_host::scheme_file::SchemeFile::parse(toml, "test.toml").unwrap();
+        let settings = callroute_host::outbox::OutboxSettings {
+            min_backoff: std::time::Duration::from_millis(50),
+            max_backoff: std::time::Duration::from_millis(200),
+            ..Default::default()
+        };
+        let outbox = callroute_host::outbox::Outbox::open(dir, settings).unwrap();
+        let service = callroute_host::serve::Service::new(router, &file)
+            .unwrap()
+            .with_outbox(outbox);
+        Served::start_service(service)
+    }
+
+    /// Serve `service`.
+    pub fn start_service(service: callroute_host::serve::Service) -> Served {
+        let service = std::sync::Arc::new(service);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -174,6 +194,35 @@ impl Served {
     ) -> crate::client::Response {
         crate::client::request(self.addr, method, path, headers, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+}
+
+/// A directory of its own under the system's temporary one, removed on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty directory; `name` says whose it is.
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "callroute-test-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

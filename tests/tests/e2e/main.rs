@@ -14,6 +14,7 @@ mod hostile_crm;
 mod http_handler;
 mod json_rpc;
 mod memory;
+mod outcomes;
 mod seams;
 mod seed;
 mod serve;
