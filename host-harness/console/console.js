@@ -190,7 +190,14 @@ function verdict(record) {
   if (record.error) {
     parts.push(`${record.error.kind}: ${record.error.message}`);
   }
+  const reported = lastReport(record);
+  if (reported) parts.push(`call ${reported.status}`);
   return parts.join(" · ");
+}
+
+/** The latest delivery attempt of the call's outcome report, if the PBX reported one. */
+function lastReport(record) {
+  return record.reports?.length ? record.reports[record.reports.length - 1] : undefined;
 }
 
 function callRow(record) {
@@ -249,8 +256,39 @@ function showExchange(container, record) {
   const attempts = record.attempts.length
     ? el("ol", { class: "attempts" }, ...record.attempts.map(attemptItem))
     : el("p", { class: "muted" }, "No request reached a CRM (the host answered before one was sent).");
-  container.replaceChildren(summary, call, attempts);
+  container.replaceChildren(summary, call, attempts, ...outcomeOf(record));
   container.hidden = false;
+}
+
+/** How the call ended, as the PBX reported it, and each attempt to tell the CRM. */
+function outcomeOf(record) {
+  const reported = lastReport(record);
+  if (!reported) return [];
+  const how = [`The call ended ${reported.status}`];
+  if (reported.answered_by) how.push(`answered by ${reported.answered_by}`);
+  how.push(`rang ${reported.ring_secs} s`, `talked ${reported.talk_secs} s`);
+  if (reported.hangup_cause) how.push(`cause ${reported.hangup_cause}`);
+  const deliveries = record.reports.map((delivery) =>
+    el(
+      "li",
+      { class: "delivery" },
+      el(
+        "p",
+        {},
+        `Attempt ${delivery.attempt} of report ${delivery.report}: `,
+        delivery.delivered
+          ? el("span", { class: "status ok" }, "delivered")
+          : el("span", { class: "status bad" }, `${delivery.error?.kind}: ${delivery.error?.message}`),
+        el("span", { class: "muted" }, ` in ${delivery.elapsed_ms} ms`),
+      ),
+      el("ol", { class: "attempts" }, ...delivery.attempts.map(attemptItem)),
+    ),
+  );
+  return [
+    el("h3", {}, "Outcome"),
+    el("p", { class: "outcome-report" }, how.join(", ")),
+    el("ol", { class: "deliveries" }, ...deliveries),
+  ];
 }
 
 function attemptItem(attempt) {

@@ -130,7 +130,12 @@ pub struct ServeArgs {
     /// Where outcome reports (`POST /v1/outcome/{scheme}`) wait until their CRM takes them: a
     /// directory, created if needed, holding one database file. A report is written there
     /// before it is acknowledged, and survives a crash and a restart.
-    #[arg(long, value_name = "DIR", default_value = "callroute-outbox", conflicts_with = "no_outbox")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "callroute-outbox",
+        conflicts_with = "no_outbox"
+    )]
     pub outbox: PathBuf,
     /// Keep no outbox: outcome reports are refused (503).
     #[arg(long)]

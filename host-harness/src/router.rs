@@ -340,8 +340,9 @@ impl Router {
                     deadline,
                     async {
                         let vars = scheme.vars.clone();
-                        let (mut sandbox, _admission) =
-                            self.sandbox(scheme, vars, deadline, door, admission).await?;
+                        let (mut sandbox, _admission) = self
+                            .sandbox(scheme, vars, deadline, door, admission)
+                            .await?;
                         sandbox.route(call).await
                     },
                     || {
@@ -488,7 +489,13 @@ impl Router {
         let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
             let (mut sandbox, _admission) = self
-                .sandbox(scheme, scheme.vars.clone(), deadline, Door::default(), admission)
+                .sandbox(
+                    scheme,
+                    scheme.vars.clone(),
+                    deadline,
+                    Door::default(),
+                    admission,
+                )
                 .await?;
             let request = sandbox
                 .store

@@ -71,19 +71,28 @@ fn accepted_reports_reach_the_crm_across_a_sigkill_and_a_restart() {
                     assert_eq!(answer.status, 202, "{}", answer.text());
                     let json = answer.json();
                     assert_eq!(json["status"], "accepted");
-                    accepted.push((json["report"].as_str().unwrap().to_owned(), format!("call-{n}")));
+                    accepted.push((
+                        json["report"].as_str().unwrap().to_owned(),
+                        format!("call-{n}"),
+                    ));
                 }
                 accepted
             })
         })
         .collect();
-    let accepted: HashMap<String, String> =
-        clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let accepted: HashMap<String, String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
     assert_eq!(accepted.len(), REPORTS, "every report has an id of its own");
 
     // Mid-delivery: attempts are going out (and failing) when the server is killed.
     until("attempts reach the CRM", Duration::from_secs(30), || {
-        crm.requests().iter().filter(|r| r.path == "/outcome").count() > 200
+        crm.requests()
+            .iter()
+            .filter(|r| r.path == "/outcome")
+            .count()
+            > 200
     });
     drop(server); // SIGKILL, and wait for it.
 
@@ -100,15 +109,21 @@ fn accepted_reports_reach_the_crm_across_a_sigkill_and_a_restart() {
             })
             .collect()
     };
-    until("every accepted report delivered", Duration::from_secs(90), || {
-        let delivered = delivered();
-        accepted.keys().all(|id| delivered.contains_key(id))
-    });
+    until(
+        "every accepted report delivered",
+        Duration::from_secs(90),
+        || {
+            let delivered = delivered();
+            accepted.keys().all(|id| delivered.contains_key(id))
+        },
+    );
     // Every attempt of a report, before and after the kill, carried its id, and each id
     // always the same call: the CRM can drop duplicates by it.
     let mut calls_by_key: HashMap<String, HashSet<String>> = HashMap::new();
     for request in crm.requests().iter().filter(|r| r.path == "/outcome") {
-        let key = request.header("idempotency-key").expect("every report has its key");
+        let key = request
+            .header("idempotency-key")
+            .expect("every report has its key");
         let call = request.json()["call_id"].as_str().unwrap().to_owned();
         calls_by_key.entry(key.to_owned()).or_default().insert(call);
     }
@@ -119,7 +134,11 @@ fn accepted_reports_reach_the_crm_across_a_sigkill_and_a_restart() {
             "report {id}"
         );
     }
-    assert_eq!(calls_by_key.len(), REPORTS, "no report the server did not accept");
+    assert_eq!(
+        calls_by_key.len(),
+        REPORTS,
+        "no report the server did not accept"
+    );
     // Nothing is left waiting.
     let metrics = callroute_tests::client::request(restarted.addr, "GET", "/metrics", &[], b"")
         .unwrap()

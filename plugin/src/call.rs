@@ -240,7 +240,10 @@ pub(crate) fn scalar(field: &str, value: &Value) -> Result<String, CallError> {
 /// A name given twice (in a query or a JSON object) is refused rather than guessed at.
 /// Sorting rather than hashing: no hash map code, and no random seed from the host, in the
 /// component.
-pub(crate) fn refuse_repeated<'a>(keys: impl Iterator<Item = &'a str>, prefix: &str) -> Result<(), CallError> {
+pub(crate) fn refuse_repeated<'a>(
+    keys: impl Iterator<Item = &'a str>,
+    prefix: &str,
+) -> Result<(), CallError> {
     let mut keys: Vec<&str> = keys.collect();
     keys.sort_unstable();
     match keys.windows(2).find(|pair| pair[0] == pair[1]) {

@@ -540,7 +540,12 @@ mod tests {
         // None to give: none shown.
         let without = self::routed(&[Target::Sip("manager_7".into())], 20);
         assert!(!to_json(&without, 1).contains("decision"));
-        assert!(plain_text(&without).headers.iter().all(|(n, _)| *n != DECISION_HEADER));
+        assert!(
+            plain_text(&without)
+                .headers
+                .iter()
+                .all(|(n, _)| *n != DECISION_HEADER)
+        );
     }
 
     #[test]

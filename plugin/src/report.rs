@@ -353,14 +353,18 @@ impl Values for Rendered<'_> {
     }
 }
 
-/// A report's id: 32 hex digits of SHA-256 over the outcome, the time it was accepted (to the
-/// nanosecond) and `salt` (a host's own, so that two reports of the same outcome accepted at
-/// the same instant still differ). It reveals nothing of the call.
+/// A report's id: 32 hex digits of SHA-256 over the outcome's values, the time it was accepted
+/// (to the nanosecond) and `salt` (a host's own, so that two reports of the same outcome
+/// accepted at the same instant still differ). It reveals nothing of the call.
 pub fn report_id(outcome: &Outcome, accepted: Duration, salt: &[u8]) -> String {
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
-    hash.update(outcome.to_json().as_bytes());
-    hash.update([0]);
+    for (name, value) in outcome.all_values() {
+        for part in [name, &value] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+    }
     hash.update(accepted.as_nanos().to_be_bytes());
     hash.update(salt);
     request::hex(&hash.finalize()[..16])

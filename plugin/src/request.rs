@@ -68,7 +68,7 @@ pub fn params(scheme: &Scheme, call: &Call) -> Vec<(String, String)> {
 }
 
 /// Each parameter's template rendered with `values`, in order.
-pub fn render(fields: &[crate::scheme::Field], values: &impl Values) -> Vec<(String, String)> {
+pub fn render(fields: &[crate::scheme::Field], values: &dyn Values) -> Vec<(String, String)> {
     fields
         .iter()
         .map(|f| (f.name.clone(), f.template.render(values)))
@@ -119,11 +119,7 @@ pub(crate) struct Parts<'a> {
 
 impl Parts<'_> {
     /// The complete request, with the scheme's `headers` rendered with `values`.
-    pub(crate) fn assemble(
-        self,
-        headers: &[crate::scheme::Field],
-        values: &impl Values,
-    ) -> Request {
+    pub(crate) fn assemble(self, headers: &[crate::scheme::Field], values: &dyn Values) -> Request {
         let Parts {
             endpoint,
             method,

@@ -88,7 +88,7 @@ impl Template {
     }
 
     /// Render the template with `values` (a call's, an outcome's).
-    pub fn render(&self, values: &impl Values) -> String {
+    pub fn render(&self, values: &dyn Values) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {

@@ -105,9 +105,8 @@ impl Drop for Store {
 impl Store {
     /// Open or create the database at `path` (and its directory), with every report in it.
     pub(super) fn open(path: &Path) -> Result<(Store, Vec<Entry>), OutboxError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            OutboxError::Store(format!("{}: {e}", path.display()))
-        };
+        let failed =
+            |e: &dyn std::fmt::Display| OutboxError::Store(format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
         }
@@ -125,7 +124,9 @@ impl Store {
                 match Entry::decode(seq.value(), bytes.value()) {
                     Ok(entry) => entries.push(entry),
                     // Written by this code; never expected. Kept on disk, and said.
-                    Err(e) => tracing::error!(seq = seq.value(), error = %e, "outbox: unreadable report kept"),
+                    Err(e) => {
+                        tracing::error!(seq = seq.value(), error = %e, "outbox: unreadable report kept")
+                    }
                 }
             }
         }

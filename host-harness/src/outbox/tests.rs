@@ -102,7 +102,10 @@ impl Counts {
 
     fn of(&self, scheme: &str, what: &str) -> usize {
         let counts = self.0.lock().unwrap();
-        counts.iter().filter(|(s, w)| s == scheme && *w == what).count()
+        counts
+            .iter()
+            .filter(|(s, w)| s == scheme && *w == what)
+            .count()
     }
 }
 
@@ -121,7 +124,12 @@ async fn a_report_is_stored_before_it_is_acknowledged_and_survives_a_reopen() {
         let outbox = Outbox::open(&dir.0, quick()).unwrap();
         let mut ids = Vec::new();
         for n in 0..3 {
-            ids.push(outbox.accept("acme", outcome(&n.to_string())).await.unwrap());
+            ids.push(
+                outbox
+                    .accept("acme", outcome(&n.to_string()))
+                    .await
+                    .unwrap(),
+            );
         }
         assert_eq!(outbox.depths()[0].reports, 3);
         ids
@@ -139,12 +147,18 @@ async fn a_report_is_stored_before_it_is_acknowledged_and_survives_a_reopen() {
     let crm = Crm::new(0);
     let counts = Arc::new(Counts::default());
     reopened.start(crm.clone(), counts.counted());
-    until("all three delivered", || counts.of("acme", "delivered") == 3).await;
+    until("all three delivered", || {
+        counts.of("acme", "delivered") == 3
+    })
+    .await;
     let mut delivered: Vec<String> = crm.attempts().into_iter().map(|(_, id, _)| id).collect();
     delivered.sort();
     let mut ids = ids;
     ids.sort();
-    assert_eq!(delivered, ids, "each report once, under the id it was accepted with");
+    assert_eq!(
+        delivered, ids,
+        "each report once, under the id it was accepted with"
+    );
     until("removed", || reopened.depths()[0].reports == 0).await;
     drop(reopened);
     // Removed on disk too.
@@ -200,7 +214,10 @@ async fn a_full_queue_refuses_rather_than_drops() {
     )
     .unwrap();
     for n in 0..2 {
-        outbox.accept("acme", outcome(&n.to_string())).await.unwrap();
+        outbox
+            .accept("acme", outcome(&n.to_string()))
+            .await
+            .unwrap();
     }
     let refused = outbox.accept("acme", outcome("2")).await.unwrap_err();
     assert!(matches!(refused, OutboxError::Full(2)), "{refused}");
@@ -216,7 +233,10 @@ async fn a_scheme_whose_crm_hangs_delays_no_other() {
     let counts = Arc::new(Counts::default());
     outbox.start(crm.clone(), counts.counted());
     for n in 0..20 {
-        outbox.accept("slow", outcome(&n.to_string())).await.unwrap();
+        outbox
+            .accept("slow", outcome(&n.to_string()))
+            .await
+            .unwrap();
     }
     until("the slow scheme's attempts started", || {
         crm.attempts().len() == quick().concurrency
@@ -224,13 +244,20 @@ async fn a_scheme_whose_crm_hangs_delays_no_other() {
     .await;
     let started = std::time::Instant::now();
     for n in 0..20 {
-        outbox.accept("fast", outcome(&n.to_string())).await.unwrap();
+        outbox
+            .accept("fast", outcome(&n.to_string()))
+            .await
+            .unwrap();
     }
     until("the other scheme's delivered", || {
         counts.of("fast", "delivered") == 20
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     // The hanging scheme never has more than its concurrency in flight.
     let slow = crm.attempts().iter().filter(|(s, ..)| s == "slow").count();
     assert_eq!(slow, quick().concurrency);
@@ -247,7 +274,10 @@ fn backoff_doubles_up_to_its_ceiling_with_jitter() {
         for _ in 0..50 {
             let wait = backoff(&settings, attempts);
             let ceiling = Duration::from_secs(ceiling);
-            assert!(wait >= ceiling / 2 && wait <= ceiling, "{attempts}: {wait:?}");
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{attempts}: {wait:?}"
+            );
         }
     }
 }

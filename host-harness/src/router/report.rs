@@ -50,7 +50,10 @@ impl Router {
             .then(|| Recorder::new(scheme.secrets().longest()));
         let result = match scheme.problem() {
             Some(problem) => Err(RouteFailure::new(ErrorKind::Config, problem)),
-            None => self.deliver(scheme, outcome, delivery, &recorder, start).await,
+            None => {
+                self.deliver(scheme, outcome, delivery, &recorder, start)
+                    .await
+            }
         };
         let numbers = [&outcome.caller, &outcome.callee].map(|n| n.as_deref().unwrap_or(""));
         let redactor = Redactor::new(scheme.secrets(), numbers, self.config.show_numbers);
@@ -97,8 +100,9 @@ impl Router {
         let result = within_grace(
             deadline,
             async {
-                let (mut sandbox, _admission) =
-                    self.sandbox(scheme, vars, deadline, door, admission).await?;
+                let (mut sandbox, _admission) = self
+                    .sandbox(scheme, vars, deadline, door, admission)
+                    .await?;
                 sandbox.report(outcome, delivery).await
             },
             || {

@@ -60,9 +60,8 @@ impl Service {
             // The message names the field; it may quote the platform's own values back to it.
             Err(e) => return bad(scheme.secrets().mask(&e.to_string())),
         };
-        let unsendable = |message: String| {
-            rejection(StatusCode::UNPROCESSABLE_ENTITY, "config", message)
-        };
+        let unsendable =
+            |message: String| rejection(StatusCode::UNPROCESSABLE_ENTITY, "config", message);
         if scheme.policy().outcome_url.is_none() {
             return unsendable(format!(
                 "the scheme `{name}` has no `outcome_url`: it sends no outcome reports"
@@ -138,9 +137,7 @@ impl Service {
             target,
             ring_timeout_secs: policy.ring_timeout_secs,
         };
-        self.router
-            .memory()
-            .learn(name, &caller, destination, for_);
+        self.router.memory().learn(name, &caller, destination, for_);
     }
 }
 
@@ -172,7 +169,9 @@ impl Deliverer for ServiceReports {
                 };
             };
             let attempt = service.router.report(scheme, outcome, delivery).await;
-            service.exchanges.record_report(name, outcome, delivery, &attempt);
+            service
+                .exchanges
+                .record_report(name, outcome, delivery, &attempt);
             Attempted {
                 result: attempt
                     .result
@@ -203,7 +202,11 @@ impl RecentCallers {
     pub(super) fn note(&self, scheme: &str, call_id: &str, caller: &str) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme.to_owned(), call_id.to_owned());
-        if inner.by_call.insert(key.clone(), caller.to_owned()).is_none() {
+        if inner
+            .by_call
+            .insert(key.clone(), caller.to_owned())
+            .is_none()
+        {
             inner.order.push_back(key);
         }
         while inner.order.len() > RECENT_CALLERS {

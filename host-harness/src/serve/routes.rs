@@ -115,8 +115,7 @@ impl Service {
                     return unauthorized();
                 }
                 let depths = self.outbox.as_ref().map(|o| o.depths()).unwrap_or_default();
-                let mut response =
-                    text(StatusCode::OK, self.metrics.render(&tenants, &depths));
+                let mut response = text(StatusCode::OK, self.metrics.render(&tenants, &depths));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(metrics::CONTENT_TYPE),

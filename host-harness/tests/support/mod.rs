@@ -121,4 +121,3 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
-

@@ -40,7 +40,10 @@ fn send(
 
 const SCHEME: [(&str, &str); 2] = [
     ("url", "http://crm.example.com/route"),
-    ("outcome_url", "https://crm.example.com/calls/outcome?key=k1"),
+    (
+        "outcome_url",
+        "https://crm.example.com/calls/outcome?key=k1",
+    ),
 ];
 
 #[test]
@@ -68,10 +71,7 @@ fn every_status_is_spelled_as_the_readme_spells_it() {
     for status in CallStatus::ALL {
         assert_eq!(status.as_str().parse(), Ok(status));
     }
-    assert_eq!(
-        "no-answer".parse::<CallStatus>(),
-        Ok(CallStatus::NoAnswer)
-    );
+    assert_eq!("no-answer".parse::<CallStatus>(), Ok(CallStatus::NoAnswer));
     assert!("noanswer".parse::<CallStatus>().is_err());
 }
 
@@ -81,16 +81,52 @@ fn bad_input_names_its_field() {
         (r#"{"status":"busy"}"#, "call_id", "required"),
         (r#"{"call_id":"","status":"busy"}"#, "call_id", "required"),
         (r#"{"call_id":"c"}"#, "status", "required"),
-        (r#"{"call_id":"c","status":"ok"}"#, "status", "answered, no-answer"),
+        (
+            r#"{"call_id":"c","status":"ok"}"#,
+            "status",
+            "answered, no-answer",
+        ),
         (r#"{"call_id":"c","status":1}"#, "status", "string"),
-        (r#"{"call_id":"c","status":"answered"}"#, "answered_by", "required when"),
-        (r#"{"call_id":"c","status":"busy","talk_secs":-1}"#, "talk_secs", "whole number"),
-        (r#"{"call_id":"c","status":"busy","ring_secs":1.5}"#, "ring_secs", "whole number"),
-        (r#"{"call_id":"c","status":"busy","ring_secs":999999999}"#, "ring_secs", "604800"),
-        (r#"{"call_id":"c","status":"busy","talk_sec":1}"#, "talk_sec", "unknown field"),
-        (r#"{"call_id":"c","status":"busy","decision":"a\r\nX: y"}"#, "decision", "letters"),
-        (r#"{"call_id":"c","status":"busy","vars":{"q":[1]}}"#, "vars.q", "string"),
-        (r#"{"call_id":"c","status":"busy","status":"busy"}"#, "status", "more than once"),
+        (
+            r#"{"call_id":"c","status":"answered"}"#,
+            "answered_by",
+            "required when",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","talk_secs":-1}"#,
+            "talk_secs",
+            "whole number",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","ring_secs":1.5}"#,
+            "ring_secs",
+            "whole number",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","ring_secs":999999999}"#,
+            "ring_secs",
+            "604800",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","talk_sec":1}"#,
+            "talk_sec",
+            "unknown field",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","decision":"a\r\nX: y"}"#,
+            "decision",
+            "letters",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","vars":{"q":[1]}}"#,
+            "vars.q",
+            "string",
+        ),
+        (
+            r#"{"call_id":"c","status":"busy","status":"busy"}"#,
+            "status",
+            "more than once",
+        ),
         ("[]", "(top level)", "object"),
     ] {
         let error = Outcome::from_json(json).unwrap_err().to_string();
@@ -137,7 +173,10 @@ fn outcome_params_headers_and_signatures_as_routing_has_them() {
         ("outcome_method", "GET"),
         ("outcome_submission", "http"),
         ("outcome_params.id", "{call_id}"),
-        ("outcome_params.result", "{status}/{talk_secs}s by {answered_by}"),
+        (
+            "outcome_params.result",
+            "{status}/{talk_secs}s by {answered_by}",
+        ),
         ("outcome_params.key", "{report_id}"),
         ("outcome_params.q", "{queue}{missing}"),
         ("headers.Authorization", "Bearer t0k"),
@@ -153,8 +192,12 @@ fn outcome_params_headers_and_signatures_as_routing_has_them() {
     assert_eq!(result, Ok(()));
     let request = &sent[0].1;
     assert_eq!(request.method, crate::scheme::Method::Get);
-    let query = "id=pkv&key=0123456789abcdef0123456789abcdef&q=sales&result=answered%2F62s+by+manager_7";
-    assert_eq!(request.path_and_query, format!("/calls/outcome?key=k1&{query}"));
+    let query =
+        "id=pkv&key=0123456789abcdef0123456789abcdef&q=sales&result=answered%2F62s+by+manager_7";
+    assert_eq!(
+        request.path_and_query,
+        format!("/calls/outcome?key=k1&{query}")
+    );
     assert!(request.body.is_empty());
     assert_eq!(request.header("authorization"), Some("Bearer t0k"));
     assert_eq!(request.header(request::DECISION_HEADER), None);
@@ -210,7 +253,10 @@ fn without_outcome_url_nothing_is_sent() {
     assert!(sent.is_empty());
     // The report's fields without the URL are a scheme error that names it.
     let error = Scheme::from_pairs([SCHEME[0], ("outcome_params.x", "{status}")]).unwrap_err();
-    assert!(error.to_string().contains("`outcome_url` is required"), "{error}");
+    assert!(
+        error.to_string().contains("`outcome_url` is required"),
+        "{error}"
+    );
     // An outcome a host forwards unchecked is checked again.
     let unanswered = Outcome {
         answered_by: None,
@@ -229,7 +275,10 @@ fn report_ids_differ_by_outcome_time_and_salt() {
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(id, report_id(&answered(), at, b"a"));
     assert_ne!(id, report_id(&answered(), at, b"b"));
-    assert_ne!(id, report_id(&answered(), at + Duration::from_nanos(1), b"a"));
+    assert_ne!(
+        id,
+        report_id(&answered(), at + Duration::from_nanos(1), b"a")
+    );
     let busy = Outcome {
         status: CallStatus::Busy,
         ..answered()

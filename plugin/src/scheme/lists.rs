@@ -39,7 +39,8 @@ impl Lists {
     /// The `(key, value)` entries of `field` in index order.
     pub(crate) fn take(&mut self, field: &str) -> Vec<(String, String)> {
         let mut entries: Vec<_> = self.0.extract_if(.., |e| e.0 == field).collect();
-        entries.sort_by_key(|e| e.1);
+        // Indices are unique (a repeated one is refused), so any sort gives the one order.
+        entries.sort_unstable_by_key(|e| e.1);
         entries
             .into_iter()
             .map(|(_, _, key, value)| (key, value))

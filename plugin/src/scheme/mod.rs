@@ -418,9 +418,8 @@ impl Scheme {
                 hint: " when submission or import is json-rpc",
             });
         }
-        for params in [params.as_mut(), outcome_params.as_mut()].into_iter().flatten() {
-            params.sort_by(|a, b| a.name.cmp(&b.name));
-        }
+        let params = params.map(by_name);
+        let outcome_params = outcome_params.map(by_name);
         let (policy, mut lists) = policy.finish()?;
         let signing_secrets: Vec<String> = lists
             .take("signing_secret")
@@ -434,7 +433,7 @@ impl Scheme {
                 format!("at most {MAX_SIGNING_SECRETS} secrets (the current one and the next)"),
             ));
         }
-        headers.sort_by(|a, b| a.name.cmp(&b.name));
+        let headers = by_name(headers);
         let outcome = match policy.outcome_url.clone() {
             Some(endpoint) => Some(OutcomeTarget {
                 endpoint,
@@ -519,6 +518,16 @@ fn effective_method(submission: Submission, method: Method) -> Method {
         (Submission::Form, Method::Get) => Method::Post,
         (_, method) => method,
     }
+}
+
+/// Parameters or headers sorted by name, the last of a repeated name kept (as for every
+/// repeated key).
+fn by_name(fields: Vec<Field>) -> Vec<Field> {
+    let mut numbered: Vec<(usize, Field)> = fields.into_iter().enumerate().collect();
+    // By name, and the latest first among equal names: `dedup_by` keeps the first of a run.
+    numbered.sort_unstable_by(|(i, a), (j, b)| a.name.cmp(&b.name).then(j.cmp(i)));
+    numbered.dedup_by(|later, kept| later.1.name == kept.1.name);
+    numbered.into_iter().map(|(_, field)| field).collect()
 }
 
 /// A parameter (`params.<name>`, `outcome_params.<name>`): its name and template.

@@ -264,7 +264,11 @@ fn every_field_of_the_table_has_a_reader_and_nothing_else_does() {
         ("api_tokens", "tok-0123456789abcdef", "short"),
         ("params.", "{caller}", "{unclosed"),
         ("headers.", "v", "a\u{1}b"),
-        ("outcome_url", "http://crm.example.com/outcome", "crm/outcome"),
+        (
+            "outcome_url",
+            "http://crm.example.com/outcome",
+            "crm/outcome",
+        ),
         ("outcome_method", "PUT", "PATCH"),
         ("outcome_submission", "form", "xml"),
         ("outcome_params.", "{status}", "{unclosed"),
@@ -323,4 +327,38 @@ fn with_list_item(field: &str, value: &str) -> Result<Scheme, SchemeError> {
         ("url", "http://crm.example.com/"),
         (&format!("{field}.0"), value),
     ])
+}
+
+#[test]
+fn parameters_and_headers_are_sorted_by_name_and_the_last_of_a_name_wins() {
+    let scheme = Scheme::from_pairs([
+        ("url", "http://crm.example.com/"),
+        ("params.x", "first"),
+        ("params.a", "{caller}"),
+        ("params.x", "last"),
+        ("headers.X-Key", "one"),
+        ("headers.x-key", "two"),
+        ("outcome_url", "http://crm.example.com/outcome"),
+        ("outcome_params.s", "{status}"),
+        ("outcome_params.b", "b"),
+    ])
+    .unwrap();
+    let names = |fields: &[Field]| -> Vec<String> {
+        fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}={}",
+                    f.name,
+                    f.template.render(&crate::call::Call::default())
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(scheme.params.as_deref().unwrap()), ["a=", "x=last"]);
+    assert_eq!(names(&scheme.headers), ["x-key=two"]);
+    assert_eq!(
+        names(scheme.outcome.unwrap().params.as_deref().unwrap()),
+        ["b=b", "s="]
+    );
 }

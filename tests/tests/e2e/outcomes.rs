@@ -72,7 +72,10 @@ fn a_routed_call_and_its_outcome_meet_at_the_crm_under_one_decision() {
         CALL,
     );
     let other = text.header("x-callroute-decision").unwrap();
-    assert!(other.len() == 32 && other != decision, "a decision per routing");
+    assert!(
+        other.len() == 32 && other != decision,
+        "a decision per routing"
+    );
 
     // Only the tenant's callers may report its calls.
     let outcome = json!({"call_id": "c1", "status": "answered", "answered_by": "manager_7",
@@ -109,11 +112,8 @@ fn a_routed_call_and_its_outcome_meet_at_the_crm_under_one_decision() {
         .and_then(|t| t.parse().ok())
         .unwrap();
     let stamp = format!("{report}.1..");
-    let v2 = callroute_plugin::request::signature(
-        "s3cret",
-        t,
-        &[stamp.as_bytes(), &delivered.body],
-    );
+    let v2 =
+        callroute_plugin::request::signature("s3cret", t, &[stamp.as_bytes(), &delivered.body]);
     assert!(signature.contains(&format!("v2={v2}")), "{signature}");
 
     // Seen by the operator: the call's exchange holds its report's delivery, and the counts.
@@ -169,9 +169,21 @@ fn what_could_never_be_delivered_is_refused_at_once_naming_why() {
     let post = |path: &str, body: &str| served.request("POST", path, &[], body);
     for (body, status, says) in [
         (r#"{"call_id":"c1"}"#, 400, "`status`"),
-        (r#"{"call_id":"c1","status":"answered"}"#, 400, "`answered_by`"),
-        (r#"{"call_id":"c1","status":"busy","talk_secs":-1}"#, 400, "`talk_secs`"),
-        (r#"{"call_id":"c1","status":"busy","sip":486}"#, 400, "`sip`"),
+        (
+            r#"{"call_id":"c1","status":"answered"}"#,
+            400,
+            "`answered_by`",
+        ),
+        (
+            r#"{"call_id":"c1","status":"busy","talk_secs":-1}"#,
+            400,
+            "`talk_secs`",
+        ),
+        (
+            r#"{"call_id":"c1","status":"busy","sip":486}"#,
+            400,
+            "`sip`",
+        ),
         ("not json", 400, "not valid JSON"),
     ] {
         let answer = post("/v1/outcome/acme", body);
@@ -194,8 +206,7 @@ fn what_could_never_be_delivered_is_refused_at_once_naming_why() {
 
 #[test]
 fn one_tenants_crm_outage_delays_no_other_tenants_reports() {
-    let hanging =
-        TestCrm::start(|_| CrmReply::status(204).after(Duration::from_secs(30))).unwrap();
+    let hanging = TestCrm::start(|_| CrmReply::status(204).after(Duration::from_secs(30))).unwrap();
     let healthy = TestCrm::start(|_| CrmReply::status(204)).unwrap();
     let dir = TempDir::new("outcome-isolation");
     let served = Served::start_with_outbox(
@@ -217,23 +228,31 @@ fn one_tenants_crm_outage_delays_no_other_tenants_reports() {
     for n in 0..50 {
         report("down", n);
     }
-    until("the hanging CRM holds its tenant's attempts", Duration::from_secs(5), || {
-        !hanging.requests().is_empty()
-    });
+    until(
+        "the hanging CRM holds its tenant's attempts",
+        Duration::from_secs(5),
+        || !hanging.requests().is_empty(),
+    );
     let started = Instant::now();
     for n in 0..10 {
         report("up", n);
     }
-    until("the other tenant's reports delivered", Duration::from_secs(5), || {
-        healthy.requests().len() == 10
-    });
+    until(
+        "the other tenant's reports delivered",
+        Duration::from_secs(5),
+        || healthy.requests().len() == 10,
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the other tenant's reports took {:?}",
         started.elapsed()
     );
     // The hanging tenant holds no more than its own few attempts.
-    assert!(hanging.requests().len() <= 4, "{}", hanging.requests().len());
+    assert!(
+        hanging.requests().len() <= 4,
+        "{}",
+        hanging.requests().len()
+    );
 }
 
 #[test]
@@ -250,8 +269,10 @@ fn the_caller_goes_to_who_last_answered_them_when_the_crm_is_down() {
         .unwrap()
     };
     let dir = TempDir::new("outcome-last-agent");
+    // A memory of its own: the process's shared router is every test's.
+    let memory = callroute_host::memory::Memory::local(1000, 1 << 20);
     let served = Served::start_with_outbox(
-        router(),
+        router().with_memory(memory),
         &format!(
             "[[scheme]]\nname = \"acme\"\nurl = \"{}\"\noutcome_url = \"{}\"\n\
              ring_strategy = \"parallel\"\nremember_secs = 600\n\
@@ -287,7 +308,9 @@ fn the_caller_goes_to_who_last_answered_them_when_the_crm_is_down() {
         "answered_by": "sip:evil@elsewhere.example.org", "caller": "+380501112233"})
     .to_string();
     assert_eq!(
-        served.request("POST", "/v1/outcome/acme", &[], &outside).status,
+        served
+            .request("POST", "/v1/outcome/acme", &[], &outside)
+            .status,
         202
     );
 

@@ -677,15 +677,18 @@ fn sandbox_only(
         ),
         None => std::borrow::Cow::Borrowed(callroute_host::EMBEDDED_PLUGIN),
     };
-    let router = Router::new(&wasm, RouterConfig {
-        allow_private_network: true,
-        canned_answer: Some(CannedAnswer {
-            status: 200,
-            body: bytes::Bytes::from_static(ANSWER),
-        }),
-        cache_dir: Some(root.join("target/bench-cache")),
-        ..RouterConfig::default()
-    })
+    let router = Router::new(
+        &wasm,
+        RouterConfig {
+            allow_private_network: true,
+            canned_answer: Some(CannedAnswer {
+                status: 200,
+                body: bytes::Bytes::from_static(ANSWER),
+            }),
+            cache_dir: Some(root.join("target/bench-cache")),
+            ..RouterConfig::default()
+        },
+    )
     .map_err(|e| e.to_string())?;
     // Answered by the host after the guard: nothing listens there, nothing is asked.
     let scheme = router.prepare(vec![
