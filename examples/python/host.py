@@ -43,7 +43,7 @@ store = Store(engine)
 store.set_wasi(WasiConfig())
 store.set_wasi_http()
 instance = linker.instantiate(store, Component.from_file(engine, wasm))
-router = instance.get_export_index(store, "callroute:router/router@0.2.0")
+router = instance.get_export_index(store, "callroute:router/router@0.3.0")
 route = instance.get_func(store, instance.get_export_index(store, "route", router))
 
 call = Record()

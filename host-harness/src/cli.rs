@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! callroute route --scheme FILE [--scheme-name NAME] --call FILE|- [--crm-answer FILE] [--trace] [--plugin FILE] [--allow-private-network]
-//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--exchange-log-size N] [--show-numbers] [--plugin FILE] [--allow-private-network]
+//! callroute report --scheme FILE [--scheme-name NAME] --outcome FILE|- [--trace] [--plugin FILE] [--allow-private-network]
+//! callroute serve --schemes FILE --listen ADDR [--max-connections N] [--read-timeout-secs N] [--max-concurrent-calls N] [--exchange-log-size N] [--show-numbers] [--memory-store URL] [--outbox DIR | --no-outbox] [--outbox-max-reports N] [--outbox-max-backoff-secs N] [--plugin FILE] [--allow-private-network]
 //!
-//! sandbox options of both: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
+//! sandbox options of all three: [--ca-cert PEM]... [--memory-limit-mb N] [--cpu-limit-ms N] [--cache-dir DIR]
 //! callroute check FILE
 //! callroute demo
 //! ```
@@ -12,6 +13,7 @@
 //! `route` prints one JSON object ([`crate::report`]) and exits 0 when the call was routed,
 //! 1 when it failed (including an invalid scheme: kind `config`), and 2 when the scheme or
 //! call file cannot be read or parsed, the plugin cannot be loaded, or the usage is wrong.
+//! `report` sends one outcome report once, the same way, and exits 0 when the CRM took it.
 //! `check` prints one line per problem of a schemes file and exits 1 if there is any, else
 //! 0. `serve` reads its schemes file again on SIGHUP.
 
@@ -44,6 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Route one call through a scheme and print the outcome as JSON.
     Route(RouteArgs),
+    /// Tell a scheme's CRM how a call ended, once (no outbox: `serve` keeps and retries
+    /// reports), and print whether it took it as JSON.
+    Report(ReportArgs),
     /// Serve routing over HTTP for call platforms: `POST` or `GET /v1/route/{scheme}`,
     /// `/healthz`, `/metrics`. SIGHUP reloads the schemes file.
     Serve(ServeArgs),
@@ -73,6 +78,26 @@ pub struct RouteArgs {
     /// Also print the call's exchange on stderr, as JSON: each request to the CRM (method, URL
     /// without its query, body as sent) and what came back (status, the first 4 KiB of the
     /// answer, or why nothing did), secrets masked.
+    #[arg(long)]
+    pub trace: bool,
+    /// The sandbox.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// `callroute report`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The scheme file (TOML): one scheme, or several as [[scheme]] tables.
+    #[arg(long, value_name = "FILE")]
+    pub scheme: PathBuf,
+    /// Which scheme of the file to use, by its `name`.
+    #[arg(long, value_name = "NAME")]
+    pub scheme_name: Option<String>,
+    /// The outcome (JSON, as `POST /v1/outcome/{scheme}` takes it), or `-` for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub outcome: String,
+    /// Also print the report's exchange on stderr, as JSON (as `route --trace` does).
     #[arg(long)]
     pub trace: bool,
     /// The sandbox.
@@ -220,6 +245,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Route(args) => runtime.block_on(route(args)),
+        Command::Report(args) => runtime.block_on(report(args)),
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Check(args) => check(&args),
         Command::Demo => runtime.block_on(demo()),
@@ -242,18 +268,24 @@ fn load_router(plugin: Option<&PathBuf>, config: RouterConfig) -> Result<Router,
     }
 }
 
-fn read_call(source: &str) -> Result<Call, String> {
-    let (text, shown) = if source == "-" {
+/// The text of `source` (a file, or `-` for stdin) and how to name it in errors; `what` says
+/// what it holds (`call`).
+fn read_input(source: &str, what: &str) -> Result<(String, String), String> {
+    if source == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read the call from stdin: {e}"))?;
-        (text, "stdin".to_owned())
+            .map_err(|e| format!("cannot read the {what} from stdin: {e}"))?;
+        Ok((text, "stdin".to_owned()))
     } else {
         let text = std::fs::read_to_string(source)
-            .map_err(|e| format!("cannot read call file {source}: {e}"))?;
-        (text, source.to_owned())
-    };
+            .map_err(|e| format!("cannot read {what} file {source}: {e}"))?;
+        Ok((text, source.to_owned()))
+    }
+}
+
+fn read_call(source: &str) -> Result<Call, String> {
+    let (text, shown) = read_input(source, "call")?;
     let call = Call::from_json(&text).map_err(|e| format!("call {shown}: {e}"))?;
     call.check_limits()
         .map_err(|e| format!("call {shown}: {e}"))?;
@@ -283,6 +315,60 @@ async fn route(args: RouteArgs) -> ExitCode {
     }
     println!("{}", report.to_json());
     ExitCode::from(if report.is_routed() {
+        EXIT_ROUTED
+    } else {
+        EXIT_FAILED
+    })
+}
+
+async fn report(args: ReportArgs) -> ExitCode {
+    use callroute_plugin::report::{self, Delivery, Outcome};
+    let entry = match SchemeFile::load(&args.scheme)
+        .and_then(|file| file.select(args.scheme_name.as_deref()).cloned())
+    {
+        Ok(entry) => entry,
+        Err(e) => return usage_error(e.to_string()),
+    };
+    let outcome = match read_input(&args.outcome, "outcome").and_then(|(text, shown)| {
+        Outcome::from_json(&text).map_err(|e| format!("outcome {shown}: {e}"))
+    }) {
+        Ok(outcome) => outcome,
+        Err(e) => return usage_error(e),
+    };
+    let config = match args.sandbox.config() {
+        Ok(config) => RouterConfig {
+            record_exchanges: args.trace,
+            ..config
+        },
+        Err(e) => return usage_error(e),
+    };
+    let router = match load_router(args.sandbox.plugin.as_ref(), config) {
+        Ok(router) => router,
+        Err(e) => return usage_error(e),
+    };
+    let scheme = router.prepare(entry.pairs);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let delivery = Delivery {
+        report_id: report::report_id(&outcome, now, &std::process::id().to_be_bytes()),
+        attempt: 1,
+    };
+    let attempt = router.report(&scheme, &outcome, &delivery).await;
+    if args.trace {
+        eprintln!(
+            "{}",
+            crate::exchange::report_json(&outcome, &delivery, &attempt, false)
+        );
+    }
+    let answer = match &attempt.result {
+        Ok(()) => report::delivered_answer(&delivery.report_id),
+        Err(failure) => {
+            callroute_plugin::outcome::http_rejection(502, failure.kind.as_str(), &failure.message)
+        }
+    };
+    println!("{}", answer.body);
+    ExitCode::from(if attempt.result.is_ok() {
         EXIT_ROUTED
     } else {
         EXIT_FAILED

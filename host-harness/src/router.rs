@@ -488,14 +488,15 @@ impl Router {
         let deadline = Instant::now() + scheme.policy.response_timeout;
         let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
+            // The handler takes outcome reports too, so it is handed the report's fields,
+            // unless its contract has no reports (its scheme reader would refuse them).
+            let vars = if self.contract().reports() {
+                scheme.report_vars.clone()
+            } else {
+                scheme.vars.clone()
+            };
             let (mut sandbox, _admission) = self
-                .sandbox(
-                    scheme,
-                    scheme.vars.clone(),
-                    deadline,
-                    Door::default(),
-                    admission,
-                )
+                .sandbox(scheme, vars, deadline, Door::default(), admission)
                 .await?;
             let request = sandbox
                 .store

@@ -890,3 +890,76 @@ fn trace_shows_each_attempt_without_secrets() {
         assert!(!logs.contains(secret), "{secret} leaked: {logs}");
     }
 }
+
+#[test]
+fn report_sends_an_outcome_once_and_traces_it_masked() {
+    let crm = TestCrm::start(|request| match request.path.as_str() {
+        "/outcome" => CrmReply::status(204),
+        _ => CrmReply::status(503),
+    })
+    .unwrap();
+    let dir = Scratch::new("report");
+    let scheme = |path: &str| {
+        dir.file(
+            &format!("{}.toml", path.trim_start_matches('/')),
+            &format!(
+                "url = \"{}\"\noutcome_url = \"{}\"\n[outcome_params]\nstatus = \"{{status}}\"\n\
+                 key = \"OUTCOMESECRET\"\n",
+                crm.url("/route"),
+                crm.url(&format!("{path}?token=QUERYSECRET")),
+            ),
+        )
+    };
+    let outcome = dir.file(
+        "outcome.json",
+        r#"{"call_id":"c1","status":"busy","hangup_cause":"486","caller":"+380501112233"}"#,
+    );
+    let out = callroute(
+        &[
+            "report",
+            "--scheme",
+            &scheme("/outcome"),
+            "--outcome",
+            &outcome,
+            "--trace",
+            "--allow-private-network",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["status"], "delivered");
+    let sent = crm.single_request();
+    assert_eq!(sent.header("idempotency-key"), json["report"].as_str());
+    assert_eq!(sent.json()["status"], "busy");
+    let trace: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(trace["delivered"], true, "{trace}");
+    assert_eq!(trace["attempts"][0]["status"], 204, "{trace}");
+    let shown = trace.to_string();
+    assert!(
+        !shown.contains("QUERYSECRET") && !shown.contains("OUTCOMESECRET"),
+        "{shown}"
+    );
+    // A CRM that does not take it: exit 1, and why.
+    let out = callroute(
+        &[
+            "report",
+            "--scheme",
+            &scheme("/refused"),
+            "--outcome",
+            &outcome,
+            "--allow-private-network",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["error"]["kind"], "http-status");
+    // An outcome that names no status is a usage error naming the field.
+    let bad = dir.file("bad.json", r#"{"call_id":"c1"}"#);
+    let out = callroute(
+        &["report", "--scheme", &scheme("/outcome"), "--outcome", &bad],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`status`"), "{}", stderr(&out));
+}

@@ -118,3 +118,61 @@ async fn a_component_cannot_route_outside_the_allowlist() {
     assert_eq!(error.kind, ErrorKind::Config, "{error}");
     assert!(error.message.contains("`allowed_prefixes`"), "{error}");
 }
+
+/// A decision id that would add a header to a PBX's answer is the component's to break, not
+/// the host's: it is dropped, and the call is routed as the component said.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_decision_id_never_reaches_an_answer() {
+    let report = behave("inject-decision", "2").await;
+    let routing = report.result.as_ref().unwrap();
+    assert_eq!(routing.first().target, Target::Phone("380123456789".into()));
+    assert_eq!(routing.decision, None);
+    let answer = callroute_plugin::outcome::plain_text(&report.result);
+    assert!(
+        answer.headers.iter().all(|(_, v)| !v.contains('\n')),
+        "{answer:?}"
+    );
+    // A well-formed one is carried.
+    let routing = behave("behave", "2").await.result.unwrap();
+    assert_eq!(
+        routing.decision.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+}
+
+/// A component whose `report` crashes or spins is a typed failure, and the harness goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misbehaving_report_is_a_typed_failure() {
+    let outcome =
+        callroute_plugin::report::Outcome::from_json(r#"{"call_id":"c1","status":"busy"}"#)
+            .unwrap();
+    let delivery = callroute_plugin::report::Delivery {
+        report_id: "0123456789abcdef0123456789abcdef".into(),
+        attempt: 1,
+    };
+    let report = |behaviour: &'static str| {
+        let outcome = outcome.clone();
+        let delivery = delivery.clone();
+        async move {
+            let scheme = scheme(&[
+                ("url", "http://127.0.0.1:9/"),
+                ("behaviour", behaviour),
+                ("response_timeout_secs", "1"),
+            ]);
+            hostile_router().report(&scheme, &outcome, &delivery).await
+        }
+    };
+    let crashed = report("crash-by-panic").await.result.unwrap_err();
+    assert_eq!(crashed.kind, ErrorKind::Trap, "{crashed}");
+    let spun = report("loop").await;
+    assert!(
+        matches!(
+            spun.result.as_ref().unwrap_err().kind,
+            ErrorKind::Trap | ErrorKind::Timeout
+        ),
+        "{:?}",
+        spun.result
+    );
+    assert!(spun.elapsed < Duration::from_secs(2), "{:?}", spun.elapsed);
+    assert_eq!(report("behave").await.result, Ok(()));
+}

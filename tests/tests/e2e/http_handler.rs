@@ -109,3 +109,59 @@ async fn reports_failures_and_refuses_malformed_calls() {
         "the malformed call never reached the CRM"
     );
 }
+
+/// Under `wasmtime serve` (no outbox), a `POST …/outcome` is sent to the CRM once, and the
+/// answer says whether it took it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_posted_to_the_handler_is_sent_once() {
+    let crm = TestCrm::start(|request| match request.path.as_str() {
+        "/outcome" => CrmReply::status(204),
+        _ => CrmReply::status(503),
+    })
+    .unwrap();
+    let (url, outcome_url, down) = (crm.url("/route"), crm.url("/outcome"), crm.url("/down"));
+    let taking = scheme(&[("url", &url), ("outcome_url", &outcome_url)]);
+    let outcome = r#"{"call_id":"c1","status":"answered","answered_by":"101","talk_secs":9}"#;
+    let response = router()
+        .handle_http(
+            &taking,
+            request("POST", "http://localhost/v1/outcome", None, outcome),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["status"], "delivered");
+    let sent = crm.single_request();
+    assert_eq!(sent.path, "/outcome");
+    assert_eq!(sent.header("idempotency-key"), body["report"].as_str());
+    assert_eq!(sent.json()["talk_secs"], "9");
+    assert_eq!(sent.json()["answered_by"], "101");
+
+    // Bad input names its field; a CRM that does not take it is a 502 with the kind.
+    let bad = router()
+        .handle_http(
+            &taking,
+            request(
+                "POST",
+                "http://localhost/outcome",
+                None,
+                r#"{"call_id":"c1"}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(String::from_utf8_lossy(bad.body()).contains("`status`"));
+    let refusing = scheme(&[("url", &url), ("outcome_url", &down)]);
+    let refused = router()
+        .handle_http(
+            &refusing,
+            request("POST", "http://localhost/outcome", None, outcome),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+    let body: serde_json::Value = serde_json::from_slice(refused.body()).unwrap();
+    assert_eq!(body["error"]["kind"], "http-status");
+}
