@@ -18,13 +18,15 @@ impl Drop for Process {
 /// Start `callroute serve --schemes <schemes> --listen 127.0.0.1:0 --allow-private-network`
 /// and return it with the address its first stdout line announces.
 pub fn start_serve(callroute: &Path, schemes: &Path) -> Result<(Process, SocketAddr), String> {
+    let workdir = schemes.with_extension("d");
+    std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
     let mut child = Command::new(callroute)
         .args(["serve", "--schemes"])
         .arg(schemes)
         .args(["--listen", "127.0.0.1:0", "--allow-private-network"])
-        // Whatever the build writes beside it (the outbox of outcome reports) goes in the
-        // run's own directory; older builds take the same command.
-        .current_dir(schemes.parent().unwrap_or(Path::new(".")))
+        // Whatever the build writes in its working directory (the outbox of outcome reports)
+        // goes in a directory of this server's own; older builds take the same command.
+        .current_dir(&workdir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
