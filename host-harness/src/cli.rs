@@ -358,7 +358,7 @@ async fn report(args: ReportArgs) -> ExitCode {
     if args.trace {
         eprintln!(
             "{}",
-            crate::exchange::report_json(&outcome, &delivery, &attempt, false)
+            crate::exchange::report_json(&outcome, &delivery, &attempt)
         );
     }
     let answer = match &attempt.result {

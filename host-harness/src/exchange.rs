@@ -240,25 +240,20 @@ pub fn record_of(call: &CallShown, report: &crate::RouteReport) -> serde_json::V
     record
 }
 
-/// One attempt to deliver an outcome report, as JSON: the outcome (the number that answered
-/// masked unless `show_numbers`), the report's id and attempt, the result, and the exchange
-/// with the CRM. The attempt comes masked from the router.
+/// One attempt to deliver an outcome report, as JSON: the outcome (who answered shown whole,
+/// as a routing's destinations are: it is where the call went, not a caller's number), the
+/// report's id and attempt, the result, and the exchange with the CRM. The attempt comes
+/// masked from the router.
 pub fn report_json(
     outcome: &callroute_plugin::report::Outcome,
     delivery: &callroute_plugin::report::Delivery,
     attempt: &crate::router::ReportAttempt,
-    show_numbers: bool,
 ) -> serde_json::Value {
-    let shown = |number: &Option<String>| {
-        number
-            .as_deref()
-            .map(|n| crate::redact::shown_number(n, show_numbers))
-    };
     let mut json = serde_json::json!({
         "report": delivery.report_id,
         "attempt": delivery.attempt,
         "status": outcome.status.as_str(),
-        "answered_by": shown(&outcome.answered_by),
+        "answered_by": outcome.answered_by,
         "ring_secs": outcome.ring_secs,
         "talk_secs": outcome.talk_secs,
         "hangup_cause": outcome.hangup_cause,

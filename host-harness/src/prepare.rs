@@ -63,6 +63,9 @@ pub struct PreparedScheme {
     pub(crate) share: Arc<Share>,
     /// Its CRM endpoints' circuit breakers, shared by all its calls.
     breakers: Arc<Breakers>,
+    /// The same for its outcome reports, apart: an `outcome_url` on the CRM's own origin that
+    /// fails (or a backlog of reports) never opens the breaker its calls go through.
+    report_breakers: Arc<Breakers>,
     /// Its secrets, masked in everything that leaves the process.
     secrets: Secrets,
     /// Its settings as an operator may see them (see [`PreparedScheme::settings`]).
@@ -126,14 +129,12 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         .map_or("", |(_, v)| v.as_str())
         .into();
     let service = &policy.service;
-    let breakers = Breakers::new(
-        &name,
-        BreakerSettings {
-            failures: service.breaker_failures,
-            cooldown: service.breaker_cooldown,
-        },
-        secrets.clone(),
-    );
+    let breaker_settings = BreakerSettings {
+        failures: service.breaker_failures,
+        cooldown: service.breaker_cooldown,
+    };
+    let breakers = Breakers::new(&name, breaker_settings, secrets.clone());
+    let report_breakers = Breakers::new(&name, breaker_settings, secrets.clone());
     PreparedScheme {
         stand_in: stand_in_pairs(&pairs, &written),
         rules,
@@ -143,6 +144,7 @@ pub fn prepare(pairs: Vec<(String, String)>, rules: Rules) -> PreparedScheme {
         guard: Arc::new(OutboundGuard::new(policy.endpoints())),
         share: Share::new(service.max_concurrent_calls.unwrap_or(u32::MAX)),
         breakers,
+        report_breakers,
         name,
         secrets,
         policy: Arc::new(policy),
@@ -202,6 +204,7 @@ impl PreparedScheme {
             && self.policy.endpoints() == old.policy.endpoints()
         {
             self.breakers = old.breakers.clone();
+            self.report_breakers = old.report_breakers.clone();
         }
         self
     }
@@ -217,6 +220,7 @@ impl PreparedScheme {
         let mut stand_in = prepare(self.stand_in.to_vec(), self.rules);
         stand_in.share = self.share.clone();
         stand_in.breakers = self.breakers.clone();
+        stand_in.report_breakers = self.report_breakers.clone();
         stand_in
     }
 
@@ -252,6 +256,11 @@ impl PreparedScheme {
     /// Its CRM endpoints' breakers.
     pub fn breakers(&self) -> &Arc<Breakers> {
         &self.breakers
+    }
+
+    /// Its outcome reports' breakers (apart from its calls').
+    pub fn report_breakers(&self) -> &Arc<Breakers> {
+        &self.report_breakers
     }
 
     /// The longest the CRM may take.

@@ -43,7 +43,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 
 pub use crate::sandbox::component::LoadError;
@@ -130,6 +129,9 @@ pub struct Router {
     /// One permit per call this router may route at once: a call that finds none is
     /// `overloaded` at once, rather than failing inside the allocator as if it had crashed.
     slots: Arc<tokio::sync::Semaphore>,
+    /// The part of the pool work that is not a call may take (outcome reports): a quarter,
+    /// so that reports never hold calls back.
+    work_slots: Arc<tokio::sync::Semaphore>,
     /// Set for an operator's trial calls ([`Router::for_trial`]).
     trial: Option<Trial>,
 }
@@ -180,6 +182,7 @@ impl Router {
             loaded: Arc::new(loaded),
             client: outbound_client(&config),
             slots: slots(&config),
+            work_slots: work_slots(&config),
             memory: Memory::local(
                 crate::memory::DEFAULT_MAX_ENTRIES,
                 crate::memory::DEFAULT_MAX_BYTES,
@@ -196,6 +199,7 @@ impl Router {
             loaded: self.loaded.clone(),
             client: outbound_client(&config),
             slots: slots(&config),
+            work_slots: work_slots(&config),
             memory: self.memory.clone(),
             rules: self.rules,
             config,
@@ -339,9 +343,8 @@ impl Router {
                 within_grace(
                     deadline,
                     async {
-                        let vars = scheme.vars.clone();
                         let (mut sandbox, _admission) = self
-                            .sandbox(scheme, vars, deadline, door, admission)
+                            .sandbox(scheme, Purpose::Route, deadline, door, admission)
                             .await?;
                         sandbox.route(call).await
                     },
@@ -412,16 +415,25 @@ impl Router {
     async fn sandbox(
         &self,
         scheme: &PreparedScheme,
-        vars: Arc<WasiConfigVariables>,
+        purpose: Purpose,
         deadline: Instant,
         door: Door,
         admission: Admission,
     ) -> Result<(Sandbox, Admission), RouteFailure> {
+        // What the component reads, and which breakers its requests go through.
+        let (vars, breakers) = match purpose {
+            Purpose::Route => (&scheme.vars, scheme.breakers()),
+            Purpose::Report => (&scheme.report_vars, scheme.report_breakers()),
+            // The handler takes outcome reports too, so it is handed the report's fields,
+            // unless its contract has no reports (its scheme reader would refuse them).
+            Purpose::Http if self.contract().reports() => (&scheme.report_vars, scheme.breakers()),
+            Purpose::Http => (&scheme.vars, scheme.breakers()),
+        };
         let outbound = Outbound::new(
             scheme.guard.clone(),
             OutboundScheme {
                 id: scheme.id,
-                breakers: scheme.breakers().clone(),
+                breakers: breakers.clone(),
             },
             deadline,
             self.client.clone(),
@@ -430,7 +442,7 @@ impl Router {
         .recording(door.recorder);
         let sandbox = self
             .loaded
-            .instantiate(&self.config.limits(), vars, outbound)
+            .instantiate(&self.config.limits(), vars.clone(), outbound)
             .await?;
         Ok((sandbox, admission))
     }
@@ -455,13 +467,21 @@ impl Router {
         })?;
         Ok(Admission {
             _share: Some(share),
+            _work: None,
             _slot: slot,
         })
     }
 
-    /// A free slot of the pool, for work that is not a call (an outcome report): it takes no
-    /// place in the tenant's share of calls, so reports never hold a tenant's calls back.
+    /// A free slot of the pool, for work that is not a call (an outcome report): within the
+    /// quarter of the pool such work may hold, and no place in the tenant's share of calls, so
+    /// reports never hold calls back.
     fn admit_work(&self) -> Result<Admission, RouteFailure> {
+        let work = self.work_slots.clone().try_acquire_owned().map_err(|_| {
+            overloaded(format_args!(
+                "all {} slots for reports are in use",
+                self.work_slots_limit()
+            ))
+        })?;
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             overloaded(format_args!(
                 "all {} are routing calls",
@@ -470,8 +490,13 @@ impl Router {
         })?;
         Ok(Admission {
             _share: None,
+            _work: Some(work),
             _slot: slot,
         })
+    }
+
+    fn work_slots_limit(&self) -> u32 {
+        work_slots_limit(&self.config)
     }
 
     /// Hand one HTTP request to the component's own `wasi:http/incoming-handler` export, the
@@ -488,15 +513,8 @@ impl Router {
         let deadline = Instant::now() + scheme.policy.response_timeout;
         let admission = self.admit(scheme).map_err(|(_, failure)| failure)?;
         let work = async {
-            // The handler takes outcome reports too, so it is handed the report's fields,
-            // unless its contract has no reports (its scheme reader would refuse them).
-            let vars = if self.contract().reports() {
-                scheme.report_vars.clone()
-            } else {
-                scheme.vars.clone()
-            };
             let (mut sandbox, _admission) = self
-                .sandbox(scheme, vars, deadline, Door::default(), admission)
+                .sandbox(scheme, Purpose::Http, deadline, Door::default(), admission)
                 .await?;
             let request = sandbox
                 .store
@@ -568,14 +586,40 @@ struct Door {
     recorder: Option<Recorder>,
 }
 
+/// What a sandbox is for: it decides what the component is handed and which breakers guard
+/// its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A call's routing (`route`).
+    Route,
+    /// An outcome report (`report`).
+    Report,
+    /// The component's own HTTP handler, as `wasmtime serve` runs it (routing or a report).
+    Http,
+}
+
 /// One call's place: in its tenant's share (a call's; not a report's) and in the router's
 /// pool.
 struct Admission {
     _share: Option<InShare>,
+    /// A report's place in the part of the pool reports may take.
+    _work: Option<tokio::sync::OwnedSemaphorePermit>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The permits for a router's calls in flight.
+/// The most slots of the pool work that is not a call may hold at once: a quarter, at least one.
+fn work_slots_limit(config: &RouterConfig) -> u32 {
+    (config.max_concurrent_calls / 4).max(1)
+}
+
+/// The permits for that work ([`work_slots_limit`]).
+fn work_slots(config: &RouterConfig) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        work_slots_limit(config) as usize
+    ))
+}
+
 fn slots(config: &RouterConfig) -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(
         config.max_concurrent_calls.max(1) as usize,

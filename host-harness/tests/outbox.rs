@@ -139,15 +139,21 @@ fn accepted_reports_reach_the_crm_across_a_sigkill_and_a_restart() {
         REPORTS,
         "no report the server did not accept"
     );
-    // Nothing is left waiting.
-    let metrics = callroute_tests::client::request(restarted.addr, "GET", "/metrics", &[], b"")
-        .unwrap()
-        .text();
-    until("the outbox empty", Duration::from_secs(10), || {
+    // Nothing is left waiting, and nothing expired.
+    let metrics = || {
         callroute_tests::client::request(restarted.addr, "GET", "/metrics", &[], b"")
             .unwrap()
             .text()
-            .contains("callroute_outbox_reports{scheme=\"acme\"} 0")
-            || !metrics.contains("callroute_outbox_reports{")
+    };
+    until("the outbox empty", Duration::from_secs(10), || {
+        metrics().contains("callroute_outbox_reports{scheme=\"acme\"} 0")
     });
+    let metrics = metrics();
+    assert!(!metrics.contains("result=\"expired\""), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "callroute_reports_total{{scheme=\"acme\",result=\"delivered\"}} {REPORTS}"
+        )),
+        "the restarted server delivered every report: {metrics}"
+    );
 }

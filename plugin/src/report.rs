@@ -111,6 +111,9 @@ pub struct Delivery {
     pub attempt: u32,
 }
 
+/// Why a scheme without `outcome_url` takes no reports, in every front end's words.
+pub const NO_OUTCOME_URL: &str = "the scheme has no `outcome_url`: it sends no outcome reports";
+
 /// Largest outcome body accepted over HTTP (the same as a call's).
 pub const MAX_OUTCOME_BODY: usize = call::MAX_CALL_BODY;
 /// Longest decision id accepted: ours are 32 hex digits, another host's may be longer.
@@ -418,11 +421,10 @@ where
     V: AsRef<str>,
 {
     let scheme = Scheme::from_pairs(scheme_pairs)?;
-    let target = scheme.outcome.as_ref().ok_or_else(|| {
-        RouteError::Config(
-            "the scheme has no `outcome_url`: it sends no outcome reports".to_owned(),
-        )
-    })?;
+    let target = scheme
+        .outcome
+        .as_ref()
+        .ok_or_else(|| RouteError::Config(NO_OUTCOME_URL.to_owned()))?;
     outcome
         .check()
         .map_err(|e| RouteError::Config(e.to_string()))?;

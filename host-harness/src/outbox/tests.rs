@@ -35,19 +35,19 @@ fn quick() -> OutboxSettings {
 }
 
 /// A CRM that refuses a scheme's first `failures` attempts of each report (a scheme named
-/// `slow` never answers), recording every attempt.
+/// `slow` never answers; one named `panics` makes the delivery panic), recording every attempt.
 struct Crm {
     failures: u32,
-    retry_for: Duration,
     attempts: Mutex<Vec<(String, String, u32)>>,
     in_flight: AtomicU32,
 }
+
+const HOUR: Duration = Duration::from_secs(3600);
 
 impl Crm {
     fn new(failures: u32) -> Arc<Crm> {
         Arc::new(Crm {
             failures,
-            retry_for: Duration::from_secs(3600),
             attempts: Mutex::default(),
             in_flight: AtomicU32::new(0),
         })
@@ -64,7 +64,7 @@ impl Deliverer for Crm {
         scheme: &'a str,
         outcome: &'a Outcome,
         delivery: &'a Delivery,
-    ) -> Pin<Box<dyn Future<Output = Attempted> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             self.attempts.lock().unwrap().push((
                 scheme.to_owned(),
@@ -75,16 +75,16 @@ impl Deliverer for Crm {
             let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             assert!(in_flight <= 64);
             if scheme == "slow" {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
+                tokio::time::sleep(HOUR).await;
             }
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            Attempted {
-                result: if delivery.attempt > self.failures {
-                    Ok(())
-                } else {
-                    Err("the CRM answered 503".into())
-                },
-                retry_for: self.retry_for,
+            if scheme == "panics" && delivery.attempt == 1 {
+                panic!("a delivery that panics");
+            }
+            if delivery.attempt > self.failures {
+                Ok(())
+            } else {
+                Err("the CRM answered 503".into())
             }
         })
     }
@@ -97,7 +97,13 @@ struct Counts(Mutex<Vec<(String, &'static str)>>);
 impl Counts {
     fn counted(self: &Arc<Self>) -> Counted {
         let counts = self.clone();
-        Arc::new(move |scheme, what| counts.0.lock().unwrap().push((scheme.to_owned(), what)))
+        Arc::new(move |scheme, event: ReportEvent| {
+            counts
+                .0
+                .lock()
+                .unwrap()
+                .push((scheme.to_owned(), event.as_str()))
+        })
     }
 
     fn of(&self, scheme: &str, what: &str) -> usize {
@@ -126,7 +132,7 @@ async fn a_report_is_stored_before_it_is_acknowledged_and_survives_a_reopen() {
         for n in 0..3 {
             ids.push(
                 outbox
-                    .accept("acme", outcome(&n.to_string()))
+                    .accept("acme", &outcome(&n.to_string()), HOUR)
                     .await
                     .unwrap(),
             );
@@ -173,7 +179,7 @@ async fn every_attempt_of_a_report_carries_its_id_and_its_number() {
     let crm = Crm::new(3);
     let counts = Arc::new(Counts::default());
     outbox.start(crm.clone(), counts.counted());
-    let id = outbox.accept("acme", outcome("c1")).await.unwrap();
+    let id = outbox.accept("acme", &outcome("c1"), HOUR).await.unwrap();
     until("delivered", || counts.of("acme", "delivered") == 1).await;
     assert_eq!(
         crm.attempts(),
@@ -189,13 +195,13 @@ async fn every_attempt_of_a_report_carries_its_id_and_its_number() {
 async fn a_report_past_its_retry_time_is_counted_and_removed() {
     let dir = Dir::new("expire");
     let outbox = Outbox::open(&dir.0, quick()).unwrap();
-    let crm = Arc::new(Crm {
-        retry_for: Duration::from_millis(100),
-        ..Arc::into_inner(Crm::new(u32::MAX)).unwrap()
-    });
+    let crm = Crm::new(u32::MAX);
     let counts = Arc::new(Counts::default());
     outbox.start(crm.clone(), counts.counted());
-    outbox.accept("acme", outcome("c1")).await.unwrap();
+    outbox
+        .accept("acme", &outcome("c1"), Duration::from_millis(100))
+        .await
+        .unwrap();
     until("expired", || counts.of("acme", "expired") == 1).await;
     assert!(crm.attempts().len() >= 2, "{:?}", crm.attempts());
     assert_eq!(counts.of("acme", "delivered"), 0);
@@ -215,14 +221,59 @@ async fn a_full_queue_refuses_rather_than_drops() {
     .unwrap();
     for n in 0..2 {
         outbox
-            .accept("acme", outcome(&n.to_string()))
+            .accept("acme", &outcome(&n.to_string()), HOUR)
             .await
             .unwrap();
     }
-    let refused = outbox.accept("acme", outcome("2")).await.unwrap_err();
-    assert!(matches!(refused, OutboxError::Full(2)), "{refused}");
+    let refused = outbox
+        .accept("acme", &outcome("2"), HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, OutboxError::Full(_)), "{refused}");
+    assert!(refused.to_string().contains("2 reports"), "{refused}");
     // Another scheme's queue is its own.
-    outbox.accept("other", outcome("0")).await.unwrap();
+    outbox.accept("other", &outcome("0"), HOUR).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_scheme_is_held_to_its_bytes_too() {
+    let dir = Dir::new("bytes");
+    let outbox = Outbox::open(
+        &dir.0,
+        OutboxSettings {
+            max_bytes_per_scheme: 1000,
+            ..quick()
+        },
+    )
+    .unwrap();
+    let big = Outbox::accept(
+        &outbox,
+        "acme",
+        &Outcome {
+            hangup_cause: Some("x".repeat(2000)),
+            ..outcome("c1")
+        },
+        HOUR,
+    )
+    .await
+    .unwrap_err();
+    assert!(big.to_string().contains("1000 bytes"), "{big}");
+    outbox.accept("acme", &outcome("c2"), HOUR).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delivery_that_panics_is_a_failed_attempt_and_tried_again() {
+    let dir = Dir::new("panic");
+    let outbox = Outbox::open(&dir.0, quick()).unwrap();
+    let crm = Crm::new(0);
+    let counts = Arc::new(Counts::default());
+    outbox.start(crm.clone(), counts.counted());
+    outbox.accept("panics", &outcome("c1"), HOUR).await.unwrap();
+    until("delivered on the second attempt", || {
+        counts.of("panics", "delivered") == 1
+    })
+    .await;
+    assert_eq!(counts.of("panics", "retrying"), 1);
 }
 
 #[tokio::test]
@@ -234,7 +285,7 @@ async fn a_scheme_whose_crm_hangs_delays_no_other() {
     outbox.start(crm.clone(), counts.counted());
     for n in 0..20 {
         outbox
-            .accept("slow", outcome(&n.to_string()))
+            .accept("slow", &outcome(&n.to_string()), HOUR)
             .await
             .unwrap();
     }
@@ -245,7 +296,7 @@ async fn a_scheme_whose_crm_hangs_delays_no_other() {
     let started = std::time::Instant::now();
     for n in 0..20 {
         outbox
-            .accept("fast", outcome(&n.to_string()))
+            .accept("fast", &outcome(&n.to_string()), HOUR)
             .await
             .unwrap();
     }

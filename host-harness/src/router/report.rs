@@ -6,7 +6,7 @@
 //! of the pool but no place in the tenant's share of calls. Every string of the result is
 //! masked as a call's are. Retrying is the outbox's (`crate::outbox`), with the same report id.
 
-use super::{Door, Router, explain, within_grace};
+use super::{Door, Purpose, Router, explain, within_grace};
 use crate::exchange::{Attempt, Recorder};
 use crate::prepare::PreparedScheme;
 use crate::redact::Redactor;
@@ -79,15 +79,8 @@ impl Router {
         recorder: &Option<Recorder>,
         start: Instant,
     ) -> Result<(), RouteFailure> {
-        if !self.contract().reports() {
-            return Err(RouteFailure::new(
-                ErrorKind::Config,
-                format!(
-                    "the component implements callroute:router@{}, which has no `report`: \
-                     build it against 0.3.0 to send outcome reports",
-                    self.contract().version()
-                ),
-            ));
+        if let Some(refusal) = self.contract().refuses_reports() {
+            return Err(RouteFailure::new(ErrorKind::Config, refusal));
         }
         let deadline = start + scheme.policy.response_timeout;
         let admission = self.admit_work()?;
@@ -96,12 +89,11 @@ impl Router {
             recorder: recorder.clone(),
         };
         let detail = door.detail.clone();
-        let vars = scheme.report_vars.clone();
         let result = within_grace(
             deadline,
             async {
                 let (mut sandbox, _admission) = self
-                    .sandbox(scheme, vars, deadline, door, admission)
+                    .sandbox(scheme, Purpose::Report, deadline, door, admission)
                     .await?;
                 sandbox.report(outcome, delivery).await
             },

@@ -85,6 +85,18 @@ impl Contract {
     pub fn reports(self) -> bool {
         self == Contract::V0_3
     }
+
+    /// Why components of this contract take no outcome reports, when they take none: the one
+    /// message every place that refuses a report gives.
+    pub fn refuses_reports(self) -> Option<String> {
+        (!self.reports()).then(|| {
+            format!(
+                "the component implements callroute:router@{}, which has no `report`: build it \
+                 against 0.3.0 to send outcome reports",
+                self.version()
+            )
+        })
+    }
 }
 
 impl Loaded {
@@ -188,6 +200,14 @@ impl Loaded {
     }
 }
 
+/// A report to a component of `contract`, which has none.
+fn no_report(contract: Contract) -> RouteFailure {
+    RouteFailure::new(
+        ErrorKind::Config,
+        contract.refuses_reports().unwrap_or_default(),
+    )
+}
+
 /// One call's sandbox: a fresh instance in its own store, and what the component prints (to
 /// explain a crash).
 pub(crate) struct Sandbox {
@@ -270,12 +290,10 @@ impl Sandbox {
         outcome: &Outcome,
         delivery: &Delivery,
     ) -> Result<(), RouteFailure> {
-        let Instance::Current(plugin) = &self.instance else {
-            return Err(RouteFailure::new(
-                ErrorKind::Config,
-                "the component implements an older callroute:router contract, which has no \
-                 `report`: build it against 0.3.0 to send outcome reports",
-            ));
+        let plugin = match &self.instance {
+            Instance::Current(plugin) => plugin,
+            Instance::V0_2(_) => return Err(no_report(Contract::V0_2)),
+            Instance::V0_1(_) => return Err(no_report(Contract::V0_1)),
         };
         let outcome = wit::Outcome {
             call_id: outcome.call_id.clone(),

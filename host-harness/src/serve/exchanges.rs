@@ -118,7 +118,7 @@ impl Exchanges {
         else {
             return;
         };
-        let json = crate::exchange::report_json(outcome, delivery, attempt, self.show_numbers);
+        let json = crate::exchange::report_json(outcome, delivery, attempt);
         let mut reports = record.reports.lock().unwrap_or_else(|e| e.into_inner());
         if reports.len() == MAX_REPORT_ATTEMPTS {
             reports.pop_front();

@@ -99,13 +99,16 @@ pub struct ReportLabels {
     result: &'static str,
 }
 
-/// Count one event of a scheme's outcome reports (`received`, `delivered`, `retrying`,
-/// `expired`) in `counts` ([`Metrics::report_counts`]).
-pub fn count_report(counts: &Family<ReportLabels, Counter>, scheme: &str, result: &'static str) {
+/// Count one event of a scheme's outcome reports in `counts` ([`Metrics::report_counts`]).
+pub fn count_report(
+    counts: &Family<ReportLabels, Counter>,
+    scheme: &str,
+    event: crate::outbox::ReportEvent,
+) {
     counts
         .get_or_create(&ReportLabels {
             scheme: SchemeLabel(scheme.to_owned()),
-            result,
+            result: event.as_str(),
         })
         .inc();
 }

@@ -11,12 +11,11 @@
 use super::Service;
 use super::auth::Access;
 use super::http::{read_body, rejection, response, token_of, unauthorized, unknown_scheme};
-use crate::outbox::{Attempted, Deliverer, OutboxError};
+use crate::outbox::{Deliverer, OutboxError};
 use crate::prepare::PreparedScheme;
 use bytes::Bytes;
 use callroute_plugin::destination::{Destination, Target};
 use callroute_plugin::report::{self, CallStatus, Delivery, MAX_OUTCOME_BODY, Outcome};
-use callroute_plugin::scheme::values::DEFAULT_OUTCOME_RETRY;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -57,22 +56,21 @@ impl Service {
         };
         let outcome = match Outcome::from_json(text) {
             Ok(outcome) => outcome,
-            // The message names the field; it may quote the platform's own values back to it.
-            Err(e) => return bad(scheme.secrets().mask(&e.to_string())),
+            // The message names the field and may quote the platform's own input back to it,
+            // as `/v1/route` does: as written, never masked, since masking what a caller
+            // sent would tell it which of its guesses are the scheme's secrets.
+            Err(e) => return bad(e.to_string()),
         };
         let unsendable =
             |message: String| rejection(StatusCode::UNPROCESSABLE_ENTITY, "config", message);
-        if scheme.policy().outcome_url.is_none() {
-            return unsendable(format!(
-                "the scheme `{name}` has no `outcome_url`: it sends no outcome reports"
-            ));
+        if let Some(problem) = scheme.problem() {
+            return unsendable(format!("the scheme cannot be used: {problem}"));
         }
-        let contract = self.router.contract();
-        if !contract.reports() {
-            return unsendable(format!(
-                "the component implements callroute:router@{}, which has no `report`",
-                contract.version()
-            ));
+        if scheme.policy().outcome_url.is_none() {
+            return unsendable(report::NO_OUTCOME_URL.to_owned());
+        }
+        if let Some(refusal) = self.router.contract().refuses_reports() {
+            return unsendable(refusal);
         }
         let Some(outbox) = &self.outbox else {
             return rejection(
@@ -81,10 +79,19 @@ impl Service {
                 "this server keeps no outbox (--no-outbox), so it takes no outcome reports".into(),
             );
         };
-        let learned = outcome.clone();
-        match outbox.accept(name, outcome).await {
+        // Stored and queued on a task of its own: a client that goes away meanwhile cannot
+        // leave a report on disk but out of its queue.
+        let stored = {
+            let (outbox, name, outcome) = (outbox.clone(), name.to_owned(), outcome.clone());
+            let retry_for = scheme.policy().service.outcome_retry;
+            tokio::spawn(async move { outbox.accept(&name, &outcome, retry_for).await })
+        };
+        let stored = stored
+            .await
+            .unwrap_or_else(|_| Err(OutboxError::Store("the report was not stored".into())));
+        match stored {
             Ok(id) => {
-                self.learn(name, scheme, &learned);
+                self.learn(name, scheme, &outcome);
                 response(report::accepted_answer(&id))
             }
             Err(error @ OutboxError::Full(_)) => {
@@ -152,76 +159,74 @@ impl Deliverer for ServiceReports {
         name: &'a str,
         outcome: &'a Outcome,
         delivery: &'a Delivery,
-    ) -> Pin<Box<dyn Future<Output = Attempted> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let Some(service) = self.0.upgrade() else {
-                return Attempted {
-                    result: Err("the server is stopping".into()),
-                    retry_for: DEFAULT_OUTCOME_RETRY,
-                };
-            };
+            let service = self.0.upgrade().ok_or("the server is stopping")?;
             let tenants = service.tenants();
-            let Some(scheme) = tenants.scheme(name) else {
-                // Kept until it expires: the scheme may come back with a reload.
-                return Attempted {
-                    result: Err(format!("the scheme `{name}` is no longer served")),
-                    retry_for: DEFAULT_OUTCOME_RETRY,
-                };
-            };
+            // Kept until it expires: the scheme may come back with a reload.
+            let scheme = tenants
+                .scheme(name)
+                .ok_or_else(|| format!("the scheme `{name}` is no longer served"))?;
             let attempt = service.router.report(scheme, outcome, delivery).await;
             service
                 .exchanges
                 .record_report(name, outcome, delivery, &attempt);
-            Attempted {
-                result: attempt
-                    .result
-                    .map_err(|f| format!("{}: {}", f.kind.as_str(), f.message)),
-                retry_for: scheme.policy().service.outcome_retry,
-            }
+            attempt
+                .result
+                .map_err(|f| format!("{}: {}", f.kind.as_str(), f.message))
         })
     }
 }
 
 /// The callers of the calls this server routed lately for schemes with `remember_secs`, by
 /// scheme and call id: an `answered` outcome without its `caller` still teaches the memory.
-/// Bounded: the oldest are forgotten first.
+/// On the path of every such call, so cheap: one allocation (the caller), the call id kept as
+/// a 64-bit digest (keyed per process), at most [`RECENT_CALLERS`] per scheme, the oldest
+/// forgotten first; one scheme's calls never push out another's.
 #[derive(Default)]
-pub(super) struct RecentCallers(Mutex<RecentInner>);
-
-#[derive(Default)]
-struct RecentInner {
-    by_call: HashMap<(String, String), String>,
-    order: VecDeque<(String, String)>,
+pub(super) struct RecentCallers {
+    by_scheme: Mutex<HashMap<String, Recent>>,
+    keys: std::hash::RandomState,
 }
 
-/// Most calls [`RecentCallers`] keeps.
-const RECENT_CALLERS: usize = 65_536;
+/// One scheme's recent callers.
+#[derive(Default)]
+struct Recent {
+    by_call: HashMap<u64, Box<str>>,
+    order: VecDeque<u64>,
+}
+
+/// Most calls [`RecentCallers`] keeps per scheme.
+const RECENT_CALLERS: usize = 16_384;
 
 impl RecentCallers {
+    fn digest(&self, call_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(call_id)
+    }
+
     /// Keep `caller` of `call_id` of `scheme`.
     pub(super) fn note(&self, scheme: &str, call_id: &str, caller: &str) {
-        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (scheme.to_owned(), call_id.to_owned());
-        if inner
-            .by_call
-            .insert(key.clone(), caller.to_owned())
-            .is_none()
-        {
-            inner.order.push_back(key);
+        let digest = self.digest(call_id);
+        let mut by_scheme = self.by_scheme.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = match by_scheme.get_mut(scheme) {
+            Some(recent) => recent,
+            None => by_scheme.entry(scheme.to_owned()).or_default(),
+        };
+        if recent.by_call.insert(digest, caller.into()).is_none() {
+            recent.order.push_back(digest);
         }
-        while inner.order.len() > RECENT_CALLERS {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.by_call.remove(&oldest);
-            }
+        if recent.order.len() > RECENT_CALLERS
+            && let Some(oldest) = recent.order.pop_front()
+        {
+            recent.by_call.remove(&oldest);
         }
     }
 
     /// The caller of `call_id` of `scheme`, if it is still kept.
     fn caller(&self, scheme: &str, call_id: &str) -> Option<String> {
-        let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        inner
-            .by_call
-            .get(&(scheme.to_owned(), call_id.to_owned()))
-            .cloned()
+        let digest = self.digest(call_id);
+        let by_scheme = self.by_scheme.lock().unwrap_or_else(|e| e.into_inner());
+        Some(by_scheme.get(scheme)?.by_call.get(&digest)?.to_string())
     }
 }

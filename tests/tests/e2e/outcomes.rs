@@ -161,6 +161,7 @@ fn what_could_never_be_delivered_is_refused_at_once_naming_why() {
         router(),
         &format!(
             "[[scheme]]\nname = \"acme\"\nurl = \"{0}\"\noutcome_url = \"{0}\"\n\
+             signing_secret = \"s3cret-signing-key\"\n\
              [[scheme]]\nname = \"plain\"\nurl = \"{0}\"\n",
             crm.url("/outcome"),
         ),
@@ -189,6 +190,14 @@ fn what_could_never_be_delivered_is_refused_at_once_naming_why() {
         let answer = post("/v1/outcome/acme", body);
         assert_eq!(answer.status, status, "{body}: {}", answer.text());
         assert!(answer.text().contains(says), "{body}: {}", answer.text());
+    }
+    // The platform's own input comes back as written, a secret's start or not: a mask on it
+    // would tell a caller which of its guesses begin a secret.
+    for guess in ["s3cret-si…", "x3cret-si…"] {
+        let body = format!(r#"{{"call_id":"c1","status":"{guess}"}}"#);
+        let answer = post("/v1/outcome/acme", &body);
+        assert_eq!(answer.status, 400);
+        assert!(answer.text().contains(guess), "{guess}: {}", answer.text());
     }
     let ok = r#"{"call_id":"c1","status":"busy"}"#;
     let answer = post("/v1/outcome/plain", ok);
