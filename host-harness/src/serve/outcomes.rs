@@ -178,8 +178,9 @@ impl Deliverer for ServiceReports {
     }
 }
 
-/// The callers of the calls this server routed lately for schemes with `remember_secs`, by
-/// scheme and call id: an `answered` outcome without its `caller` still teaches the memory.
+/// The callers of the calls this server routed lately for schemes with `remember_secs` and
+/// `outcome_url`, by scheme and call id: an `answered` outcome without its `caller` still
+/// teaches the memory.
 /// On the path of every such call, so cheap: one allocation (the caller), the call id kept as
 /// a 64-bit digest (keyed per process), at most [`RECENT_CALLERS`] per scheme, the oldest
 /// forgotten first; one scheme's calls never push out another's.

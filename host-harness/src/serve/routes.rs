@@ -177,7 +177,10 @@ impl Service {
         };
         self.metrics.observe(name, &report);
         log_call(name, &report);
-        if scheme.policy().service.remember.is_some() {
+        // Only where an outcome could teach the memory: a scheme that remembers, and takes
+        // outcome reports.
+        let policy = scheme.policy();
+        if policy.service.remember.is_some() && policy.outcome_url.is_some() {
             self.recent_callers.note(name, &call.call_id, &call.caller);
         }
         let answer = response(outcome::http_answer(
