@@ -102,7 +102,9 @@ pub struct Service {
     /// Where outcome reports wait for delivery; `None` takes none.
     outbox: Option<Outbox>,
     /// Recent calls' callers, for outcomes that do not name theirs.
-    recent_callers: outcomes::RecentCallers,
+    recent_callers: outcomes::Recent,
+    /// The ids of reports taken lately under a platform's `Idempotency-Key`.
+    reported: outcomes::Recent,
 }
 
 impl Service {
@@ -123,7 +125,8 @@ impl Service {
             calls: InFlight::default(),
             reloading: std::sync::Mutex::default(),
             outbox: None,
-            recent_callers: outcomes::RecentCallers::default(),
+            recent_callers: outcomes::Recent::default(),
+            reported: outcomes::Recent::default(),
         })
     }
 

@@ -5,8 +5,11 @@
 //! The endpoint takes the same tokens and tenant rules as `/v1/route`. Before a report is
 //! taken, everything that would keep it from ever being delivered is refused at once, naming
 //! it: a malformed outcome (400), a scheme without `outcome_url` or a component without
-//! `report` (422), no outbox (503), a full queue (503 with `Retry-After`). With `remember_secs`,
-//! an `answered` outcome also teaches the memory who answered ("last agent" routing).
+//! `report` (422), no outbox (503), a full queue (503 with `Retry-After`). A platform may name
+//! its report with an `Idempotency-Key` header: sent again (its 202 lost), it gets the same 202
+//! and is not taken twice, as long as this process remembers the name ([`Recent`]). With
+//! `remember_secs`, an `answered` outcome also teaches the memory who answered ("last agent"
+//! routing).
 
 use super::Service;
 use super::auth::Access;
@@ -22,6 +25,16 @@ use hyper::body::Incoming;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Mutex, Weak};
+
+/// The request header a platform names its report with.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest such name.
+const MAX_KEY_LEN: usize = 256;
+
+/// Whether `key` can name a report: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+fn usable_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
 
 impl Service {
     /// `/v1/outcome/{scheme}`: take a platform's outcome report. `name` is `None` when the
@@ -44,6 +57,20 @@ impl Service {
             (name, _) => return unknown_scheme(name.unwrap_or_default()),
         };
         let bad = |message: String| rejection(StatusCode::BAD_REQUEST, "bad-request", message);
+        // A platform may name its report, so that sending it again (its 202 lost) is not a
+        // second report.
+        let key = match request.headers().get(IDEMPOTENCY_KEY) {
+            None => None,
+            Some(value) => match value.to_str().ok().filter(|k| usable_key(k)) {
+                Some(key) => Some(key.to_owned()),
+                None => {
+                    return bad(format!(
+                        "the `Idempotency-Key` header must be 1 to {MAX_KEY_LEN} visible ASCII \
+                         characters"
+                    ));
+                }
+            },
+        };
         let body = match read_body(request, MAX_OUTCOME_BODY, self.limits.read_timeout).await {
             Ok(body) => body,
             Err(e) => {
@@ -72,6 +99,9 @@ impl Service {
         if let Some(refusal) = self.router.contract().refuses_reports() {
             return unsendable(refusal);
         }
+        if let Some(id) = key.as_deref().and_then(|k| self.reported.get(name, k)) {
+            return response(report::accepted_answer(&id));
+        }
         let Some(outbox) = &self.outbox else {
             return rejection(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +121,9 @@ impl Service {
             .unwrap_or_else(|_| Err(OutboxError::Store("the report was not stored".into())));
         match stored {
             Ok(id) => {
+                if let Some(key) = &key {
+                    self.reported.note(name, key, &id);
+                }
                 self.learn(name, scheme, &outcome);
                 response(report::accepted_answer(&id))
             }
@@ -129,7 +162,7 @@ impl Service {
         let Some(caller) = outcome
             .caller
             .clone()
-            .or_else(|| self.recent_callers.caller(name, &outcome.call_id))
+            .or_else(|| self.recent_callers.get(name, &outcome.call_id))
         else {
             return;
         };
@@ -178,56 +211,59 @@ impl Deliverer for ServiceReports {
     }
 }
 
-/// The callers of the calls this server routed lately for schemes with `remember_secs` and
-/// `outcome_url`, by scheme and call id: an `answered` outcome without its `caller` still
-/// teaches the memory.
-/// On the path of every such call, so cheap: one allocation (the caller), the call id kept as
-/// a 64-bit digest (keyed per process), at most [`RECENT_CALLERS`] per scheme, the oldest
-/// forgotten first; one scheme's calls never push out another's.
+/// Recent values by scheme and a name (a call id, a platform's `Idempotency-Key`), kept to look
+/// up later: the callers of the calls this server routed for schemes with `remember_secs` and
+/// `outcome_url` (an `answered` outcome without its `caller` still teaches the memory), and the
+/// report ids of outcomes taken under a platform's key (a platform that sends one again gets the
+/// same 202, and the report is not taken twice).
+///
+/// On the path of every such call, so cheap: one allocation (the value), the name kept as a
+/// 64-bit digest (keyed per process), at most [`RECENT`] per scheme, the oldest forgotten
+/// first; one scheme's never push out another's. In memory: a restart forgets them.
 #[derive(Default)]
-pub(super) struct RecentCallers {
-    by_scheme: Mutex<HashMap<String, Recent>>,
+pub(super) struct Recent {
+    by_scheme: Mutex<HashMap<String, Kept>>,
     keys: std::hash::RandomState,
 }
 
-/// One scheme's recent callers.
+/// One scheme's recent values.
 #[derive(Default)]
-struct Recent {
-    by_call: HashMap<u64, Box<str>>,
+struct Kept {
+    by_name: HashMap<u64, Box<str>>,
     order: VecDeque<u64>,
 }
 
-/// Most calls [`RecentCallers`] keeps per scheme.
-const RECENT_CALLERS: usize = 16_384;
+/// Most values [`Recent`] keeps per scheme.
+const RECENT: usize = 16_384;
 
-impl RecentCallers {
-    fn digest(&self, call_id: &str) -> u64 {
+impl Recent {
+    fn digest(&self, name: &str) -> u64 {
         use std::hash::BuildHasher;
-        self.keys.hash_one(call_id)
+        self.keys.hash_one(name)
     }
 
-    /// Keep `caller` of `call_id` of `scheme`.
-    pub(super) fn note(&self, scheme: &str, call_id: &str, caller: &str) {
-        let digest = self.digest(call_id);
+    /// Keep `value` under `name` of `scheme`.
+    pub(super) fn note(&self, scheme: &str, name: &str, value: &str) {
+        let digest = self.digest(name);
         let mut by_scheme = self.by_scheme.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = match by_scheme.get_mut(scheme) {
-            Some(recent) => recent,
+        let kept = match by_scheme.get_mut(scheme) {
+            Some(kept) => kept,
             None => by_scheme.entry(scheme.to_owned()).or_default(),
         };
-        if recent.by_call.insert(digest, caller.into()).is_none() {
-            recent.order.push_back(digest);
+        if kept.by_name.insert(digest, value.into()).is_none() {
+            kept.order.push_back(digest);
         }
-        if recent.order.len() > RECENT_CALLERS
-            && let Some(oldest) = recent.order.pop_front()
+        if kept.order.len() > RECENT
+            && let Some(oldest) = kept.order.pop_front()
         {
-            recent.by_call.remove(&oldest);
+            kept.by_name.remove(&oldest);
         }
     }
 
-    /// The caller of `call_id` of `scheme`, if it is still kept.
-    fn caller(&self, scheme: &str, call_id: &str) -> Option<String> {
-        let digest = self.digest(call_id);
+    /// The value under `name` of `scheme`, if it is still kept.
+    fn get(&self, scheme: &str, name: &str) -> Option<String> {
+        let digest = self.digest(name);
         let by_scheme = self.by_scheme.lock().unwrap_or_else(|e| e.into_inner());
-        Some(by_scheme.get(scheme)?.by_call.get(&digest)?.to_string())
+        Some(by_scheme.get(scheme)?.by_name.get(&digest)?.to_string())
     }
 }

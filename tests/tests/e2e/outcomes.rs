@@ -330,6 +330,52 @@ fn the_caller_goes_to_who_last_answered_them_when_the_crm_is_down() {
     assert_eq!(second["error"]["kind"], "http-status", "{second}");
 }
 
+#[test]
+fn a_report_sent_again_under_its_platforms_key_is_taken_once() {
+    let crm = TestCrm::start(|_| CrmReply::status(204)).unwrap();
+    let dir = TempDir::new("outcome-key");
+    let served = Served::start_with_outbox(
+        router(),
+        &format!(
+            "[[scheme]]\nname = \"acme\"\nurl = \"{0}\"\noutcome_url = \"{0}\"\n",
+            crm.url("/outcome"),
+        ),
+        dir.path(),
+    );
+    let post = |key: &str, call: &str| {
+        let body = format!(r#"{{"call_id":"{call}","status":"busy"}}"#);
+        served.request(
+            "POST",
+            "/v1/outcome/acme",
+            &[("idempotency-key", key)],
+            &body,
+        )
+    };
+    let first = post("pbx-report-1", "c1");
+    assert_eq!(first.status, 202, "{}", first.text());
+    let again = post("pbx-report-1", "c1");
+    assert_eq!(again.status, 202);
+    assert_eq!(again.json()["report"], first.json()["report"]);
+    let other = post("pbx-report-2", "c2");
+    assert_ne!(other.json()["report"], first.json()["report"]);
+    until("both reports delivered", Duration::from_secs(10), || {
+        crm.requests().len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        crm.requests().len(),
+        2,
+        "the report sent again was not taken twice"
+    );
+    let refused = post("two words", "c3");
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains("Idempotency-Key"),
+        "{}",
+        refused.text()
+    );
+}
+
 /// The 0.2.0 release build (`cargo xtask dist` before outcome reports), kept to prove that this
 /// host still routes with it and says why it takes no reports for it.
 const V0_2_COMPONENT: &str = concat!(
