@@ -184,3 +184,77 @@ fn the_console_shows_every_exchange_and_tries_a_call() {
         browser.close().await;
     });
 }
+
+/// A call's outcome in the console: how it ended, and each attempt to tell the CRM, the
+/// platform's text shown as text.
+#[test]
+fn the_console_shows_a_calls_outcome_and_its_deliveries() {
+    use callroute_tests::*;
+    let crm = TestCrm::start(|request| match request.path.as_str() {
+        "/route" => CrmReply::html("manager_7"),
+        _ => CrmReply::status(204),
+    })
+    .unwrap();
+    let dir = TempDir::new("console-outcome");
+    let served = Served::start_with_outbox(
+        router(),
+        &format!(
+            "[server]\napi_tokens = [\"{ADMIN}\"]\n\
+             [[scheme]]\nname = \"acme\"\nurl = \"{}\"\noutcome_url = \"{}\"\n",
+            crm.url("/route"),
+            crm.url("/outcome"),
+        ),
+        dir.path(),
+    );
+    let admin = format!("Bearer {ADMIN}");
+    let auth = [("authorization", admin.as_str())];
+    let routed = served.request("POST", "/v1/route/acme", &auth, &call("c1"));
+    assert_eq!(routed.json()["outcome"], "routed");
+    let hostile_cause = "<img src=x onerror=window.pwned=4>";
+    let outcome = serde_json::json!({"call_id": "c1", "status": "answered",
+        "answered_by": "manager_7", "ring_secs": 3, "talk_secs": 41,
+        "hangup_cause": hostile_cause})
+    .to_string();
+    let accepted = served.request("POST", "/v1/outcome/acme", &auth, &outcome);
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let report = accepted.json()["report"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    while crm.requests().iter().all(|r| r.path != "/outcome") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = Browser::start().await;
+        browser
+            .client()
+            .goto(&format!("http://{}", served.addr()))
+            .await
+            .unwrap();
+        browser.type_into("#token", ADMIN).await;
+        browser.click("#token-form button[type=submit]").await;
+        browser.click("tr[data-scheme=acme]").await;
+        let row = browser
+            .text_with("tr[data-call-id=c1]", "call answered")
+            .await;
+        assert!(row.contains("manager_7"), "{row}");
+        browser.click("tr[data-call-id=c1]").await;
+        let exchange = browser.text_with("#exchange", "delivered").await;
+        for shown in [
+            "The call ended answered, answered by manager_7, rang 3 s, talked 41 s",
+            hostile_cause,
+            &format!("Attempt 1 of report {report}"),
+            &format!("POST {}", crm.url("/outcome")),
+        ] {
+            assert!(exchange.contains(shown), "{shown:?} not in {exchange}");
+        }
+        let injected = browser
+            .client()
+            .execute("return window.pwned", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(injected, serde_json::Value::Null, "markup became elements");
+        browser.close().await;
+    });
+}
