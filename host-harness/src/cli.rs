@@ -19,7 +19,7 @@
 
 use crate::Call;
 use crate::router::{Router, RouterConfig};
-use crate::scheme_file::SchemeFile;
+use crate::scheme_file::{SchemeEntry, SchemeFile};
 use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -292,12 +292,18 @@ fn read_call(source: &str) -> Result<Call, String> {
     Ok(call)
 }
 
+/// The scheme `name` (or the only one) of the scheme file at `path`, as `route` and `report`
+/// take it.
+fn scheme_entry(path: &std::path::Path, name: Option<&str>) -> Result<SchemeEntry, String> {
+    SchemeFile::load(path)
+        .and_then(|file| file.select(name).cloned())
+        .map_err(|e| e.to_string())
+}
+
 async fn route(args: RouteArgs) -> ExitCode {
-    let entry = match SchemeFile::load(&args.scheme)
-        .and_then(|file| file.select(args.scheme_name.as_deref()).cloned())
-    {
+    let entry = match scheme_entry(&args.scheme, args.scheme_name.as_deref()) {
         Ok(entry) => entry,
-        Err(e) => return usage_error(e.to_string()),
+        Err(e) => return usage_error(e),
     };
     let call = match read_call(&args.call) {
         Ok(call) => call,
@@ -323,11 +329,9 @@ async fn route(args: RouteArgs) -> ExitCode {
 
 async fn report(args: ReportArgs) -> ExitCode {
     use callroute_plugin::report::{self, Delivery, Outcome};
-    let entry = match SchemeFile::load(&args.scheme)
-        .and_then(|file| file.select(args.scheme_name.as_deref()).cloned())
-    {
+    let entry = match scheme_entry(&args.scheme, args.scheme_name.as_deref()) {
         Ok(entry) => entry,
-        Err(e) => return usage_error(e.to_string()),
+        Err(e) => return usage_error(e),
     };
     let outcome = match read_input(&args.outcome, "outcome").and_then(|(text, shown)| {
         Outcome::from_json(&text).map_err(|e| format!("outcome {shown}: {e}"))

@@ -636,7 +636,7 @@ fn outbound_client(config: &RouterConfig) -> OutboundClient {
 }
 
 /// Whether `scheme` lets a call go to `destination`: inside its allowlist, or its own fallback.
-fn allowed(scheme: &PreparedScheme, destination: &Destination) -> Result<(), String> {
+pub(crate) fn allowed(scheme: &PreparedScheme, destination: &Destination) -> Result<(), String> {
     if scheme.policy.fallback.contains(&destination.target) {
         return Ok(());
     }

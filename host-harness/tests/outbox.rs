@@ -2,24 +2,16 @@
 //! the CRM, across a SIGKILL and a restart, under the id it was accepted with.
 
 use callroute_host::crm::{CrmReply, TestCrm};
+use callroute_tests::until;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{Scratch, ServeProcess};
 
 mod support;
 
 const REPORTS: usize = 1000;
-
-/// Wait until `done`, failing the test after `limit`.
-fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn accepted_reports_reach_the_crm_across_a_sigkill_and_a_restart() {

@@ -197,6 +197,15 @@ impl Served {
     }
 }
 
+/// Wait until `done`, failing the test, naming `what`, after `limit`.
+pub fn until(what: &str, limit: std::time::Duration, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "never happened: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A directory of its own under the system's temporary one, removed on drop.
 pub struct TempDir(std::path::PathBuf);
 

@@ -12,8 +12,7 @@
 //! routing).
 
 use super::Service;
-use super::auth::Access;
-use super::http::{read_body, rejection, response, token_of, unauthorized, unknown_scheme};
+use super::http::{read_body, rejection, response};
 use crate::outbox::{Deliverer, OutboxError};
 use crate::prepare::PreparedScheme;
 use bytes::Bytes;
@@ -48,13 +47,9 @@ impl Service {
             return super::http::method_not_allowed("POST");
         }
         let tenants = self.tenants();
-        let (name, scheme) = match (name, tenants.access(name, token_of(&request))) {
-            (Some(name), Access::Route(scheme)) => (name, scheme),
-            (_, Access::Unauthorized) => {
-                self.metrics.unauthorized();
-                return unauthorized();
-            }
-            (name, _) => return unknown_scheme(name.unwrap_or_default()),
+        let (name, scheme) = match self.tenant(&tenants, name, &request) {
+            Ok(tenant) => tenant,
+            Err(refused) => return *refused,
         };
         let bad = |message: String| rejection(StatusCode::BAD_REQUEST, "bad-request", message);
         // A platform may name its report, so that sending it again (its 202 lost) is not a
@@ -169,14 +164,14 @@ impl Service {
         let Ok(target) = Target::parse(answered_by) else {
             return;
         };
-        let policy = scheme.policy();
-        if !policy.fallback.contains(&target) && policy.allowlist.check(&target).is_err() {
-            return;
-        }
         let destination = Destination {
             target,
-            ring_timeout_secs: policy.ring_timeout_secs,
+            ring_timeout_secs: scheme.policy().ring_timeout_secs,
         };
+        // Held to what the scheme lets a call go to, as every routing is.
+        if crate::router::allowed(scheme, &destination).is_err() {
+            return;
+        }
         self.router.memory().learn(name, &caller, destination, for_);
     }
 }

@@ -12,8 +12,9 @@ use super::auth::Access;
 use super::http::{
     Names, read_call, rejection, response, text, token_of, unauthorized, unknown_scheme,
 };
-use super::{Service, console, metrics};
+use super::{Service, Tenants, console, metrics};
 use crate::outbound::HOP_HEADER;
+use crate::prepare::PreparedScheme;
 use crate::report::RouteReport;
 use bytes::Bytes;
 use callroute_plugin::outcome;
@@ -134,20 +135,34 @@ impl Service {
         }
     }
 
+    /// The scheme named `name` that `request` may route and report for, or the answer that
+    /// refuses it: 401 without a valid token (counted), 404 otherwise. Which tenants a server
+    /// holds is not for its callers to learn: the answer names only what was asked for, and is
+    /// the same for a scheme this caller may not use.
+    pub(super) fn tenant<'t, 'n>(
+        &self,
+        tenants: &'t Tenants,
+        name: Option<&'n str>,
+        request: &Request<Incoming>,
+    ) -> Result<(&'n str, &'t PreparedScheme), Box<Response<Full<Bytes>>>> {
+        match (name, tenants.access(name, token_of(request))) {
+            (Some(name), Access::Route(scheme)) => Ok((name, scheme)),
+            (_, Access::Unauthorized) => {
+                self.metrics.unauthorized();
+                Err(Box::new(unauthorized()))
+            }
+            (name, _) => Err(Box::new(unknown_scheme(name.unwrap_or_default()))),
+        }
+    }
+
     /// `/v1/route/{scheme}`: route a PBX's call. `name` is `None` when the path's name is not
     /// in its canonical form: no scheme has it.
     async fn route(&self, name: Option<&str>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         // The set this call starts with; a reload meanwhile does not change its scheme.
         let tenants = self.tenants();
-        // Which tenants a server holds is not for its callers to learn: the answer names only
-        // what was asked for, and is the same for a scheme this caller may not use.
-        let (name, scheme) = match (name, tenants.access(name, token_of(&request))) {
-            (Some(name), Access::Route(scheme)) => (name, scheme),
-            (_, Access::Unauthorized) => {
-                self.metrics.unauthorized();
-                return unauthorized();
-            }
-            (name, _) => return unknown_scheme(name.unwrap_or_default()),
+        let (name, scheme) = match self.tenant(&tenants, name, &request) {
+            Ok(tenant) => tenant,
+            Err(refused) => return *refused,
         };
         let format = outcome::requested_format(
             request

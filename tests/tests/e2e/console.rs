@@ -218,11 +218,11 @@ fn the_console_shows_a_calls_outcome_and_its_deliveries() {
     let accepted = served.request("POST", "/v1/outcome/acme", &auth, &outcome);
     assert_eq!(accepted.status, 202, "{}", accepted.text());
     let report = accepted.json()["report"].as_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
-    while crm.requests().iter().all(|r| r.path != "/outcome") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until(
+        "the report delivered",
+        std::time::Duration::from_secs(10),
+        || crm.requests().iter().any(|r| r.path == "/outcome"),
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -17,15 +17,6 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// Wait until `done`, failing the test after `limit`.
-fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn outcomes_at(crm: &TestCrm) -> Vec<CrmRequest> {
     crm.requests()
         .into_iter()
@@ -118,25 +109,20 @@ fn a_routed_call_and_its_outcome_meet_at_the_crm_under_one_decision() {
 
     // Seen by the operator: the call's exchange holds its report's delivery, and the counts.
     let admin = bearer(ADMIN);
-    until("the delivery recorded", Duration::from_secs(5), || {
-        let exchange = served
+    let exchange = || {
+        served
             .request(
                 "GET",
                 "/v1/schemes/acme/exchanges/c1",
                 &[("authorization", &admin)],
                 "",
             )
-            .json();
-        exchange["reports"][0]["delivered"] == true
+            .json()
+    };
+    until("the delivery recorded", Duration::from_secs(5), || {
+        exchange()["reports"][0]["delivered"] == true
     });
-    let exchange = served
-        .request(
-            "GET",
-            "/v1/schemes/acme/exchanges/c1",
-            &[("authorization", &admin)],
-            "",
-        )
-        .json();
+    let exchange = exchange();
     let shown = &exchange["reports"][0];
     assert_eq!(shown["report"], report.as_str());
     assert_eq!(shown["status"], "answered");
