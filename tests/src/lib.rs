@@ -140,24 +140,22 @@ impl Served {
     }
 
     /// Serve the schemes of `toml` with `router`, taking outcome reports into an outbox in
-    /// `dir` (retried after 50 ms, then at most every 200 ms).
+    /// `dir` ([`quick_outbox`]).
     pub fn start_with_outbox(router: Router, toml: &str, dir: &std::path::Path) -> Served {
         let file = callroute_host::scheme_file::SchemeFile::parse(toml, "test.toml").unwrap();
-        let settings = callroute_host::outbox::OutboxSettings {
-            min_backoff: std::time::Duration::from_millis(50),
-            max_backoff: std::time::Duration::from_millis(200),
-            ..Default::default()
-        };
-        let outbox = callroute_host::outbox::Outbox::open(dir, settings).unwrap();
         let service = callroute_host::serve::Service::new(router, &file)
             .unwrap()
-            .with_outbox(outbox);
+            .with_outbox(quick_outbox(dir));
         Served::start_service(service)
     }
 
     /// Serve `service`.
     pub fn start_service(service: callroute_host::serve::Service) -> Served {
-        let service = std::sync::Arc::new(service);
+        Served::start_shared(std::sync::Arc::new(service))
+    }
+
+    /// Serve `service`, which the test keeps too (to reload it).
+    pub fn start_shared(service: std::sync::Arc<callroute_host::serve::Service>) -> Served {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -195,6 +193,16 @@ impl Served {
         crate::client::request(self.addr, method, path, headers, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
+}
+
+/// An outbox in `dir` that retries soon: after 50 ms, then at most every 200 ms.
+pub fn quick_outbox(dir: &std::path::Path) -> callroute_host::outbox::Outbox {
+    let settings = callroute_host::outbox::OutboxSettings {
+        min_backoff: std::time::Duration::from_millis(50),
+        max_backoff: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    callroute_host::outbox::Outbox::open(dir, settings).unwrap()
 }
 
 /// Wait until `done`, failing the test, naming `what`, after `limit`.

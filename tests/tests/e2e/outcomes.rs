@@ -362,6 +362,64 @@ fn a_report_sent_again_under_its_platforms_key_is_taken_once() {
     );
 }
 
+/// Waiting reports follow their scheme: a reload that moves `outcome_url` delivers them to the
+/// new one, with their ids.
+#[test]
+fn a_reload_moves_waiting_reports_to_the_new_outcome_url() {
+    let old = TestCrm::start(|_| CrmReply::status(503)).unwrap();
+    let new = TestCrm::start(|_| CrmReply::status(204)).unwrap();
+    let dir = TempDir::new("outcome-reload");
+    let file = dir.path().join("schemes.toml");
+    let write = |crm: &TestCrm| {
+        let toml = format!(
+            "[[scheme]]\nname = \"acme\"\nurl = \"{0}\"\noutcome_url = \"{0}\"\n\
+             api_tokens = [\"{TENANT}\"]\n",
+            crm.url("/outcome")
+        );
+        std::fs::write(&file, toml).unwrap();
+    };
+    write(&old);
+    let service = std::sync::Arc::new(
+        callroute_host::serve::Service::load(router(), &file)
+            .unwrap()
+            .with_outbox(quick_outbox(&dir.path().join("outbox"))),
+    );
+    let served = Served::start_shared(service.clone());
+    let tenant = bearer(TENANT);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = format!(r#"{{"call_id":"c{n}","status":"busy"}}"#);
+        let answer = served.request(
+            "POST",
+            "/v1/outcome/acme",
+            &[("authorization", &tenant)],
+            &body,
+        );
+        assert_eq!(answer.status, 202, "{}", answer.text());
+        ids.push(answer.json()["report"].as_str().unwrap().to_owned());
+    }
+    until("the old CRM refused each", Duration::from_secs(10), || {
+        old.requests().len() >= 3
+    });
+    write(&new);
+    let changes = service.reload().unwrap();
+    assert_eq!(changes.changed, ["acme"]);
+    until("the new CRM took each", Duration::from_secs(10), || {
+        new.requests().len() == 3
+    });
+    let mut taken: Vec<String> = new
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    taken.sort();
+    ids.sort();
+    assert_eq!(
+        taken, ids,
+        "the same reports, under the ids they were accepted with"
+    );
+}
+
 /// The 0.2.0 release build (`cargo xtask dist` before outcome reports), kept to prove that this
 /// host still routes with it and says why it takes no reports for it.
 const V0_2_COMPONENT: &str = concat!(
